@@ -1,0 +1,96 @@
+"""The run directory: where each stage reads its inputs and writes its outputs.
+
+    RUN_DIR/
+      data/        train.jsonl dev.jsonl test.jsonl unlabeled.jsonl labels.json   (splits; label strings)
+      teacher/     model/ (a Hugging Face classifier)
+      generator/   model/ (a Hugging Face causal LM)
+      synthesize/  synthetic.jsonl  ({"text"} per line, unique, not copies of training texts)
+      annotate/    synthetic.npy train.npy dev.npy test.npy  (teacher class probabilities)
+      distill/     student/ labeled_only/  (student.json, student.safetensors, tokenizer.model)
+      evaluate/    (metrics only)
+      bundle/      the exported bundle (runtime.bundle)
+      report.md report.json
+
+Every stage directory also holds `settings.json` (what made it) and `metrics.json`, written last:
+a stage is complete exactly when its `metrics.json` exists. Stages write into `<stage>.partial/` and
+rename it into place, so a killed run never leaves a stage half-written under its real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from runtime.bundle import write_json_atomic
+
+STAGES = ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "export")
+STAGE_DIRS = {stage: ("bundle" if stage == "export" else stage) for stage in STAGES}
+COMPLETE_MARKER = {stage: ("bundle.json" if stage == "export" else "metrics.json") for stage in STAGES}
+
+
+def stage_path(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / STAGE_DIRS[stage]
+
+
+def is_complete(run_dir: str | Path, stage: str) -> bool:
+    return (stage_path(run_dir, stage) / COMPLETE_MARKER[stage]).is_file()
+
+
+def partial_path(run_dir: str | Path, stage: str) -> Path:
+    return Path(run_dir) / f"{STAGE_DIRS[stage]}.partial"
+
+
+def begin_stage(run_dir: str | Path, stage: str, keep_partial: bool = False) -> Path:
+    """A fresh `<stage>.partial/` to write into (kept when the stage can resume from it, like synthesize)."""
+    partial = partial_path(run_dir, stage)
+    if partial.exists() and not keep_partial:
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    return partial
+
+
+def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict) -> Path:
+    """Write settings and metrics (the completion marker) into the partial dir, then move it into place."""
+    partial = partial_path(run_dir, stage)
+    write_json_atomic(partial / "settings.json", settings)
+    if stage != "export":
+        write_json_atomic(partial / "metrics.json", metrics)
+    final = stage_path(run_dir, stage)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return final
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_jsonl_atomic(path: str | Path, rows) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def load_labels(run_dir: str | Path) -> list[str]:
+    return read_json(stage_path(run_dir, "data") / "labels.json")
+
+
+def load_split(run_dir: str | Path, split: str) -> tuple[list[str], list[int]]:
+    """Texts and label indices (into `load_labels`) of one split: train, dev, test or unlabeled."""
+    labels = load_labels(run_dir)
+    index = {label: i for i, label in enumerate(labels)}
+    rows = read_jsonl(stage_path(run_dir, "data") / f"{split}.jsonl")
+    return [r["text"] for r in rows], [index[r["label"]] if r.get("label") is not None else -1 for r in rows]

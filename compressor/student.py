@@ -1,0 +1,217 @@
+"""The student: a tiny CNN text classifier over sentencepiece subword embeddings.
+
+Two architectures, as in generation-distillation section 4: `kim-cnn` (Kim 2014: filters of several
+widths, max-over-time pooling, dropout) and `res-cnn` (a ResNet-style stack of residual 1D conv blocks).
+
+Padding is exact: the pad embedding is a fixed zero vector, every conv sees zero padding, and hidden
+states at pad positions are masked to zero before pooling. A text therefore gets the same logits
+alone or inside a padded batch, which is what lets the runtime batch freely and the browser match it.
+Input: `input_ids` int64 [batch, seq]; output: `logits` float32 [batch, labels].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from runtime.preprocess import normalize
+
+ARCHITECTURES = ("kim-cnn", "res-cnn")
+
+
+@dataclass
+class StudentConfig:
+    """Everything needed to rebuild a student and feed it text; saved as `student.json`."""
+
+    architecture: str = "kim-cnn"
+    vocab_size: int = 8000
+    embed_dim: int = 100
+    num_labels: int = 2
+    num_filters: int = 100
+    """kim-cnn: filters per kernel width."""
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    """kim-cnn: the filter widths; res-cnn uses the first one for every block."""
+    hidden: int = 100
+    """res-cnn: channels of each residual block."""
+    num_blocks: int = 3
+    """res-cnn: number of residual blocks."""
+    dropout: float = 0.5
+    pad_id: int = 0
+    max_length: int = 128
+    """Texts are truncated to this many subword ids."""
+    lowercase: bool = True
+    digits_to_zero: bool = False
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}")
+        if self.num_labels < 2:
+            raise ValueError("a classifier needs at least 2 labels")
+
+    @property
+    def min_length(self) -> int:
+        """Inputs are padded to at least the widest kernel (EDGE.md); masking makes this exact."""
+        return max(self.kernel_sizes)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StudentConfig":
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class KimCNN(nn.Module):
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.pad_id = config.pad_id
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
+        # Right-only zero padding of k-1 gives one window per token, so a text's windows are the same
+        # whatever padding follows it in the batch.
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.ConstantPad1d((0, k - 1), 0.0), nn.Conv1d(config.embed_dim, config.num_filters, k))
+            for k in config.kernel_sizes
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.num_filters * len(config.kernel_sizes), config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = (input_ids != self.pad_id).unsqueeze(1).to(torch.float32)  # [B, 1, T]
+        x = self.embedding(input_ids).transpose(1, 2)  # [B, E, T]
+        # ReLU outputs are >= 0, so zeroing pad positions before the max equals masking them out.
+        pooled = [(torch.relu(conv(x)) * mask).amax(dim=2) for conv in self.convs]
+        return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        left = (kernel_size - 1) // 2
+        self.conv1 = nn.Sequential(nn.ConstantPad1d((left, kernel_size - 1 - left), 0.0), nn.Conv1d(channels, channels, kernel_size))
+        self.conv2 = nn.Sequential(nn.ConstantPad1d((left, kernel_size - 1 - left), 0.0), nn.Conv1d(channels, channels, kernel_size))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x)) * mask
+        h = self.conv2(self.dropout(h)) * mask
+        return torch.relu(x + h)
+
+
+class ResCNN(nn.Module):
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.pad_id = config.pad_id
+        k = config.kernel_sizes[0]
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
+        self.project = nn.Conv1d(config.embed_dim, config.hidden, 1)
+        self.blocks = nn.ModuleList(ResidualBlock(config.hidden, k, config.dropout) for _ in range(config.num_blocks))
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden, config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = (input_ids != self.pad_id).unsqueeze(1).to(torch.float32)
+        h = torch.relu(self.project(self.embedding(input_ids).transpose(1, 2))) * mask
+        for block in self.blocks:
+            h = block(h, mask) * mask
+        return self.classifier(self.dropout(h.amax(dim=2)))
+
+
+def build_student(config: StudentConfig) -> nn.Module:
+    return KimCNN(config) if config.architecture == "kim-cnn" else ResCNN(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_student(model: nn.Module, config: StudentConfig, directory: str | Path) -> None:
+    """Write `student.json` + `student.safetensors` (no pickle)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save(directory / "student.json")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(directory / "student.safetensors"))
+
+
+def load_student(directory: str | Path) -> tuple[nn.Module, StudentConfig]:
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = StudentConfig.load(directory / "student.json")
+    model = build_student(config)
+    model.load_state_dict(load_file(str(directory / "student.safetensors")))
+    model.eval()
+    return model, config
+
+
+# --- tokenizer -------------------------------------------------------------------------------------
+
+
+def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int, lowercase: bool = True,
+                    digits_to_zero: bool = False) -> Path:
+    """Train a sentencepiece BPE model on `texts`; returns the `.model` path.
+
+    pad=0, unk=1 and no BOS/EOS: no control token can appear in an encoding, so every runtime that
+    loads this one file produces the same ids (EDGE.md, tokenizer parity).
+    """
+    import io
+
+    import sentencepiece as spm
+
+    sentences = [normalize(t, lowercase, digits_to_zero) for t in texts if t.strip()]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        pad_id=0,
+        unk_id=1,
+        bos_id=-1,
+        eos_id=-1,
+        character_coverage=0.9995,
+        hard_vocab_limit=False,
+        num_threads=2,
+        minloglevel=2,
+    )
+    path = Path(f"{model_prefix}.model")
+    path.write_bytes(model.getvalue())
+    return path
+
+
+class StudentTokenizer:
+    """sentencepiece ids for the student, with the normalisation and lengths from its config."""
+
+    def __init__(self, model_path: str | Path, config: StudentConfig):
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_file=str(model_path))
+        self.config = config
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        c = self.config
+        normalized = [normalize(t, c.lowercase, c.digits_to_zero) for t in texts]
+        return [ids[: c.max_length] for ids in self.sp.encode(normalized, out_type=int)]
+
+    def pad(self, batch_ids: list[list[int]]) -> np.ndarray:
+        width = max([self.config.min_length, *map(len, batch_ids)])
+        out = np.full((len(batch_ids), width), self.config.pad_id, dtype=np.int64)
+        for row, ids in enumerate(batch_ids):
+            out[row, : len(ids)] = ids
+        return out
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        return torch.from_numpy(self.pad(self.encode(texts)))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, tokenizer: StudentTokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    chunks = [model(tokenizer(texts[i : i + batch_size])).numpy() for i in range(0, len(texts), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, model.classifier.out_features), dtype=np.float32)

@@ -1,0 +1,132 @@
+"""The deployable bundle: one documented directory layout, a manifest, and its verification.
+
+A bundle directory holds:
+
+    bundle.json      manifest: schema version, labels, preprocessing, model I/O, file hashes, metrics
+    model.onnx       the student (int8 static QDQ by default, fp32 with `--quantize none`)
+    tokenizer.model  the student's sentencepiece model, byte for byte the one it was trained with
+    labels.json      the label strings, in output order
+    golden.jsonl     {"text", "ids", "probabilities"} per line: what every runtime must reproduce
+    model.fp32.onnx  optional (`--keep-fp32`)
+    model.ort, required_operators_and_types.config   optional (`--mobile`)
+
+`bundle.json["files"]` maps every other file to its SHA-256 and size; `load_manifest` checks them.
+This module is part of the core install: it needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import GendistillError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """File names inside a bundle directory."""
+
+    manifest: str = "bundle.json"
+    model: str = "model.onnx"
+    model_fp32: str = "model.fp32.onnx"
+    model_ort: str = "model.ort"
+    ort_operators: str = "required_operators_and_types.config"
+    tokenizer: str = "tokenizer.model"
+    labels: str = "labels.json"
+    golden: str = "golden.jsonl"
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return (self.manifest, self.model, self.tokenizer, self.labels, self.golden)
+
+    def is_valid(self, bundle_dir: str | Path) -> bool:
+        return all((Path(bundle_dir) / name).is_file() for name in self.required)
+
+
+LAYOUT = Layout()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_record(path: str | Path) -> dict:
+    return {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Write JSON to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_manifest(bundle_dir: str | Path, manifest: dict) -> dict:
+    """Hash every file in `bundle_dir` (but the manifest itself) into `manifest["files"]` and save it."""
+    bundle_dir = Path(bundle_dir)
+    files = {
+        entry.name: file_record(entry)
+        for entry in sorted(bundle_dir.iterdir())
+        if entry.is_file() and entry.name != LAYOUT.manifest and not entry.name.startswith(".")
+    }
+    manifest = {"schema_version": SCHEMA_VERSION, **manifest, "files": files}
+    write_json_atomic(bundle_dir / LAYOUT.manifest, manifest)
+    return manifest
+
+
+def load_manifest(bundle_dir: str | Path, verify: bool = True) -> dict:
+    """Read `bundle.json`, check its schema version and (with `verify`) every file's SHA-256."""
+    bundle_dir = Path(bundle_dir)
+    manifest_path = bundle_dir / LAYOUT.manifest
+    if not bundle_dir.is_dir():
+        raise GendistillError(f"Bundle directory {bundle_dir} does not exist; pass the folder `gendistill export` wrote.")
+    if not manifest_path.is_file():
+        raise GendistillError(f"{bundle_dir} has no {LAYOUT.manifest}, so it is not a gendistill bundle; export one with `gendistill export RUN_DIR --out BUNDLE`.")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GendistillError(f"{manifest_path} is not valid JSON ({exc}); re-export the bundle.") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("schema_version"), int):
+        raise GendistillError(f"{manifest_path} has no integer schema_version; re-export the bundle.")
+    version = manifest["schema_version"]
+    if version > SCHEMA_VERSION:
+        raise GendistillError(
+            f"Bundle schema version {version} is newer than this gendistill supports ({SCHEMA_VERSION}); upgrade gendistill."
+        )
+    if version < SCHEMA_VERSION:
+        raise GendistillError(f"Bundle schema version {version} is too old for this gendistill ({SCHEMA_VERSION}); re-export the bundle.")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise GendistillError(f"{manifest_path} lists no files; re-export the bundle.")
+    for name in LAYOUT.required:
+        if name != LAYOUT.manifest and name not in files:
+            raise GendistillError(f"Bundle {bundle_dir} does not list required file {name}; re-export the bundle.")
+    if verify:
+        for name, record in files.items():
+            path = bundle_dir / name
+            if not path.is_file():
+                raise GendistillError(f"Bundle file {path} is missing; copy the whole bundle directory or re-export it.")
+            if os.path.getsize(path) != record.get("bytes") or sha256_file(path) != record.get("sha256"):
+                raise GendistillError(
+                    f"Bundle file {path} does not match the SHA-256 recorded in {LAYOUT.manifest}; it was changed or damaged, so re-export or re-copy the bundle."
+                )
+    return manifest

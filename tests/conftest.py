@@ -1,0 +1,94 @@
+"""Shared fixtures. Nothing here downloads: the corpus is generated, the tokenizer is trained here,
+and the models are tiny ones built from configs in code."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+LABELS = ["sport", "business", "tech"]
+_WORDS = {
+    "sport": ["match", "goal", "team", "coach", "league", "striker", "season", "win", "cup", "referee"],
+    "business": ["shares", "market", "profit", "bank", "investors", "economy", "sales", "firm", "deal", "stock"],
+    "tech": ["software", "phone", "internet", "chip", "users", "computer", "online", "data", "apps", "network"],
+}
+_FILLER = ["the", "a", "new", "big", "after", "with", "this", "year", "said", "report", "on", "today", "and"]
+
+
+def toy_corpus(n_per_label: int = 60, seed: int = 0) -> list[tuple[str, str]]:
+    """A small 3-topic corpus whose classes a CNN can separate from a few words."""
+    rng = random.Random(seed)
+    rows = []
+    for label in LABELS:
+        for _ in range(n_per_label):
+            words = rng.sample(_WORDS[label], 3) + rng.sample(_FILLER, 4)
+            rng.shuffle(words)
+            text = " ".join(words).capitalize() + rng.choice([".", "!", " 2024.", ""])
+            rows.append((text, label))
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def toy_rows():
+    return toy_corpus()
+
+
+@pytest.fixture(scope="session")
+def toy_csv(tmp_path_factory, toy_rows) -> Path:
+    import csv
+
+    path = tmp_path_factory.mktemp("data") / "toy.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(toy_rows)
+    return path
+
+
+def make_student_run(run_dir: Path, rows, architecture: str = "kim-cnn", epochs: int = 15) -> Path:
+    """A run directory whose `data` and `distill` stages are finished, with a small trained student."""
+    import torch
+
+    from compressor.rundir import finish_stage, begin_stage, write_jsonl_atomic
+    from compressor.student import StudentConfig, StudentTokenizer, build_student, save_student, train_tokenizer
+    from runtime.bundle import write_json_atomic
+
+    split = {"train": rows[: len(rows) // 2], "dev": rows[len(rows) // 2 : 3 * len(rows) // 4], "test": rows[3 * len(rows) // 4 :]}
+    data = begin_stage(run_dir, "data")
+    for name, part in split.items():
+        write_jsonl_atomic(data / f"{name}.jsonl", [{"text": t, "label": y} for t, y in part])
+    write_jsonl_atomic(data / "unlabeled.jsonl", [])
+    write_json_atomic(data / "labels.json", LABELS)
+    finish_stage(run_dir, "data", {"dataset": "toy"}, {"train": len(split["train"])})
+
+    distill = begin_stage(run_dir, "distill")
+    student_dir = distill / "student"
+    student_dir.mkdir()
+    config = StudentConfig(architecture=architecture, vocab_size=120, embed_dim=16, num_filters=8, hidden=16,
+                           num_labels=len(LABELS), max_length=32)
+    train_tokenizer([t for t, _ in rows], student_dir / "tokenizer", vocab_size=config.vocab_size)
+    tokenizer = StudentTokenizer(student_dir / "tokenizer.model", config)
+    torch.manual_seed(0)
+    model = build_student(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    texts = [t for t, _ in split["train"]]
+    targets = torch.tensor([LABELS.index(y) for _, y in split["train"]])
+    inputs = tokenizer(texts)
+    model.train()
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+    model.eval()
+    save_student(model, config, student_dir)
+    finish_stage(run_dir, "distill", {"architecture": architecture}, {"dev_accuracy": None})
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def student_run(tmp_path_factory, toy_rows) -> Path:
+    """A finished tiny run (data + distill) to export from; read-only for tests."""
+    return make_student_run(tmp_path_factory.mktemp("run"), toy_rows)
