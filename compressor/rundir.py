@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from runtime.bundle import write_json_atomic
@@ -52,12 +53,27 @@ def begin_stage(run_dir: str | Path, stage: str, keep_partial: bool = False) -> 
     return partial
 
 
+def stage_id(run_dir: str | Path, stage: str) -> str | None:
+    """The random id a stage got when it finished; later stages record the ids they were built on."""
+    if not is_complete(run_dir, stage) or stage == "export":
+        return None
+    return read_json(stage_path(run_dir, stage) / "metrics.json").get("stage_id")
+
+
+def upstream_ids(run_dir: str | Path, stage: str) -> dict:
+    earlier = STAGES[: STAGES.index(stage)]
+    return {s: stage_id(run_dir, s) for s in earlier if is_complete(run_dir, s)}
+
+
 def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict) -> Path:
-    """Write settings and metrics (the completion marker) into the partial dir, then move it into place."""
+    """Write settings and metrics (the completion marker) into the partial dir, then move it into place.
+
+    settings.json also records which finished upstream stages this output was built on, so a stage
+    whose inputs were re-made since is seen as stale.
+    """
     partial = partial_path(run_dir, stage)
-    write_json_atomic(partial / "settings.json", settings)
-    if stage != "export":
-        write_json_atomic(partial / "metrics.json", metrics)
+    write_json_atomic(partial / "settings.json", {**settings, "upstream": upstream_ids(run_dir, stage)})
+    write_json_atomic(partial / "metrics.json", {**metrics, "stage_id": uuid.uuid4().hex})
     final = stage_path(run_dir, stage)
     if final.exists():
         shutil.rmtree(final)

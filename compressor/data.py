@@ -1,0 +1,286 @@
+"""Stage `data`: read the labeled texts, clean them, and make the seeded splits every later stage uses.
+
+DATA is a CSV/TSV/JSONL file with a text and a label column, a directory saved by `datasets`
+(`save_to_disk`), or an embedded dataset name (`rotten-tomatoes`, `bbc-news`; see compressor.assets).
+`per_class` reproduces the papers' low-data protocol: that many labeled examples per class are drawn
+from the training pool, and the rest of the pool is kept only as `unlabeled.jsonl` (GAL's oracle).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compressor import assets
+from compressor.rundir import begin_stage, finish_stage, write_jsonl_atomic
+from runtime.bundle import write_json_atomic
+from runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATASETS = ("rotten-tomatoes", "bbc-news")
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body", "utterance", "question")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "topic", "intent")
+
+
+@dataclass
+class DataSettings:
+    source: str = "rotten-tomatoes"
+    """A file path, a `datasets` directory, or an embedded dataset name."""
+    text_column: str | None = None
+    """Column holding the texts; detected when not given."""
+    label_column: str | None = None
+    """Column holding the labels; detected when not given."""
+    dev: str | None = None
+    """Optional separate dev file (same columns); otherwise a stratified split of DATA."""
+    test: str | None = None
+    """Optional separate test file; otherwise a stratified split of DATA."""
+    per_class: int | None = None
+    """Labeled examples per class drawn from the training pool (papers: 100); None keeps the whole pool."""
+    dev_size: int = 200
+    """Dev examples when no --dev file is given (capped at 10% of the data)."""
+    test_size: int = 2000
+    """Test examples when no --test file is given (capped at 20% of the data)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.per_class is not None and self.per_class < 1:
+            raise GendistillError(f"--per-class must be at least 1, not {self.per_class}.")
+        if self.dev_size < 1 or self.test_size < 1:
+            raise GendistillError("--dev-size and --test-size must be at least 1.")
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GendistillError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); re-save it as UTF-8.") from None
+
+
+def _read_table(path: Path) -> list[dict]:
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".bz2" else path.suffix
+    suffix = suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        text = _read_text(path)
+        if suffix == ".json" and text.lstrip().startswith("["):
+            rows = json.loads(text)
+        else:
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise GendistillError(f"{path} line {number} is not valid JSON; fix that line or convert the file to CSV.") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise GendistillError(f"{path} must hold one JSON object per line, like {{\"text\": ..., \"label\": ...}}.")
+        return rows
+    if suffix in (".csv", ".tsv", ".txt", ".csv.bz2"):
+        if suffix == ".csv.bz2":
+            import bz2
+
+            text = bz2.open(path, "rt", encoding="utf-8").read()
+        else:
+            text = _read_text(path)
+        delimiter = "\t" if suffix == ".tsv" or (suffix == ".txt" and "\t" in text.split("\n", 1)[0]) else ","
+        try:
+            return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+        except csv.Error as exc:
+            raise GendistillError(f"{path} is not a readable CSV/TSV file ({exc}); check its quoting.") from None
+    raise GendistillError(f"{path} has an unsupported extension {suffix!r}; give a .csv, .tsv or .jsonl file, or a `datasets` directory.")
+
+
+def _read_datasets_dir(path: Path) -> list[dict]:
+    try:
+        import datasets
+    except ImportError:
+        raise GendistillError(f"{path} looks like a `datasets` directory; run `pip install datasets` to read it.") from None
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        split = "train" if "train" in loaded else next(iter(loaded))
+        loaded = loaded[split]
+    names = loaded.features
+    rows = loaded.to_list()
+    # Class labels stored as ints get their names back.
+    for column, feature in names.items():
+        if isinstance(feature, datasets.ClassLabel):
+            for row in rows:
+                row[column] = feature.int2str(row[column])
+    return rows
+
+
+def _embedded(name: str) -> list[dict]:
+    if name == "rotten-tomatoes":
+        rows = _read_table(assets.rotten_tomatoes_file())
+        return [{"text": r["text"], "label": r["category"]} for r in rows if r["category"] in ("fresh", "rotten")]
+    folder = assets.bbc_news_dir()
+    rows = []
+    for label_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        label = "sport" if label_dir.name == "sports" else label_dir.name
+        for article in sorted(label_dir.glob("*.txt")):
+            rows.append({"text": article.read_bytes().decode("utf-8", errors="replace"), "label": label})
+    return rows
+
+
+def _pick_column(columns: list[str], given: str | None, candidates: tuple[str, ...], kind: str, flag: str, source: str) -> str:
+    if given is not None:
+        if given not in columns:
+            raise GendistillError(f"{source} has no column {given!r} (columns: {', '.join(columns)}); fix {flag}.")
+        return given
+    found = [c for c in columns if c.lower() in candidates]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise GendistillError(f"Cannot tell which column of {source} holds the {kind} (columns: {', '.join(columns)}); name it with {flag}.")
+    raise GendistillError(f"{source} has several possible {kind} columns ({', '.join(found)}); choose one with {flag}.")
+
+
+def read_labeled(source: str, text_column: str | None = None, label_column: str | None = None) -> tuple[list[str], list[str], dict]:
+    """(texts, labels, counts of what was dropped) from any supported DATA."""
+    if source in EMBEDDED_DATASETS:
+        rows = _embedded(source)
+        text_column, label_column = "text", "label"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise GendistillError(
+                f"{source} does not exist; give a CSV/TSV/JSONL file, a `datasets` directory, or one of: {', '.join(EMBEDDED_DATASETS)}."
+            )
+        rows = _read_datasets_dir(path) if path.is_dir() else _read_table(path)
+    if not rows:
+        raise GendistillError(f"{source} holds no rows; give a file with a header and labeled texts.")
+    columns = list(rows[0].keys())
+    text_column = _pick_column(columns, text_column, TEXT_COLUMNS, "texts", "--text-column", source)
+    label_column = _pick_column(columns, label_column, LABEL_COLUMNS, "labels", "--label-column", source)
+    if text_column == label_column:
+        raise GendistillError(f"The text and label columns of {source} are both {text_column!r}; name them with --text-column and --label-column.")
+    texts, labels, dropped = [], [], Counter()
+    seen = set()
+    for row in rows:
+        text, label = row.get(text_column), row.get(label_column)
+        if label is None or str(label).strip() == "":
+            dropped["missing_label"] += 1
+            continue
+        if not isinstance(text, str) or not text.strip():
+            dropped["empty_text"] += 1
+            continue
+        text = text.strip()
+        if text in seen:
+            dropped["duplicate_text"] += 1
+            continue
+        seen.add(text)
+        texts.append(text)
+        labels.append(str(label).strip())
+    return texts, labels, dict(dropped)
+
+
+# --- splitting -------------------------------------------------------------------------------------
+
+
+def stratified_take(labels: list[str], size: int, rng: np.random.RandomState) -> tuple[list[int], list[int]]:
+    """Indices of a stratified sample of `size` (each class in proportion, at least one each) and the rest."""
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    total = len(labels)
+    taken = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        rng.shuffle(members)
+        share = max(1, round(size * len(members) / total))
+        if share >= len(members):
+            raise GendistillError(
+                f"Class {label!r} has only {len(members)} examples, too few to split off dev and test sets; add examples or pass --dev/--test files."
+            )
+        taken.extend(members[:share])
+    taken_set = set(taken)
+    return sorted(taken), [i for i in range(total) if i not in taken_set]
+
+
+def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
+    started = time.time()
+    texts, labels, dropped = read_labeled(settings.source, settings.text_column, settings.label_column)
+    if dropped.get("empty_text"):
+        log.info("Dropped %d empty or whitespace-only texts.", dropped["empty_text"])
+    rng = np.random.RandomState(settings.seed)
+    splits: dict[str, list[int]] = {}
+    pool = list(range(len(texts)))
+    extra: dict[str, tuple[list[str], list[str]]] = {}
+    for name, path, size, cap in (("test", settings.test, settings.test_size, 0.2), ("dev", settings.dev, settings.dev_size, 0.1)):
+        if path:
+            other_texts, other_labels, _ = read_labeled(path, settings.text_column, settings.label_column)
+            extra[name] = (other_texts, other_labels)
+        else:
+            size = max(1, min(size, int(cap * len(texts))))
+            pool_labels = [labels[i] for i in pool]
+            taken, rest = stratified_take(pool_labels, size, rng)
+            splits[name] = [pool[i] for i in taken]
+            pool = [pool[i] for i in rest]
+    label_names = sorted(set(labels))
+    if len(label_names) < 2:
+        raise GendistillError(f"{settings.source} has {len(label_names)} class ({', '.join(label_names)}); a classifier needs at least 2.")
+    for name, (_, other_labels) in extra.items():
+        unknown = sorted(set(other_labels) - set(label_names))
+        if unknown:
+            raise GendistillError(f"The {name} file has labels the training data lacks ({', '.join(unknown[:5])}); make both use the same label set.")
+    if settings.per_class is not None:
+        by_class: dict[str, list[int]] = {}
+        for i in pool:
+            by_class.setdefault(labels[i], []).append(i)
+        labeled = []
+        for label in label_names:
+            members = by_class.get(label, [])
+            if len(members) < settings.per_class:
+                raise GendistillError(
+                    f"Class {label!r} has only {len(members)} examples left for training, fewer than --per-class {settings.per_class}; lower --per-class or add data."
+                )
+            rng.shuffle(members)
+            labeled.extend(members[: settings.per_class])
+        labeled_set = set(labeled)
+        splits["train"] = sorted(labeled)
+        splits["unlabeled"] = [i for i in pool if i not in labeled_set]
+    else:
+        splits["train"], splits["unlabeled"] = pool, []
+    counts = Counter(labels[i] for i in splits["train"])
+    if min(counts.get(label, 0) for label in label_names) < 1:
+        raise GendistillError("Some class has no training examples after splitting; add data or pass a smaller --test-size/--dev-size.")
+
+    out = begin_stage(run_dir, "data")
+    for name, indices in splits.items():
+        write_jsonl_atomic(out / f"{name}.jsonl", ({"text": texts[i], "label": labels[i]} for i in indices))
+    for name, (other_texts, other_labels) in extra.items():
+        write_jsonl_atomic(out / f"{name}.jsonl", ({"text": t, "label": y} for t, y in zip(other_texts, other_labels)))
+    write_json_atomic(out / "labels.json", label_names)
+    sizes = {name: len(indices) for name, indices in splits.items()} | {name: len(t) for name, (t, _) in extra.items()}
+    metrics = {"sizes": sizes, "dropped": dropped, "train_per_class": dict(counts), "seconds": time.time() - started}
+    finish_stage(run_dir, "data", {**asdict(settings), "fingerprint": fingerprint(settings)}, metrics)
+    return metrics
+
+
+def fingerprint(settings: DataSettings) -> str:
+    """SHA-256 of the input files, so a re-run on changed data is noticed."""
+    digest = hashlib.sha256()
+    for source in (settings.source, settings.dev, settings.test):
+        if source is None:
+            continue
+        path = Path(source)
+        if source in EMBEDDED_DATASETS or not path.exists():
+            digest.update(source.encode())
+        elif path.is_file():
+            digest.update(path.read_bytes())
+        else:
+            for child in sorted(path.rglob("*")):
+                if child.is_file():
+                    digest.update(child.name.encode() + child.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,161 @@
+"""Stage `evaluate` and the run report: teacher vs student vs the labeled-only student on the test split.
+
+`report.json` and `report.md` are derived from the stages' own metrics files, so they are rewritten
+after export too (adding the bundle's int8 figures) without re-running anything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compressor.annotate import load_annotations
+from compressor.rundir import begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
+from compressor.student import StudentTokenizer, count_parameters, load_student, predict_logits
+from compressor.training import accuracy, macro_f1, per_class_scores
+from runtime.bundle import write_json_atomic
+
+
+@dataclass
+class EvaluateSettings:
+    batch_size: int = 256
+
+
+def _scores(predictions, targets, num_labels) -> dict:
+    return {
+        "test_accuracy": accuracy(predictions, targets),
+        "test_macro_f1": macro_f1(predictions, targets, num_labels),
+        "per_class": per_class_scores(predictions, targets, num_labels),
+    }
+
+
+def _dir_bytes(path: Path, pattern: str) -> int:
+    return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())
+
+
+def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
+    started = time.time()
+    labels = load_labels(run_dir)
+    test_texts, test_y = load_split(run_dir, "test")
+    begin_stage(run_dir, "evaluate")
+    teacher_metrics = read_json(stage_path(run_dir, "teacher") / "metrics.json")
+    teacher_dir = stage_path(run_dir, "teacher") / "model"
+    results = {
+        "teacher": {
+            **_scores(load_annotations(run_dir, "test").argmax(1), test_y, len(labels)),
+            "params": teacher_metrics["params"],
+            "bytes": _dir_bytes(teacher_dir, "*.safetensors") or _dir_bytes(teacher_dir, "*.bin"),
+        }
+    }
+    for name, folder in (("student", "student"), ("student_labeled_only", "labeled_only")):
+        student_dir = stage_path(run_dir, "distill") / folder
+        if not (student_dir / "student.json").is_file():
+            continue
+        model, config = load_student(student_dir)
+        tokenizer = StudentTokenizer(student_dir / "tokenizer.model", config)
+        predictions = predict_logits(model, tokenizer, test_texts, settings.batch_size).argmax(1)
+        results[name] = {
+            **_scores(predictions, test_y, len(labels)),
+            "params": count_parameters(model),
+            "bytes": (student_dir / "student.safetensors").stat().st_size,
+        }
+    results["seconds"] = time.time() - started
+    finish_stage(run_dir, "evaluate", asdict(settings), results)
+    return results
+
+
+def build_report(run_dir: str | Path) -> dict:
+    """report.json's content from the finished stages' metrics."""
+    run_dir = Path(run_dir)
+    metrics = {s: read_json(stage_path(run_dir, s) / "metrics.json") for s in ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate") if is_complete(run_dir, s)}
+    data_settings = read_json(stage_path(run_dir, "data") / "settings.json")
+    evaluation = metrics.get("evaluate", {})
+    report = {
+        "dataset": data_settings["source"],
+        "labels": load_labels(run_dir),
+        "splits": metrics["data"]["sizes"],
+        "per_class": data_settings.get("per_class"),
+    }
+    for name in ("teacher", "student", "student_labeled_only"):
+        if name in evaluation:
+            report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class")}
+    if "generator" in metrics:
+        report["generator"] = {k: metrics["generator"][k] for k in ("dev_perplexity_before", "dev_perplexity_after", "params")}
+    if "synthesize" in metrics:
+        s = metrics["synthesize"]
+        report["synthetic"] = {"requested": s["requested"], "kept": s["kept"], "sampled": s["sampled"], "tokens_per_second": s["tokens_per_second"]}
+    if "teacher" in report and "student" in report:
+        report["student_vs_teacher"] = report["student"]["test_accuracy"] / max(report["teacher"]["test_accuracy"], 1e-9)
+        report["compression"] = report["teacher"]["params"] / max(report["student"]["params"], 1)
+    if is_complete(run_dir, "export"):
+        bundle = read_json(stage_path(run_dir, "export") / "bundle.json")
+        report["bundle"] = {"path": str(stage_path(run_dir, "export")), "precision": bundle["model"]["precision"], **bundle.get("metrics", {})}
+    seconds = {stage: m["seconds"] for stage, m in metrics.items() if "seconds" in m}
+    run_file = run_dir / "run.json"
+    if is_complete(run_dir, "export") and run_file.is_file() and "export_seconds" in read_json(run_file):
+        seconds["export"] = read_json(run_file)["export_seconds"]
+    seconds["total"] = sum(seconds.values())
+    report["seconds"] = seconds
+    return report
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _size(n) -> str:
+    return "-" if n is None else (f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB")
+
+
+def render_markdown(report: dict) -> str:
+    lines = [f"# gendistill report: {report['dataset']}", ""]
+    lines.append(
+        f"Labels: {', '.join(report['labels'])}. Training examples: {report['splits'].get('train')} "
+        f"({report['per_class'] or 'all'} per class), dev {report['splits'].get('dev')}, test {report['splits'].get('test')}."
+    )
+    if "synthetic" in report:
+        s = report["synthetic"]
+        lines.append(f"Synthetic texts: {s['kept']} kept of {s['requested']} requested ({s['sampled']} sampled).")
+    lines += ["", "| model | test accuracy | macro-F1 | parameters | size |", "|---|---|---|---|---|"]
+    names = {"teacher": "teacher", "student": "student (generation-distillation)", "student_labeled_only": "student, labeled data only"}
+    for key, title in names.items():
+        if key in report:
+            r = report[key]
+            lines.append(f"| {title} | {_pct(r['test_accuracy'])} | {_pct(r['test_macro_f1'])} | {r['params']:,} | {_size(r['bytes'])} |")
+    if "bundle" in report:
+        b = report["bundle"]
+        acc = b.get("int8_test_accuracy") if b.get("precision") == "int8" else b.get("fp32_test_accuracy")
+        size = (b.get("bytes") or {}).get(b.get("precision"))
+        lines.append(f"| student, exported ONNX {b.get('precision')} | {_pct(acc)} | - | same | {_size(size)} |")
+    if "student_vs_teacher" in report:
+        lines += ["", f"The student keeps {_pct(report['student_vs_teacher'])} of the teacher's accuracy with {report['compression']:.0f}x fewer parameters."]
+    if "bundle" in report:
+        b = report["bundle"]
+        latency = b.get("latency_ms") or {}
+        lines += ["", "## Exported bundle", "", f"`{b['path']}`: int8 vs fp32 agreement {_pct(b.get('int8_vs_fp32_agreement'))}, "
+                  f"fp32 vs PyTorch max |logit diff| {b.get('fp32_vs_torch_max_abs_diff', float('nan')):.2e}, "
+                  f"batch-1 latency fp32 {latency.get('fp32_batch1', float('nan')):.3f} ms, int8 {latency.get('int8_batch1', float('nan')):.3f} ms (onnxruntime, 1 thread)."]
+    if "student" in report:
+        lines += ["", "## Per class (student / teacher F1)", "", "| label | student F1 | teacher F1 | support |", "|---|---|---|---|"]
+        for i, label in enumerate(report["labels"]):
+            s, t = report["student"]["per_class"][i], report["teacher"]["per_class"][i]
+            lines.append(f"| {label} | {_pct(s['f1'])} | {_pct(t['f1'])} | {s['support']} |")
+    if "generator" in report:
+        g = report["generator"]
+        lines += ["", f"Generator dev perplexity: {g['dev_perplexity_before']:.1f} before fine-tuning, {g['dev_perplexity_after']:.1f} after."]
+    lines += ["", "## Seconds per stage", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in report["seconds"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir: str | Path) -> dict:
+    report = build_report(run_dir)
+    write_json_atomic(Path(run_dir) / "report.json", report)
+    markdown = render_markdown(report)
+    tmp = Path(run_dir) / ".report.md.tmp"
+    tmp.write_text(markdown, encoding="utf-8")
+    tmp.replace(Path(run_dir) / "report.md")
+    return report

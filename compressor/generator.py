@@ -1,0 +1,146 @@
+"""Stage `generator`: fine-tune a causal LM on the training texts alone, labels dropped.
+
+Each text is framed as BOS + text + EOS, so sampling from BOS later yields whole, in-domain texts.
+Paper defaults: 1 epoch, lr 2e-5, Adam, batch 1. GAL keeps the checkpoint with the best dev perplexity.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from compressor.assets import EMBEDDED, load_hf
+from compressor.rundir import begin_stage, finish_stage, load_split, stage_path
+from compressor.training import progress, seed_everything
+from runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GeneratorSettings:
+    model: str = EMBEDDED
+    """AutoModelForCausalLM name or path (embedded: SmolLM2-135M; gpt2-medium with internet)."""
+    epochs: int = 1
+    lr: float = 2e-5
+    batch_size: int = 1
+    max_length: int = 64
+    """Training texts are cut to this many LM tokens (BOS and EOS included)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 4:
+            raise GendistillError("Generator epochs and batch size must be at least 1 and max length at least 4.")
+
+
+def special_ids(tokenizer) -> tuple[int, int]:
+    """(bos, eos); GPT-2 uses <|endoftext|> for both."""
+    eos = tokenizer.eos_token_id
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
+    if eos is None:
+        raise GendistillError("The generator's tokenizer has no end-of-text token; use a causal LM with an EOS token.")
+    return bos, eos
+
+
+def frame(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    bos, eos = special_ids(tokenizer)
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [[bos] + ids[: max_length - 2] + [eos] for ids in encoded]
+
+
+def _batch(sequences: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return ids, mask, labels
+
+
+def perplexity(model, sequences: list[list[int]], pad_id: int, batch_size: int = 16) -> float:
+    import torch
+
+    total_loss, total_tokens = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(sequences), batch_size):
+            ids, mask, labels = _batch(sequences[start : start + batch_size], pad_id)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            target = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum")
+            total_loss += loss.item()
+            total_tokens += int((target != -100).sum())
+    return math.exp(total_loss / max(total_tokens, 1))
+
+
+def load_generator(run_dir: str | Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = stage_path(run_dir, "generator") / "model"
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.time()
+    seed_everything(settings.seed)
+    tokenizer = load_hf(AutoTokenizer, settings.model, "generator")
+    model = load_hf(AutoModelForCausalLM, settings.model, "generator", dtype=torch.float32)
+    _, eos = special_ids(tokenizer)
+    train_texts, _ = load_split(run_dir, "train")
+    dev_texts, _ = load_split(run_dir, "dev")
+    train = frame(tokenizer, train_texts, settings.max_length)
+    dev = frame(tokenizer, dev_texts, settings.max_length)
+    out = begin_stage(run_dir, "generator")
+
+    perplexity_before = perplexity(model, dev, eos)
+    log.info("generator dev perplexity before fine-tuning: %.1f", perplexity_before)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    generator = torch.Generator().manual_seed(settings.seed)
+    best_perplexity, best_state, best_epoch, history = perplexity_before, None, 0, []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=generator).tolist()
+        bar = progress(range(0, len(order), settings.batch_size), desc=f"generator epoch {epoch}/{settings.epochs}", unit="batch")
+        for start in bar:
+            ids, mask, labels = _batch([train[i] for i in order[start : start + settings.batch_size]], eos)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        dev_perplexity = perplexity(model, dev, eos)
+        history.append({"epoch": epoch, "dev_perplexity": dev_perplexity})
+        log.info("generator epoch %d: dev perplexity %.1f", epoch, dev_perplexity)
+        if dev_perplexity < best_perplexity:
+            best_perplexity, best_epoch = dev_perplexity, epoch
+            best_state = copy.deepcopy(model.state_dict()) if epoch < settings.epochs else None
+    if best_epoch and best_epoch < settings.epochs:
+        model.load_state_dict(best_state)
+    elif best_epoch == 0:
+        # Fine-tuning never beat the pretrained model on dev: keep the pretrained weights (GAL).
+        model = load_hf(AutoModelForCausalLM, settings.model, "generator", dtype=torch.float32)
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+    metrics = {
+        "dev_perplexity_before": perplexity_before,
+        "dev_perplexity_after": best_perplexity,
+        "best_epoch": best_epoch,
+        "history": history,
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": time.time() - started,
+    }
+    finish_stage(run_dir, "generator", asdict(settings), metrics)
+    return metrics

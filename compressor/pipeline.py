@@ -1,0 +1,150 @@
+"""`run_compress`: the whole pipeline, stage by stage, resumable.
+
+Each stage is `run_<stage>(settings, run_dir)`. A finished stage is skipped on re-run when its saved
+settings equal the requested ones and the upstream stages it was built on are unchanged. Asking for
+different settings of a finished stage is refused (that would silently mix two runs) unless the user
+says `--from STAGE` or `--force`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from compressor.annotate import AnnotateSettings, run_annotate
+from compressor.data import DataSettings, fingerprint, run_data
+from compressor.distill import DistillSettings, run_distill
+from compressor.evaluate import EvaluateSettings, run_evaluate, write_report
+from compressor.generator import GeneratorSettings, run_generator
+from compressor.rundir import STAGES, is_complete, read_json, stage_path, upstream_ids
+from compressor.synthesize import SynthesizeSettings, run_synthesize
+from compressor.teacher import TeacherSettings, run_teacher
+from runtime.bundle import write_json_atomic
+from runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+RUN_FILE = "run.json"
+
+
+@dataclass
+class CompressSettings:
+    data: DataSettings = field(default_factory=DataSettings)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    synthesize: SynthesizeSettings = field(default_factory=SynthesizeSettings)
+    annotate: AnnotateSettings = field(default_factory=AnnotateSettings)
+    distill: DistillSettings = field(default_factory=DistillSettings)
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    export: object | None = None
+    """export.bundle.ExportSettings, or None to stop after evaluation."""
+
+    def __post_init__(self):
+        # The teacher annotates with the input length it was fine-tuned with.
+        self.annotate.max_length = self.teacher.max_length
+
+    def stages(self) -> list[str]:
+        skip = set()
+        if self.synthesize.count == 0:
+            skip.add("generator")
+        if self.export is None:
+            skip.add("export")
+        return [s for s in STAGES if s not in skip]
+
+    def of(self, stage: str) -> dict:
+        settings = asdict(getattr(self, stage))
+        if stage == "data":
+            settings["fingerprint"] = fingerprint(self.data)
+        return json.loads(json.dumps(settings))
+
+
+RUNNERS = {
+    "data": run_data, "teacher": run_teacher, "generator": run_generator, "synthesize": run_synthesize,
+    "annotate": run_annotate, "distill": run_distill, "evaluate": run_evaluate,
+}
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GendistillError(f"--out {run_dir} is a file; give a directory for the run.")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_FILE).is_file():
+        raise GendistillError(f"--out {run_dir} already holds files that are not a gendistill run; choose a new or empty directory.")
+
+
+def _difference(saved: dict, wanted: dict) -> str | None:
+    for key in sorted(set(saved) | set(wanted)):
+        if key == "upstream":
+            continue
+        if saved.get(key) != wanted.get(key):
+            return f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}"
+    return None
+
+
+def _export_state(run_dir: Path) -> dict:
+    path = run_dir / RUN_FILE
+    return read_json(path) if path.is_file() else {}
+
+
+def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, force: bool) -> list[tuple[str, bool]]:
+    """[(stage, reuse)] without touching anything; raises before any work if the request conflicts."""
+    stages = settings.stages()
+    if from_stage is not None and from_stage not in stages:
+        raise GendistillError(f"--from must be one of {', '.join(stages)}, not {from_stage!r}.")
+    out, rerun = [], force
+    for stage in stages:
+        rerun = rerun or stage == from_stage
+        if rerun or not is_complete(run_dir, stage):
+            out.append((stage, False))
+            rerun = True  # everything after a re-made stage is re-made
+            continue
+        if stage == "export":
+            state = _export_state(run_dir)
+            saved, built_on = state.get("export_settings"), state.get("export_upstream")
+            wanted = json.loads(json.dumps(asdict(settings.export)))
+        else:
+            saved = read_json(stage_path(run_dir, stage) / "settings.json")
+            built_on, wanted = saved.get("upstream"), settings.of(stage)
+        difference = _difference(saved or {}, wanted)
+        if difference:
+            raise GendistillError(
+                f"{run_dir} holds a run whose {stage} stage was made with other settings ({difference}); "
+                f"use a new --out, or --from {stage} to redo it and what follows, or --force."
+            )
+        if built_on != upstream_ids(run_dir, stage):  # an earlier re-run was interrupted after re-making its inputs
+            out.append((stage, False))
+            rerun = True
+            continue
+        out.append((stage, True))
+    return out
+
+
+def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: str | None = None, force: bool = False) -> dict:
+    """Run (or resume) every stage into `run_dir`; returns the report (also written as report.json/.md)."""
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir)
+    steps = plan(settings, run_dir, from_stage, force)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _export_state(run_dir)
+    state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    write_json_atomic(run_dir / RUN_FILE, state)
+    for stage, reuse in steps:
+        if reuse:
+            log.info("%-10s done already, skipped", stage)
+            continue
+        log.info("%-10s running", stage)
+        started = time.time()
+        if stage == "export":
+            from export.bundle import run_export
+
+            run_export(settings.export, run_dir)
+            state.update(export_settings=json.loads(json.dumps(asdict(settings.export))),
+                         export_upstream=upstream_ids(run_dir, "export"), export_seconds=time.time() - started)
+            write_json_atomic(run_dir / RUN_FILE, state)
+        else:
+            RUNNERS[stage](getattr(settings, stage), run_dir)
+        log.info("%-10s finished in %.1f s", stage, time.time() - started)
+        if stage == "evaluate":
+            write_report(run_dir)
+    return write_report(run_dir)

@@ -1,0 +1,156 @@
+"""Stage `synthesize`: sample new in-domain texts from the fine-tuned generator.
+
+Sampling starts from BOS alone (no prompt) with the KV cache, batched; paper default: temperature 1,
+the full distribution (no top-k/top-p). Empty texts, exact duplicates and copies of training texts are
+dropped. Shards are written as they complete, so a killed run loses at most one shard and resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from compressor.generator import load_generator, special_ids
+from compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
+from compressor.training import progress
+from runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthesizeSettings:
+    count: int = 2000
+    """Unique synthetic texts to keep."""
+    temperature: float = 1.0
+    top_k: int = 0
+    """0 samples from the full distribution (the paper's choice)."""
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    batch_size: int = 64
+    shard_size: int = 256
+    """Texts sampled per shard file; a kill loses at most this much work."""
+    max_attempts_factor: float = 4.0
+    """Give up after sampling this many times `count` texts (a generator that only repeats itself)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.count < 0:
+            raise GendistillError(f"--synthetic must be 0 or more, not {self.count}.")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise GendistillError("Sampling needs temperature > 0, 0 < top-p <= 1 and top-k >= 0.")
+        if self.batch_size < 1 or self.shard_size < 1 or self.max_new_tokens < 1:
+            raise GendistillError("Synthesis batch size, shard size and max new tokens must be at least 1.")
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def sample_texts(model, tokenizer, n: int, settings: SynthesizeSettings, seed: int) -> list[dict]:
+    """Sample `n` texts from BOS: {"text", "tokens" generated, "capped": hit max_new_tokens} each."""
+    import torch
+    from transformers import GenerationConfig
+
+    bos, eos = special_ids(tokenizer)
+    torch.manual_seed(seed)
+    config = GenerationConfig(
+        do_sample=True, temperature=settings.temperature, top_k=settings.top_k or None, top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens, eos_token_id=eos, pad_token_id=eos, bos_token_id=bos,
+    )
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, n, settings.batch_size):
+            size = min(settings.batch_size, n - start)
+            prompt = torch.full((size, 1), bos, dtype=torch.long)
+            output = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), generation_config=config)[:, 1:]
+            for row in output.tolist():
+                length = row.index(eos) if eos in row else len(row)
+                text = tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+                rows.append({"text": text, "tokens": length, "capped": eos not in row})
+    return rows
+
+
+def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
+    import torch
+
+    started = time.time()
+    out = begin_stage(run_dir, "synthesize", keep_partial=True)
+    train_texts, _ = load_split(run_dir, "train")
+    seen = {_key(t) for t in train_texts}
+    kept: list[str] = []
+    stats = {"sampled": 0, "tokens": 0, "capped": 0, "empty": 0, "duplicate": 0, "copy_of_training": 0}
+
+    def admit(text: str) -> None:
+        key = _key(text)
+        if not key:
+            stats["empty"] += 1
+        elif key in seen:
+            stats["copy_of_training" if key in training_keys else "duplicate"] += 1
+        else:
+            seen.add(key)
+            kept.append(text)
+
+    training_keys = set(seen)
+    shards = sorted(out.glob("shard-*.jsonl"))
+    for shard in shards:  # resume: replay finished shards through the same filter
+        rows = read_jsonl(shard)
+        stats["sampled"] += len(rows)
+        for row in rows:
+            stats["tokens"] += row["tokens"]
+            stats["capped"] += row["capped"]
+            admit(row["text"])
+    if shards:
+        log.info("Resuming synthesis: %d shards, %d texts kept so far.", len(shards), len(kept))
+
+    model = tokenizer = None
+    limit = int(settings.count * settings.max_attempts_factor) + settings.shard_size
+    bar = progress(total=settings.count, initial=min(len(kept), settings.count), desc="synthesize", unit="text")
+    shard_index = len(shards)
+    sample_seconds, sampled_now, tokens_now = 0.0, 0, 0
+    while len(kept) < settings.count and stats["sampled"] < limit:
+        if model is None:
+            model, tokenizer = load_generator(run_dir)
+            torch.set_num_threads(max(1, torch.get_num_threads()))
+        tick = time.time()
+        # The last shard asks only for what is missing (plus a margin for duplicates).
+        wanted = min(settings.shard_size, math.ceil((settings.count - len(kept)) * 1.05) + 1)
+        rows = sample_texts(model, tokenizer, wanted, settings, settings.seed * 100_003 + shard_index)
+        sample_seconds += time.time() - tick
+        sampled_now += len(rows)
+        tokens_now += sum(row["tokens"] for row in rows)
+        write_jsonl_atomic(out / f"shard-{shard_index:05d}.jsonl", rows)
+        shard_index += 1
+        before = len(kept)
+        stats["sampled"] += len(rows)
+        for row in rows:
+            stats["tokens"] += row["tokens"]
+            stats["capped"] += row["capped"]
+            admit(row["text"])
+        bar.update(min(len(kept), settings.count) - min(before, settings.count))
+        bar.set_postfix(texts_s=f"{sampled_now / sample_seconds:.1f}", tokens_s=f"{tokens_now / sample_seconds:.0f}")
+    bar.close()
+    if len(kept) < settings.count:
+        log.warning("Kept %d unique texts after sampling %d; the generator repeats itself.", len(kept), stats["sampled"])
+    kept = kept[: settings.count]
+    write_jsonl_atomic(out / "synthetic.jsonl", ({"text": t} for t in kept))
+    for shard in out.glob("shard-*.jsonl"):
+        shard.unlink()
+    metrics = {
+        "requested": settings.count,
+        "kept": len(kept),
+        **stats,
+        "tokens_per_second": tokens_now / sample_seconds if sample_seconds else None,
+        "seconds": time.time() - started,
+    }
+    finish_stage(run_dir, "synthesize", asdict(settings), metrics)
+    return metrics
+
+
+def load_synthetic(run_dir: str | Path) -> list[str]:
+    from compressor.rundir import stage_path
+
+    return [row["text"] for row in read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")]

@@ -1,0 +1,166 @@
+"""The whole pipeline, end to end, through the real CLI, on tiny models built in code."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from compressor.cli import main
+from tiny_models import make_tiny_generator, make_tiny_teacher
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, toy_rows):
+    root = tmp_path_factory.mktemp("models")
+    texts = [t for t, _ in toy_rows]
+    return make_tiny_teacher(root / "teacher", texts), make_tiny_generator(root / "generator", texts)
+
+
+def tiny_args(models, *extra) -> list[str]:
+    teacher, generator = models
+    return [
+        "--teacher", str(teacher), "--generator", str(generator), "--teacher-epochs", "2", "--teacher-lr", "1e-3",
+        "--synthetic", "24", "--synthesis-batch", "8", "--max-new-tokens", "12", "--vocab-size", "150",
+        "--student-epochs", "3", "--max-length", "32", "--dev-size", "30", "--test-size", "30", "--no-export", *extra,
+    ]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, toy_csv, tiny_models):
+    run_dir = tmp_path_factory.mktemp("compress") / "run"
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models))
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+def test_compress_writes_every_stage_and_the_report(finished_run):
+    run_dir, output = finished_run
+    for stage in ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate"):
+        assert (run_dir / stage / "metrics.json").is_file(), stage
+        assert (run_dir / stage / "settings.json").is_file(), stage
+    assert not list(run_dir.glob("*.partial"))
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["labels"] == ["business", "sport", "tech"]
+    for model in ("teacher", "student", "student_labeled_only"):
+        assert 0.0 <= report[model]["test_accuracy"] <= 1.0
+        assert 0.0 <= report[model]["test_macro_f1"] <= 1.0
+        assert report[model]["params"] > 0
+    assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
+    assert set(report["seconds"]) >= {"data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "total"}
+    assert "teacher" in (run_dir / "report.md").read_text()
+    assert "student (gen-distill)" in output
+
+
+def test_splits_follow_per_class_and_never_overlap(finished_run):
+    run_dir, _ = finished_run
+    rows = {s: [json.loads(l) for l in (run_dir / "data" / f"{s}.jsonl").read_text().splitlines()] for s in ("train", "dev", "test", "unlabeled")}
+    assert len(rows["train"]) == 60
+    assert {r["label"]: 0 for r in rows["train"]}.keys() == {"business", "sport", "tech"}
+    texts = [{r["text"] for r in part} for part in rows.values()]
+    assert sum(map(len, texts)) == len(set().union(*texts))
+
+
+def test_synthetic_texts_are_unique_and_not_training_copies(finished_run):
+    run_dir, _ = finished_run
+    synthetic = [json.loads(l)["text"] for l in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
+    train = {json.loads(l)["text"].lower() for l in (run_dir / "data" / "train.jsonl").read_text().splitlines()}
+    assert all(t.strip() for t in synthetic)
+    assert len({" ".join(t.lower().split()) for t in synthetic}) == len(synthetic)
+    assert not train & {t.lower() for t in synthetic}
+    import numpy as np
+
+    probabilities = np.load(run_dir / "annotate" / "synthetic.npy")
+    assert probabilities.shape == (len(synthetic), 3)
+
+
+def test_rerun_skips_finished_stages(finished_run, tiny_models, toy_csv):
+    run_dir, _ = finished_run
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/metrics.json")}
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models))
+    assert result.exit_code == 0, result.output
+    assert before == {p: p.stat().st_mtime_ns for p in run_dir.glob("*/metrics.json")}
+
+
+def test_changed_settings_are_refused_without_from(finished_run, tiny_models, toy_csv):
+    run_dir, _ = finished_run
+    before = (run_dir / "distill" / "metrics.json").read_bytes()
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models, "--lambda", "0.9"))
+    assert result.exit_code == 2
+    assert "--from distill" in result.output
+    assert (run_dir / "distill" / "metrics.json").read_bytes() == before
+
+
+def test_from_stage_reruns_that_stage_and_later(tmp_path, finished_run, tiny_models, toy_csv):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    teacher_before = (run_dir / "teacher" / "metrics.json").read_bytes()
+    distill_before = (run_dir / "distill" / "metrics.json").read_bytes()
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill", *tiny_args(tiny_models, "--lambda", "0.9"))
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "teacher" / "metrics.json").read_bytes() == teacher_before
+    assert (run_dir / "distill" / "metrics.json").read_bytes() != distill_before
+    assert json.loads((run_dir / "distill" / "settings.json").read_text())["alpha"] == 0.9
+
+
+def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, tiny_models, toy_csv, monkeypatch):
+    """Kill synthesis after its first shard; the re-run keeps that shard and finishes."""
+    import compressor.synthesize as synthesize
+
+    run_dir = tmp_path / "run"
+    calls = {"n": 0}
+    real = synthesize.sample_texts
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthesize, "sample_texts", dying)
+    args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models, "--synthetic", "40", "--synthesis-shard", "16")]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 130
+    shards = list((run_dir / "synthesize.partial").glob("shard-*.jsonl"))
+    assert len(shards) == 1
+    first_shard = shards[0].read_text()
+    teacher_before = (run_dir / "teacher" / "metrics.json").read_bytes()
+    monkeypatch.setattr(synthesize, "sample_texts", real)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "teacher" / "metrics.json").read_bytes() == teacher_before
+    synthetic = (run_dir / "synthesize" / "synthetic.jsonl").read_text()
+    first_texts = [json.loads(l)["text"] for l in first_shard.splitlines()]
+    assert json.loads(synthetic.splitlines()[0])["text"] == next(t for t in first_texts if t.strip())
+
+
+def test_soft_and_hard_labels_and_res_cnn(tmp_path, finished_run, toy_csv, tiny_models):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
+                    *tiny_args(tiny_models, "--labels", "hard", "--student", "res-cnn", "--embeddings", "random"))
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "distill" / "student" / "student.json").read_text())
+    assert config["architecture"] == "res-cnn"
+
+
+def test_already_finetuned_teacher_skips_training(tmp_path, finished_run, toy_csv, tiny_models):
+    teacher = finished_run[0] / "teacher" / "model"
+    run_dir = tmp_path / "run"
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--teacher-model", teacher, "--synthetic", 0,
+                    *tiny_args(tiny_models, "--synthetic", "0"))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 0 and metrics["history"] == []
+    assert not (run_dir / "generator").exists()
