@@ -1,8 +1,10 @@
 """gendistill runtime: load a bundle and classify text with numpy + onnxruntime + sentencepiece.
 
-Importing it never imports torch, transformers, onnx or click (a test checks this in a fresh interpreter).
+Importing it never imports torch, transformers, onnx or click (a test checks this in a fresh interpreter);
+onnxruntime and sentencepiece are imported only when a bundle is loaded.
 """
 
+from runtime.classifier import Classifier
 from runtime.errors import GendistillError
 
-__all__ = ["GendistillError"]
+__all__ = ["Classifier", "GendistillError"]
