@@ -51,7 +51,7 @@ def predict(bundle: Path, texts: tuple[str, ...], input_path: Path | None, text_
     elif sys.stdin.isatty():
         raise GendistillError("No texts: pass them as arguments, with --input FILE, or on stdin.")
     else:
-        all_texts = _plain_lines(click.get_text_stream("stdin"))
+        all_texts = _plain_lines(sys.stdin)
     if not all_texts:
         raise GendistillError("The input holds no texts.")
     writer = _OUTPUT_WRITERS[output_format](classifier.labels)
@@ -118,7 +118,7 @@ def read_rows(path: Path, text_column: str, label_column: str | None = None) -> 
     if str(path) == "-":
         if label_column is not None:
             raise GendistillError("Labels cannot be read from stdin; pass a .csv or .jsonl --input file.")
-        return [(line, None) for line in _plain_lines(click.get_text_stream("stdin"))]
+        return [(line, None) for line in _plain_lines(sys.stdin)]
     if not path.is_file():
         raise GendistillError(f"Input file {path} does not exist.")
     suffix = path.suffix.lower()
