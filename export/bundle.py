@@ -153,7 +153,10 @@ def _build(student_dir: Path, partial: Path, work: Path, labels, calibration_tex
         raise GendistillError(f"The student has {config.num_labels} outputs but the run has {len(labels)} labels; re-run distillation.")
     tokenizer = StudentTokenizer(student_dir / "tokenizer.model", config)
     int8 = settings.quantize == "int8"
-    fp32_path = (partial / LAYOUT.model_fp32 if settings.keep_fp32 else work / LAYOUT.model_fp32) if int8 else partial / LAYOUT.model
+    if not int8:
+        fp32_path = partial / LAYOUT.model  # the fp32 graph is what ships
+    else:  # the fp32 graph is quantized from, checked against, and shipped only with keep_fp32
+        fp32_path = (partial if settings.keep_fp32 else work) / LAYOUT.model_fp32
     opset = export_fp32(model, config, fp32_path, settings.opset)
 
     # Check 1: fp32 ONNX vs PyTorch, on identical padded batches of the real test texts.

@@ -3,6 +3,10 @@
 Static (calibrated) QDQ with per-channel weights, not dynamic quantization: dynamic quantization turns
 Conv into ConvInteger, which is 3-4x slower than fp32, while static QDQ is ~3x faster (EDGE.md).
 Calibrating on real training texts rather than random ids keeps int8 closer to fp32 (EDGE.md).
+
+Activations are uint8 and weights int8 (U8S8). Measured on the 2-vCPU AVX-512 VNNI build machine,
+1 thread, demo-sized Kim-CNN (921k params) at 64 tokens: fp32 0.18 ms, U8S8 0.067 ms, S8S8 (the
+quantizer's default) 0.31 ms, i.e. slower than fp32; ResCNN alike. Agreement with fp32 was the same.
 """
 
 from __future__ import annotations
@@ -38,5 +42,5 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_batc
         quantize_static(
             str(prepared), str(int8_path), PaddedBatches(),
             quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )
