@@ -209,6 +209,14 @@ class PredictionHandler(BaseHTTPRequestHandler):
                 raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f'"texts"[{index}] has {len(text)} characters; the limit is {limits.max_text_chars}.')
         return texts
 
+    def send_error(self, code, message=None, explain=None):
+        """Errors the base class detects itself (bad request line, unknown method, header trouble):
+        answered in JSON like ours instead of its HTML page, and with a status line even when the
+        request line was too garbled to tell the HTTP version (the base class would omit it)."""
+        self.request_version = self.protocol_version
+        status = HTTPStatus(code)
+        self._send_error(RequestError(status, message or status.phrase, close=True))
+
     def _send_error(self, error: RequestError):
         if error.close:
             self.close_connection = True
