@@ -60,6 +60,8 @@ class ServerStats:
 
 @dataclass
 class BenchResult:
+    model: str
+    """Architecture, precision and parameter count, from bundle.json."""
     texts: int
     mean_chars: float
     threads: int
@@ -132,11 +134,14 @@ def run_benchmark(bundle: str | Path, texts: list[str] | None = None, threads: i
     if not texts:
         raise GendistillError("There are no texts to benchmark with.")
     classifier = Classifier.load(bundle, threads=threads)
+    model = classifier.manifest["model"]
+    params = model.get("params")
+    description = f"{model.get('architecture', '?')} {model.get('precision', '?')}, {f'{params:,}' if isinstance(params, int) else '?'} parameters"
     batch1 = measure_latency(classifier, texts, duration_s)
     throughput = {size: measure_throughput(classifier, texts, size, duration_s) for size in BATCH_SIZES}
     del classifier
     server = measure_server(bundle, texts, server_clients, duration_s, threads) if server_clients > 0 else None
-    return BenchResult(len(texts), statistics.mean(map(len, texts)), threads, batch1, throughput, server)
+    return BenchResult(description, len(texts), statistics.mean(map(len, texts)), threads, batch1, throughput, server)
 
 
 def format_table(result: BenchResult) -> str:
@@ -161,7 +166,7 @@ def format_table(result: BenchResult) -> str:
     width = max(len(name) for name, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
     lines = [
-        f"{result.texts} texts, {result.mean_chars:.0f} characters on average; onnxruntime threads: {result.threads}",
+        f"{result.model}; {result.texts} texts, {result.mean_chars:.0f} characters on average; onnxruntime threads: {result.threads}",
         f"{'measure':<{width}}  {'value':>{value_width}}  target",
     ]
     lines += [f"{name:<{width}}  {value:>{value_width}}  {target}".rstrip() for name, value, target in rows]

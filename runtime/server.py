@@ -21,6 +21,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from runtime.classifier import Classifier
+from runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class ServerLimits:
     def __post_init__(self):
         for name, value in asdict(self).items():
             if value <= 0:
-                raise ValueError(f"{name} must be positive, not {value!r}")
+                raise GendistillError(f"Server limit {name} must be positive, not {value!r}.")
 
 
 class RequestError(Exception):
