@@ -191,7 +191,7 @@ function wireInput(student) {
 function showModelInfo(student) {
   const rows = {
     Labels: student.labels.join(', '),
-    Model: `int8 ONNX · ${Math.round(student.modelBytes / 1024)} KB`,
+    Model: `${student.manifest.model?.precision ?? 'int8'} ONNX · ${Math.round(student.modelBytes / 1024)} KB`,
     Runtime: 'onnxruntime-web · wasm · 1 thread',
     Timer: crossOriginIsolated ? 'cross-origin isolated (fine)' : 'not isolated (coarse)',
   };

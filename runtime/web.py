@@ -49,9 +49,9 @@ MIME_TYPES = {
 }
 
 
-def demo_routes(bundle_dir: str | Path, app_dir: str | Path = APP_DIR) -> dict[str, Path]:
+def demo_routes(bundle_dir: str | Path, app_dir: str | Path | None = None) -> dict[str, Path]:
     """URL path -> file for everything the demo page may request; checks that each file exists."""
-    bundle_dir, app_dir = Path(bundle_dir), Path(app_dir)
+    bundle_dir, app_dir = Path(bundle_dir), Path(app_dir or APP_DIR)
     load_manifest(bundle_dir)  # a damaged bundle fails here, in one sentence, not as a broken page
     node_modules = app_dir / "node_modules"
     if not node_modules.is_dir():
@@ -96,7 +96,7 @@ class _DemoHandler(SimpleHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def make_demo_server(bundle_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, app_dir: str | Path = APP_DIR) -> ThreadingHTTPServer:
+def make_demo_server(bundle_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, app_dir: str | Path | None = None) -> ThreadingHTTPServer:
     """A server (not yet serving) for the demo and `bundle_dir`; port 0 picks a free port."""
     handler = type("DemoHandler", (_DemoHandler,), {"routes": demo_routes(bundle_dir, app_dir)})
     try:
@@ -112,9 +112,9 @@ def server_url(server: ThreadingHTTPServer) -> str:
     return f"http://{host}:{port}/"
 
 
-def start_demo_server(bundle_dir: str | Path, host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
-    """Serve in a background thread (for tests and notebooks); call `server.shutdown()` to stop."""
-    server = make_demo_server(bundle_dir, host, port)
+def start_demo_server(bundle_dir: str | Path, host: str = "127.0.0.1", port: int = 0, app_dir: str | Path | None = None) -> tuple[ThreadingHTTPServer, str]:
+    """Serve in a background thread (for tests and notebooks); `server.shutdown()` then `server_close()` stop it."""
+    server = make_demo_server(bundle_dir, host, port, app_dir)
     threading.Thread(target=server.serve_forever, name="gendistill-demo-web", daemon=True).start()
     return server, server_url(server)
 
