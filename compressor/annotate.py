@@ -24,8 +24,8 @@ class AnnotateSettings:
     batch_size: int = 64
     max_length: int = 128
     """Teacher input length; keep it equal to the teacher's training length."""
-    include_unlabeled: bool = False
-    """Also annotate the real unlabeled pool (for the benchmark's oracle student)."""
+    unlabeled: int = 0
+    """Also annotate this many real unlabeled texts (a random sample): the benchmark's oracle student."""
 
 
 SPLITS = ("train", "dev", "test")
@@ -37,13 +37,15 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     out = begin_stage(run_dir, "annotate")
     texts = {"synthetic": load_synthetic(run_dir)}
     targets = {}
-    for split in SPLITS + (("unlabeled",) if settings.include_unlabeled else ()):
+    for split in SPLITS:
         texts[split], targets[split] = load_split(run_dir, split)
+    if settings.unlabeled:
+        texts["unlabeled"] = load_split(run_dir, "unlabeled")[0][: settings.unlabeled]
     metrics = {}
     for split, split_texts in texts.items():
         logits = teacher_logits(model, tokenizer, split_texts, settings.max_length, settings.batch_size, desc=f"annotate {split}")
         np.save(out / f"{split}.npy", logits)
-        if split in targets and split != "unlabeled":
+        if split in targets:
             metrics[f"teacher_{split}_accuracy"] = accuracy(logits.argmax(1), targets[split])
         if split == "synthetic" and len(logits):
             probabilities = np.exp(logits - logits.max(1, keepdims=True))

@@ -249,7 +249,9 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
             labeled.extend(members[: settings.per_class])
         labeled_set = set(labeled)
         splits["train"] = sorted(labeled)
+        # Shuffled, so that its first N texts are a random sample (GAL's oracle uses a prefix).
         splits["unlabeled"] = [i for i in pool if i not in labeled_set]
+        rng.shuffle(splits["unlabeled"])
     else:
         splits["train"], splits["unlabeled"] = pool, []
     counts = Counter(labels[i] for i in splits["train"])

@@ -203,8 +203,8 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     real_soft = load_annotations(run_dir, "train") if settings.kd_on_real else nan
     texts, hard, soft = list(train_texts), list(train_y), [real_soft]
     if transfer != "none":
-        transfer_texts = load_synthetic(run_dir) if transfer == "synthetic" else load_split(run_dir, "unlabeled")[0]
         transfer_logits = load_annotations(run_dir, transfer)
+        transfer_texts = load_synthetic(run_dir) if transfer == "synthetic" else load_split(run_dir, "unlabeled")[0][: len(transfer_logits)]
         texts += transfer_texts
         hard += [-1] * len(transfer_texts)
         soft.append(transfer_logits)

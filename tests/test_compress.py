@@ -25,7 +25,7 @@ def tiny_args(models, *extra) -> list[str]:
     return [
         "--teacher", str(teacher), "--generator", str(generator), "--teacher-epochs", "2", "--teacher-lr", "1e-3",
         "--synthetic", "24", "--synthesis-batch", "8", "--max-new-tokens", "12", "--vocab-size", "150",
-        "--student-epochs", "3", "--max-length", "32", "--dev-size", "30", "--test-size", "30", "--no-export", *extra,
+        "--student-epochs", "3", "--max-length", "32", "--dev-size", "30", "--test-size", "30", *extra,
     ]
 
 
@@ -56,7 +56,19 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
     assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
     assert set(report["seconds"]) >= {"data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "total"}
     assert "teacher" in (run_dir / "report.md").read_text()
-    assert "student (gen-distill)" in output
+    assert "student (gen-distill)" in output and "bundle (int8 ONNX)" in output
+
+
+def test_compress_ends_with_a_verified_bundle(finished_run):
+    from runtime.bundle import load_manifest
+
+    run_dir, _ = finished_run
+    manifest = load_manifest(run_dir / "bundle")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert manifest["labels"] == report["labels"]
+    assert report["bundle"]["int8_vs_fp32_agreement"] >= 0.99
+    assert (run_dir / "bundle" / "tokenizer.model").read_bytes() == (run_dir / "distill" / "student" / "tokenizer.model").read_bytes()
+    assert "export" in report["seconds"]
 
 
 def test_splits_follow_per_class_and_never_overlap(finished_run):
@@ -127,7 +139,7 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
         return real(*args, **kwargs)
 
     monkeypatch.setattr(synthesize, "sample_texts", dying)
-    args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models, "--synthetic", "40", "--synthesis-shard", "16")]
+    args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models, "--synthetic", "40", "--synthesis-shard", "16", "--no-export")]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 130
     shards = list((run_dir / "synthesize.partial").glob("shard-*.jsonl"))
@@ -159,7 +171,7 @@ def test_already_finetuned_teacher_skips_training(tmp_path, finished_run, toy_cs
     teacher = finished_run[0] / "teacher" / "model"
     run_dir = tmp_path / "run"
     result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--teacher-model", teacher, "--synthetic", 0,
-                    *tiny_args(tiny_models, "--synthetic", "0"))
+                    *tiny_args(tiny_models, "--synthetic", "0", "--no-export"))
     assert result.exit_code == 0, result.output
     metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert metrics["best_epoch"] == 0 and metrics["history"] == []
