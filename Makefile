@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU torch wheel lies here on our machines; elsewhere pip uses PyPI (constraints still pin it).
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install demo test test-fast clean
+.PHONY: install browser-deps demo test test-fast clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,17 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/gendistill demo --out runs/demo
 
-test: install
+# The browser tests (pytest -m browser) drive Debian's chromium with the demo's npm packages, pinned by
+# mobile_demo/package-lock.json. npm ci re-runs only when the lockfile changes (it rewrites the stamp).
+browser-deps: mobile_demo/node_modules/.package-lock.json
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+mobile_demo/node_modules/.package-lock.json: mobile_demo/package-lock.json mobile_demo/package.json
+	cd mobile_demo && npm ci --no-audit --no-fund
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test: install browser-deps
 	$(PY) -m pytest
 
 test-fast: install
