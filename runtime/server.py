@@ -11,6 +11,7 @@ timeout, so a client that stalls or disconnects mid-request only ends its own co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -19,6 +20,7 @@ import threading
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from runtime.classifier import Classifier
 from runtime.errors import GendistillError
@@ -89,27 +91,21 @@ class PredictionServer(ThreadingHTTPServer):
         finally:
             self._connections.release()
 
+    @contextlib.contextmanager
     def track_request(self):
-        """Context manager around the model work of one request, so shutdown can wait for it."""
-        return _InFlight(self)
+        """Around each request's work, so that shutdown can wait for requests in flight."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def wait_until_idle(self, timeout_s: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
-
-
-class _InFlight:
-    def __init__(self, server: PredictionServer):
-        self.server = server
-
-    def __enter__(self):
-        with self.server._idle:
-            self.server._in_flight += 1
-
-    def __exit__(self, *exc_info):
-        with self.server._idle:
-            self.server._in_flight -= 1
-            self.server._idle.notify_all()
 
 
 class PredictionHandler(BaseHTTPRequestHandler):
@@ -124,18 +120,23 @@ class PredictionHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def do_GET(self):
-        if self.path == "/health":
+        path = urlsplit(self.path).path
+        if path == "/health":
             self._send(HTTPStatus.OK, b'{"status": "ok"}')
-        elif self.path == "/metadata":
+        elif path == "/metadata":
             self._send(HTTPStatus.OK, self.server.metadata_body)
-        elif self.path == "/predict":
+        elif path == "/predict":
             self._send_error(RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "Use POST /predict with a JSON body {\"texts\": [...]}."))
         else:
             self._send_error(RequestError(HTTPStatus.NOT_FOUND, f"No such endpoint {self.path!r}; use POST /predict, GET /health or GET /metadata."))
 
     def do_POST(self):
+        with self.server.track_request():
+            self._answer_predict()
+
+    def _answer_predict(self):
         try:
-            if self.path != "/predict":
+            if urlsplit(self.path).path != "/predict":
                 raise RequestError(HTTPStatus.NOT_FOUND, f"No such endpoint {self.path!r}; use POST /predict.", close=True)
             body = self._read_body()
             if body is None:  # the client went away mid-request: nobody to answer
@@ -143,8 +144,7 @@ class PredictionHandler(BaseHTTPRequestHandler):
                 return
             texts = self._parse_texts(body)
             classifier = self.server.classifier
-            with self.server.track_request():
-                probabilities = classifier.predict_proba(texts)
+            probabilities = classifier.predict_proba(texts)
             labels = [classifier.labels[index] for index in probabilities.argmax(axis=1).tolist()]
             answer = {"labels": labels, "probabilities": probabilities.tolist(), "label_names": classifier.labels}
             self._send(HTTPStatus.OK, _json_bytes(answer))

@@ -262,6 +262,23 @@ def test_too_many_connections_get_503(classifier):
     server.server_close()
 
 
+def test_shutdown_lets_a_request_in_flight_finish(classifier):
+    server = start_server(classifier, LIMITS)
+    body = json.dumps({"texts": ["goal"]}).encode()
+    with socket.create_connection(server.server_address[:2], timeout=5) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body[:5]))
+        deadline = time.monotonic() + 5
+        while server._in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.shutdown()  # stops accepting; the request above is still being read
+        assert not server.wait_until_idle(0.2)
+        sock.sendall(body[5:])
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200") and b'"labels"' in answer
+    assert server.wait_until_idle(5)
+    server.server_close()
+
+
 # --- the real command ------------------------------------------------------------------------------
 
 
