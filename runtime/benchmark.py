@@ -155,7 +155,7 @@ def format_table(result: BenchResult) -> str:
     server = result.server
     if server is not None:
         rows += [
-            (f"server, {server.clients} clients, batch-1 requests", f"{server.requests_per_s:,.0f} req/s", ""),
+            (f"server, {server.clients} client{'s' if server.clients != 1 else ''}, batch-1 requests", f"{server.requests_per_s:,.0f} req/s", ""),
             ("server request latency, median", f"{server.latency.median_ms:.3f} ms", "< 2 ms"),
             ("server request latency, p99", f"{server.latency.p99_ms:.3f} ms", ""),
             ("server failed requests", f"{server.failed_requests}", "0"),
