@@ -45,7 +45,7 @@ class LazyGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("Interrupted; finished stages are kept and a re-run resumes from there.", err=True)
+            click.echo("Interrupted.", err=True)
             sys.exit(130)
 
 

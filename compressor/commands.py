@@ -17,7 +17,7 @@ def _options(function):
         click.option("--teacher", default="embedded", show_default=True, help="Classifier to fine-tune: hub name or path (embedded: packaged all-MiniLM-L6-v2)."),
         click.option("--teacher-model", default=None, help="An already fine-tuned classifier to use as the teacher (skips teacher training)."),
         click.option("--teacher-epochs", type=int, default=10, show_default=True),
-        click.option("--teacher-lr", type=float, default=5e-5, show_default=True),
+        click.option("--teacher-lr", type=float, default=1e-4, show_default=True),
         click.option("--max-length", type=int, default=128, show_default=True, help="Teacher and student input length (tokens)."),
         click.option("--generator", default="embedded", show_default=True, help="Causal LM to fine-tune: hub name or path (embedded: packaged SmolLM2-135M)."),
         click.option("--generator-epochs", type=int, default=1, show_default=True),
@@ -111,7 +111,11 @@ def _run(source, run_dir, from_stage, force, **options):
     transformers.utils.logging.disable_progress_bar()
 
     settings = build_settings(source, **options)
-    report = run_compress(settings, run_dir, from_stage=from_stage, force=force)
+    try:
+        report = run_compress(settings, run_dir, from_stage=from_stage, force=force)
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted; finished stages are kept in {run_dir} and the same command resumes from there.", err=True)
+        raise SystemExit(130) from None
     click.echo(summary_table(report))
     click.echo(f"\nReport: {run_dir}/report.md" + (f"   Bundle: {report['bundle']['path']}" if "bundle" in report else ""))
     return report

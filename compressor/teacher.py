@@ -28,7 +28,8 @@ class TeacherSettings:
     finetuned: str | None = None
     """An already fine-tuned classifier (path or name): used as the teacher without training."""
     epochs: int = 10
-    lr: float = 5e-5
+    lr: float = 1e-4
+    """Measured on rotten-tomatoes (200 labels): 1e-4 reached 0.74 dev accuracy, 5e-5 0.55 after 3 epochs."""
     batch_size: int = 16
     max_length: int = 128
     patience: int = 3
