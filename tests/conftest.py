@@ -92,3 +92,11 @@ def make_student_run(run_dir: Path, rows, architecture: str = "kim-cnn", epochs:
 def student_run(tmp_path_factory, toy_rows) -> Path:
     """A finished tiny run (data + distill) to export from; read-only for tests."""
     return make_student_run(tmp_path_factory.mktemp("run"), toy_rows)
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory, student_run) -> Path:
+    """The tiny student exported once (int8) and shared read-only; copy it before damaging it."""
+    from export.bundle import ExportSettings, run_export
+
+    return run_export(ExportSettings(), student_run, tmp_path_factory.mktemp("shared") / "bundle")

@@ -105,20 +105,13 @@ def _require(found: bool, reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def web_bundle(student_run, tmp_path_factory) -> Path:
-    from export.bundle import ExportSettings, run_export
-
-    return run_export(ExportSettings(), student_run, tmp_path_factory.mktemp("web") / "bundle")
-
-
-@pytest.fixture(scope="module")
-def golden(web_bundle) -> list[dict]:
-    with open(web_bundle / "golden.jsonl", encoding="utf-8") as handle:
+def golden(bundle) -> list[dict]:
+    with open(bundle / "golden.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
 @pytest.fixture(scope="module")
-def report(web_bundle, golden, tmp_path_factory) -> dict:
+def report(bundle, golden, tmp_path_factory) -> dict:
     """Run the page once in Chromium; every browser test reads this report."""
     _require(Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM}; install Debian's `chromium` (apt-get install -y chromium)")
     node = shutil.which("node")
@@ -131,7 +124,7 @@ def report(web_bundle, golden, tmp_path_factory) -> dict:
     inputs, output = work / "input.json", work / "report.json"
     inputs.write_text(json.dumps({"texts": [g["text"] for g in golden] + EXTRA_TEXTS, "type_text": TYPED_TEXT}), encoding="utf-8")
 
-    server, url = start_demo_server(web_bundle)
+    server, url = start_demo_server(bundle)
     process = subprocess.Popen(
         [node, "test/browser_check.mjs", url, str(inputs), str(output), str(SCREENSHOT)], cwd=DEMO,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -169,12 +162,12 @@ def test_tokenizer_parity_on_every_golden_text(report, golden):
 
 
 @pytest.mark.browser
-def test_tokenizer_parity_on_hard_strings(report, web_bundle):
+def test_tokenizer_parity_on_hard_strings(report, bundle):
     import sentencepiece as spm
 
-    manifest = json.loads((web_bundle / "bundle.json").read_text(encoding="utf-8"))
+    manifest = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
     pre = manifest["preprocessing"]
-    sp = spm.SentencePieceProcessor(model_file=str(web_bundle / "tokenizer.model"))
+    sp = spm.SentencePieceProcessor(model_file=str(bundle / "tokenizer.model"))
     expected = [sp.encode(normalize(t, pre["lowercase"], pre["digits_to_zero"]))[: pre["max_length"]] for t in EXTRA_TEXTS]
     browser = [case["ids"] for case in report["cases"][-len(EXTRA_TEXTS):]]
     mismatches = [(t, e, b) for t, e, b in zip(EXTRA_TEXTS, expected, browser) if e != b]
@@ -182,9 +175,9 @@ def test_tokenizer_parity_on_hard_strings(report, web_bundle):
 
 
 @pytest.mark.browser
-def test_lowercasing_matches_python_for_every_code_point(report, web_bundle):
+def test_lowercasing_matches_python_for_every_code_point(report, bundle):
     """JS toLowerCase() follows a newer Unicode than Python's str.lower(); app.js must undo the difference."""
-    pre = json.loads((web_bundle / "bundle.json").read_text(encoding="utf-8"))["preprocessing"]
+    pre = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))["preprocessing"]
     python = {}
     for code_point in range(sys.maxunicode + 1):
         if 0xD800 <= code_point <= 0xDFFF:
@@ -208,8 +201,8 @@ def test_probabilities_match_python_within_1e5(report, golden):
 
 
 @pytest.mark.browser
-def test_typing_shows_label_and_probability_bars(report, web_bundle):
-    labels = json.loads((web_bundle / "labels.json").read_text(encoding="utf-8"))
+def test_typing_shows_label_and_probability_bars(report, bundle):
+    labels = json.loads((bundle / "labels.json").read_text(encoding="utf-8"))
     ui = report["ui"]
     assert ui["label"] in labels
     assert [bar["name"] for bar in ui["bars"]] == labels
@@ -246,10 +239,10 @@ def test_page_works_offline_once_loaded(report):
 
 
 @pytest.mark.browser
-def test_demo_web_cli_prints_url_and_serves(web_bundle):
+def test_demo_web_cli_prints_url_and_serves(bundle):
     if not (DEMO / "node_modules").is_dir():
         pytest.fail(f"run `npm ci` in {DEMO} (or `make test`, which does)")
-    process = subprocess.Popen([sys.executable, "-m", "compressor.cli", "demo-web", str(web_bundle), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "compressor.cli", "demo-web", str(bundle), "--port", "0"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

@@ -23,11 +23,6 @@ def test_import_runtime_is_light():
     assert "onnxruntime" not in loaded and "sentencepiece" not in loaded
 
 
-def test_loading_and_predicting_stays_light(tmp_path_factory, student_run):
-    from export.bundle import ExportSettings, run_export
-
-    bundle = tmp_path_factory.getbasetemp() / "runtime-bundle"
-    if not (bundle / "bundle.json").is_file():
-        run_export(ExportSettings(), student_run, bundle)
+def test_loading_and_predicting_stays_light(bundle):
     loaded = modules_after(f"import runtime\nruntime.Classifier.load({str(bundle)!r}).predict(['goal', 'shares'])")
     assert [name for name in HEAVY if name in loaded] == []

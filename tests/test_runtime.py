@@ -19,17 +19,6 @@ from runtime.preprocess import normalize
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, student_run) -> Path:
-    """The tiny bundle, exported once per session and shared read-only (test_server.py reuses it)."""
-    from export.bundle import ExportSettings, run_export
-
-    out = tmp_path_factory.getbasetemp() / "runtime-bundle"
-    if not (out / "bundle.json").is_file():
-        run_export(ExportSettings(), student_run, out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def classifier(bundle) -> Classifier:
     return Classifier.load(bundle)
 

@@ -28,17 +28,6 @@ LIMITS = ServerLimits(max_body_bytes=8192, max_texts=8, max_text_chars=1000, soc
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, student_run) -> Path:
-    """The tiny bundle, exported once per session and shared read-only (test_runtime.py makes the same one)."""
-    from export.bundle import ExportSettings, run_export
-
-    out = tmp_path_factory.getbasetemp() / "runtime-bundle"
-    if not (out / "bundle.json").is_file():
-        run_export(ExportSettings(), student_run, out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def classifier(bundle) -> Classifier:
     return Classifier.load(bundle)
 
