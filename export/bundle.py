@@ -187,6 +187,7 @@ def _build(student_dir: Path, partial: Path, work: Path, labels, calibration_tex
         verify.check_io(int8_session, config.num_labels, "int8")
         metrics.update(verify.check_int8_against_fp32(fp32_logits, run_logits(int8_session, test_batches), labels_array))
 
+    shipped_logits = run_logits(int8_session, test_batches) if int8 else fp32_logits
     if settings.mobile:
         metrics["mobile_vs_onnx_max_abs_diff"] = _write_mobile(partial, work, test_batches)
 
@@ -216,10 +217,21 @@ def _build(student_dir: Path, partial: Path, work: Path, labels, calibration_tex
             "outputs": [{"name": OUTPUT_NAME, "dtype": "float32", "shape": OUTPUT_AXES}],
         },
         "metrics": metrics,
+        "examples": _examples(test_texts, labels_array, shipped_logits.argmax(1), len(labels)),
         "export_settings": asdict(settings),
         "versions": _versions(),
     }
     return write_manifest(partial, manifest)
+
+
+def _examples(test_texts: list[str], test_labels: np.ndarray, predicted: np.ndarray, num_labels: int) -> list[str]:
+    """One short real test text per label that the shipped model gets right: demo apps show these."""
+    examples = []
+    for label in range(num_labels):
+        right = [i for i in np.flatnonzero((test_labels == label) & (predicted == label)) if 4 <= len(test_texts[i].split()) <= 16]
+        if right:
+            examples.append(min((test_texts[i] for i in right), key=lambda t: (abs(len(t.split()) - 9), t)))
+    return examples
 
 
 def _padded_batches(tokenizer, texts: list[str]) -> list[np.ndarray]:

@@ -6,7 +6,6 @@ import * as ort from './vendor/ort/ort.wasm.min.mjs';
 import { SentencePieceProcessor } from './vendor/sentencepiece.js';
 
 const BUNDLE = new URL('./bundle/', location.href);
-const EXAMPLES = ['The striker scored in the cup final', 'Shares fell as the bank missed profit forecasts', 'The new phone chip runs apps offline'];
 const RECENT = 50; // latencies kept for the median shown on screen
 
 // Code points that today's browsers lowercase but Python 3.11's str.lower() (Unicode 14) leaves alone:
@@ -177,7 +176,9 @@ function wireInput(student) {
     running = false;
   }
   input.addEventListener('input', update);
-  $('examples').replaceChildren(...EXAMPLES.map((text) => {
+  // Real test texts the shipped model classifies correctly, one per label (bundle.json "examples").
+  const examples = student.manifest.examples ?? [];
+  $('examples').replaceChildren(...examples.map((text) => {
     const chip = document.createElement('button');
     chip.type = 'button';
     chip.className = 'chip';

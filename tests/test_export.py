@@ -65,6 +65,19 @@ def test_bundle_layout_hashes_and_manifest(kim_bundle, student_run):
     assert set(manifest["versions"]) == {"gendistill", "torch", "onnx", "onnxruntime", "sentencepiece"}
 
 
+def test_examples_are_correctly_classified_real_test_texts(kim_bundle, student_run):
+    from compressor.rundir import load_split
+    from runtime import Classifier
+
+    manifest = load_manifest(kim_bundle)
+    texts, labels = load_split(student_run, "test")
+    truth = dict(zip(texts, labels))
+    assert manifest["examples"], "the demo needs example texts"
+    predicted = Classifier.load(kim_bundle).predict(manifest["examples"])
+    assert [manifest["labels"][truth[t]] for t in manifest["examples"]] == predicted
+    assert len(set(predicted)) == len(predicted)  # one per label
+
+
 def test_checks_recorded_and_within_limits(kim_bundle):
     metrics = load_manifest(kim_bundle)["metrics"]
     assert metrics["fp32_vs_torch_max_abs_diff"] < 1e-4
