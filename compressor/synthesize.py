@@ -84,25 +84,25 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     kept: list[str] = []
     stats = {"sampled": 0, "tokens": 0, "capped": 0, "empty": 0, "duplicate": 0, "copy_of_training": 0}
 
-    def admit(text: str) -> None:
-        key = _key(text)
-        if not key:
-            stats["empty"] += 1
-        elif key in seen:
-            stats["copy_of_training" if key in training_keys else "duplicate"] += 1
-        else:
-            seen.add(key)
-            kept.append(text)
-
-    training_keys = set(seen)
-    shards = sorted(out.glob("shard-*.jsonl"))
-    for shard in shards:  # resume: replay finished shards through the same filter
-        rows = read_jsonl(shard)
+    def admit(rows: list[dict]) -> None:
+        """Count a shard's samples and keep the texts that are new, non-empty and not training copies."""
         stats["sampled"] += len(rows)
         for row in rows:
             stats["tokens"] += row["tokens"]
             stats["capped"] += row["capped"]
-            admit(row["text"])
+            key = _key(row["text"])
+            if not key:
+                stats["empty"] += 1
+            elif key in seen:
+                stats["copy_of_training" if key in training_keys else "duplicate"] += 1
+            else:
+                seen.add(key)
+                kept.append(row["text"])
+
+    training_keys = set(seen)
+    shards = sorted(out.glob("shard-*.jsonl"))
+    for shard in shards:  # resume: replay finished shards through the same filter
+        admit(read_jsonl(shard))
     if shards:
         log.info("Resuming synthesis: %d shards, %d texts kept so far.", len(shards), len(kept))
 
@@ -125,11 +125,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         write_jsonl_atomic(out / f"shard-{shard_index:05d}.jsonl", rows)
         shard_index += 1
         before = len(kept)
-        stats["sampled"] += len(rows)
-        for row in rows:
-            stats["tokens"] += row["tokens"]
-            stats["capped"] += row["capped"]
-            admit(row["text"])
+        admit(rows)
         bar.update(min(len(kept), settings.count) - min(before, settings.count))
         bar.set_postfix(texts_s=f"{sampled_now / sample_seconds:.1f}", tokens_s=f"{tokens_now / sample_seconds:.0f}")
     bar.close()
