@@ -1,0 +1,107 @@
+"""`gendistill benchmark`: parse options, call compressor.benchmark.run_benchmark, print the headline."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+def _numbers(kind):
+    def parse(ctx, param, value):
+        if value is None or value == "":
+            return []
+        try:
+            return [kind(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"give comma-separated {kind.__name__} values, e.g. 0,250,500") from None
+    return parse
+
+
+def _words(ctx, param, value):
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+# Pipeline options a benchmark may override; unset ones keep `gendistill compress`'s own defaults.
+PIPELINE_OPTIONS = [
+    click.option("--teacher", default=None, help="Classifier to fine-tune (default: the pipeline's)."),
+    click.option("--teacher-model", default=None, help="An already fine-tuned teacher."),
+    click.option("--teacher-epochs", type=int, default=None),
+    click.option("--teacher-lr", type=float, default=None),
+    click.option("--max-length", type=int, default=None),
+    click.option("--generator", default=None),
+    click.option("--generator-epochs", type=int, default=None),
+    click.option("--generator-lr", type=float, default=None),
+    click.option("--temperature", type=float, default=None, help="Sampling temperature."),
+    click.option("--max-new-tokens", type=int, default=None),
+    click.option("--synthesis-batch", type=int, default=None),
+    click.option("--student", type=click.Choice(["kim-cnn", "res-cnn"]), default=None),
+    click.option("--embeddings", type=click.Choice(["teacher", "glove", "bpemb", "random"]), default=None),
+    click.option("--vocab-size", type=int, default=None),
+    click.option("--lambda", "alpha", type=float, default=None, help="λ of the students (default: the pipeline's)."),
+    click.option("--kd-temperature", type=float, default=None),
+    click.option("--student-epochs", type=int, default=None),
+    click.option("--dev-size", type=int, default=None),
+    click.option("--test-size", type=int, default=None),
+]
+
+
+def _pipeline_options(function):
+    for option in reversed(PIPELINE_OPTIONS):
+        function = option(function)
+    return function
+
+
+@click.command()
+@click.option("--dataset", "datasets", multiple=True, required=True,
+              help="rotten-tomatoes, bbc-news or a data file (as for `compress`); repeat for several.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1: one split, teacher, generator and students each.")
+@click.option("--per-class", type=int, default=100, show_default=True, help="Labeled examples per class (papers: 100).")
+@click.option("--synthetic-counts", default="0,250,500,1000", show_default=True, callback=_numbers(int),
+              help="Transfer-set sizes for the curve; the largest is generated once per seed.")
+@click.option("--no-oracle-curve", is_flag=True, help="Train the oracle only at the largest count.")
+@click.option("--lambdas", default="", callback=_numbers(float), help="Ablation: λ values, e.g. 0,0.2,0.8.")
+@click.option("--kd-temperatures", default="", callback=_numbers(float), help="Ablation: KD temperatures, e.g. 2,4.")
+@click.option("--architectures", default="", callback=_words, help="Ablation: student architectures, e.g. res-cnn.")
+@click.option("--embedding-inits", default="", callback=_words, help="Ablation: embedding initialisations, e.g. random,glove.")
+@click.option("--no-export", is_flag=True, help="Skip the int8 export (no student size or latency).")
+@click.option("--latency-texts", type=int, default=100, show_default=True, help="Test texts timed one by one per model.")
+@click.option("--out", "out_dir", type=click.Path(), required=True, help="Where results.json, RESULTS.md and the plots go.")
+@click.option("--runs-dir", type=click.Path(), default=None, help="Where the per-seed pipeline runs are cached (default OUT/runs).")
+@_pipeline_options
+def benchmark(datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lambdas, kd_temperatures, architectures,
+              embedding_inits, no_export, latency_texts, out_dir, runs_dir, **pipeline):
+    """Reproduce the papers' tables on real data: peers, teacher, and every student, over seeds."""
+    from compressor import require_extra
+
+    require_extra("torch", "transformers", "onnx", "sklearn", "matplotlib")
+    import transformers
+
+    from compressor.benchmark import BenchmarkSettings, headline, run_benchmark
+
+    transformers.utils.logging.disable_progress_bar()
+    bench = BenchmarkSettings(
+        datasets=list(datasets), seeds=list(range(seeds)), per_class=per_class, synthetic_counts=synthetic_counts,
+        oracle_curve=not no_oracle_curve, lambdas=lambdas, kd_temperatures=kd_temperatures, architectures=architectures,
+        embeddings=embedding_inits, export=not no_export, latency_texts=latency_texts,
+        pipeline={k: v for k, v in pipeline.items() if v is not None},
+    )
+    argv = sys.argv[1:]
+    command = "gendistill " + " ".join(shlex.quote(a) for a in argv) if "benchmark" in argv else None
+    try:
+        results = run_benchmark(bench, out_dir, runs_dir=runs_dir, command=command)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; finished stages and rows are cached and the same command resumes.", err=True)
+        raise SystemExit(130) from None
+    for name, dataset in results["datasets"].items():
+        click.echo(f"\n{name} ({dataset['per_class']}/class, seeds {dataset['seeds']})")
+        click.echo(f"{'model':<26} {'accuracy':>14} {'macro-F1':>9} {'params':>12} {'latency ms':>11}")
+        for row in dataset["rows"]:
+            latency = "-" if row["latency_ms"] is None else f"{row['latency_ms']:.3f}"
+            click.echo(f"{row['model']:<26} {100 * row['accuracy_mean']:>7.1f} ± {100 * row['accuracy_std']:<4.1f} "
+                       f"{100 * row['macro_f1_mean']:>9.1f} {row['params']:>12,} {latency:>11}")
+        h = headline(dataset)
+        click.echo(f"student-gendist: {100 * h['student_vs_teacher']:.1f}% of the teacher, {100 * h['minus_tfidf_svm']:+.1f} vs TF-IDF+SVM, "
+                   f"{100 * h['minus_fasttext']:+.1f} vs fastText")
+    click.echo(f"\nResults: {out_dir}/results.json, {out_dir}/RESULTS.md")

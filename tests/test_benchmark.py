@@ -1,0 +1,132 @@
+"""The benchmark harness end to end through the real CLI, on the toy corpus with tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from compressor.cli import main
+from tiny_models import make_tiny_generator, make_tiny_teacher
+
+ROWS = ["tfidf-svm", "fasttext", "teacher", "student-labeled-only", "student-kd", "student-gendist",
+        "student-gendist-hard", "student-oracle-unlabeled"]
+
+
+@pytest.fixture(scope="module")
+def benchmark_out(tmp_path_factory, toy_csv, toy_rows):
+    pytest.importorskip("fasttext")
+    root = tmp_path_factory.mktemp("benchmark")
+    texts = [t for t, _ in toy_rows]
+    teacher, generator = make_tiny_teacher(root / "teacher", texts), make_tiny_generator(root / "generator", texts)
+    out = root / "out"
+    args = [
+        "benchmark", "--dataset", toy_csv, "--seeds", 1, "--per-class", 6, "--synthetic-counts", "0,8,16",
+        "--lambdas", "0.2", "--kd-temperatures", "2", "--architectures", "res-cnn", "--embedding-inits", "random",
+        "--latency-texts", 10, "--out", out,
+        "--teacher", teacher, "--generator", generator, "--teacher-epochs", 2, "--teacher-lr", "1e-3",
+        "--synthesis-batch", 8, "--max-new-tokens", 12, "--vocab-size", 150, "--student-epochs", 2,
+        "--max-length", 32, "--dev-size", 30, "--test-size", 30,
+    ]
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result.output, [str(a) for a in args]
+
+
+def test_every_row_is_measured_on_every_dataset(benchmark_out):
+    out, output, _ = benchmark_out
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["datasets"]) == ["toy"]
+    toy = results["datasets"]["toy"]
+    assert toy["seeds"] == [0] and toy["per_class"] == 6
+    assert [r["model"] for r in toy["rows"]] == ROWS
+    for row in toy["rows"]:
+        assert len(row["accuracy_per_seed"]) == 1 and row["accuracy_std"] == 0.0
+        assert row["params"] > 0 and row["bytes"] > 0 and row["latency_ms"] > 0, row["model"]
+    rows = {r["model"]: r for r in toy["rows"]}
+    assert rows["student-gendist"]["precision"] in ("int8", "fp32")  # fp32 only when the tiny student fails the int8 check
+    for model in ROWS:
+        assert model in output
+
+
+def test_results_schema(benchmark_out):
+    from compressor.benchmark import ROW_KEYS, check_results
+
+    out, _, _ = benchmark_out
+    results = json.loads((out / "results.json").read_text())
+    check_results(results)
+    for row in results["datasets"]["toy"]["rows"]:
+        assert set(ROW_KEYS) <= set(row)
+        assert isinstance(row["accuracy_mean"], float) and 0.0 <= row["accuracy_mean"] <= 1.0
+        assert isinstance(row["accuracy_std"], float) and row["accuracy_std"] >= 0.0
+        assert isinstance(row["macro_f1_mean"], float) and 0.0 <= row["macro_f1_mean"] <= 1.0
+        assert isinstance(row["params"], int) and isinstance(row["bytes"], int)
+    assert results["benchmark_settings"]["synthetic_counts"] == [0, 8, 16]
+    assert results["datasets"]["toy"]["pipeline_settings"]["distill"]["alpha"] is not None
+    broken = json.loads(json.dumps(results))
+    broken["datasets"]["toy"]["rows"] = broken["datasets"]["toy"]["rows"][1:]
+    with pytest.raises(ValueError, match="rows must be exactly"):
+        check_results(broken)
+    broken = json.loads(json.dumps(results))
+    broken["datasets"]["toy"]["rows"][0]["accuracy_mean"] = 73.5
+    with pytest.raises(ValueError, match="fraction"):
+        check_results(broken)
+
+
+def test_curve_and_ablations(benchmark_out):
+    out, _, _ = benchmark_out
+    toy = json.loads((out / "results.json").read_text())["datasets"]["toy"]
+    curve = {(p["transfer"], p["count"]): p for p in toy["synthetic_curve"]}
+    assert set(curve) == {(t, c) for t in ("synthetic", "unlabeled") for c in (0, 8, 16)}
+    assert curve[("synthetic", 0)]["row"] == "student-kd"
+    assert curve[("synthetic", 16)]["row"] == "student-gendist"
+    assert curve[("synthetic", 8)]["transfer_texts_per_seed"] == [8]
+    ablations = {(a["ablation"], str(a["value"])) for a in toy["ablations"]}
+    assert {("lambda", "0.2"), ("kd_temperature", "2.0"), ("architecture", "res-cnn"), ("embeddings", "random")} <= ablations
+    assert sum(a["default"] for a in toy["ablations"]) == 4
+
+
+def test_markdown_and_plots_are_written(benchmark_out):
+    out, _, _ = benchmark_out
+    markdown = (out / "RESULTS.md").read_text()
+    for model in ROWS:
+        assert f"| {model} |" in markdown
+    for name in ("toy-synthetic-curve.png", "toy-accuracy-latency.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in markdown
+
+
+def test_rerun_reuses_every_cached_row(benchmark_out):
+    out, _, args = benchmark_out
+    rows = sorted((out / "runs").rglob("benchmark/*.json"))
+    before = {p: p.stat().st_mtime_ns for p in rows}
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert before == {p: p.stat().st_mtime_ns for p in rows}
+
+
+def test_bad_counts_are_refused(tmp_path, toy_csv):
+    result = CliRunner().invoke(main, ["benchmark", "--dataset", str(toy_csv), "--synthetic-counts", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--synthetic-counts" in result.output
+
+
+def test_aggregate_over_seeds(benchmark_out):
+    """Means and sample standard deviations over seeds, from two copies of the measured seed."""
+    from compressor.benchmark import BenchmarkSettings, aggregate, check_results
+
+    out, _, _ = benchmark_out
+    results = json.loads((out / "results.json").read_text())
+    seed = results["datasets"]["toy"]["per_seed"]["0"]
+    seed["settings"] = results["datasets"]["toy"]["pipeline_settings"]
+    other = json.loads(json.dumps(seed))
+    for row in other["rows"].values():
+        row["accuracy"] = 1.0 - row["accuracy"] if row["accuracy"] != 0.5 else 0.25
+    settings = BenchmarkSettings(**{**results["benchmark_settings"], "seeds": [0, 1]})
+    toy = aggregate(settings, {0: seed, 1: other})
+    check_results({"datasets": {"toy": toy}})
+    teacher = next(r for r in toy["rows"] if r["model"] == "teacher")
+    a, b = teacher["accuracy_per_seed"]
+    assert teacher["accuracy_mean"] == pytest.approx((a + b) / 2)
+    assert teacher["accuracy_std"] == pytest.approx(abs(a - b) / 2 ** 0.5)
