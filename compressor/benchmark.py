@@ -75,6 +75,9 @@ class BenchmarkSettings:
     """Export the student rows to int8 bundles (size and batch-1 latency); else only PyTorch figures."""
     latency_texts: int = 100
     """Test texts timed one at a time for each model's batch-1 latency."""
+    time_budget_minutes: float | None = None
+    """Start no further seed once this much wall time is spent or the next one (timed by its
+    dataset's previous seed) would overrun it; the results then hold the seeds that finished."""
     pipeline: dict = field(default_factory=dict)
     """Options for `compressor.commands.build_settings` over the pipeline's own defaults."""
 
@@ -94,6 +97,8 @@ class BenchmarkSettings:
         for value in self.kd_temperatures:
             if value <= 0:
                 raise GendistillError(f"--kd-temperatures values must be positive, not {value}.")
+        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
+            raise GendistillError("--time-budget-min must be positive.")
         if self.latency_texts < 1:
             raise GendistillError("--latency-texts must be at least 1.")
 
@@ -574,30 +579,55 @@ def _environment() -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
+def _seed_cost(seed_result: dict) -> float:
+    """Compute seconds one seed took when it was made (shared stages + rows), even if now read from cache."""
+    return seed_result["shared_stage_seconds"].get("total", 0.0) + sum(r.get("seconds", 0.0) for r in seed_result["rows"].values())
+
+
 def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str | Path | None = None, command: str | None = None) -> dict:
-    """Run (or resume) the whole benchmark; writes results.json, RESULTS.md and the plots into `out_dir`."""
+    """Run (or resume) the whole benchmark; writes results.json, RESULTS.md and the plots into `out_dir`.
+
+    Seeds run in the outer loop (seed 0 of every dataset first), and the outputs are rewritten after
+    each finished seed, so a run stopped early, or by `time_budget_minutes`, still leaves complete
+    results for the seeds it finished (results.json lists them per dataset).
+    """
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    datasets = {}
-    for dataset in bench.datasets:
-        seeds = {}
-        for seed in bench.seeds:
+    done: dict[str, dict[int, dict]] = {_dataset_slug(d): {} for d in bench.datasets}
+    skipped = []
+    results = {}
+    for seed in bench.seeds:
+        for dataset in bench.datasets:
+            slug = _dataset_slug(dataset)
+            elapsed = time.time() - started
+            estimate = max((_seed_cost(r) for r in done[slug].values()), default=0.0)
+            if bench.time_budget_minutes is not None and elapsed + estimate > 60 * bench.time_budget_minutes:
+                log.info("skipping %s seed %d: %.0f min spent, about %.0f more needed, budget %.0f min", dataset, seed,
+                         elapsed / 60, estimate / 60, bench.time_budget_minutes)
+                skipped.append({"dataset": slug, "seed": seed})
+                continue
             log.info("== %s, seed %d ==", dataset, seed)
             seed_started = time.time()
-            seeds[seed] = run_seed(bench, dataset, seed, runs_dir / _dataset_slug(dataset) / f"seed{seed}")
-            seeds[seed]["wall_seconds"] = time.time() - seed_started
-            log.info("%s seed %d finished in %.0f s", dataset, seed, seeds[seed]["wall_seconds"])
-        datasets[_dataset_slug(dataset)] = aggregate(bench, seeds)
-    results = {
-        "schema_version": 1,
-        "command": command,
-        "benchmark_settings": _jsonable(asdict(bench)),
-        "environment": _environment(),
-        "wall_seconds": time.time() - started,
-        "datasets": datasets,
-    }
+            result = run_seed(bench, dataset, seed, runs_dir / slug / f"seed{seed}")
+            result["wall_seconds"] = time.time() - seed_started
+            result["compute_seconds"] = _seed_cost(result)
+            done[slug][seed] = result
+            log.info("%s seed %d finished in %.0f s", dataset, seed, result["wall_seconds"])
+            results = {
+                "schema_version": 1,
+                "command": command,
+                "benchmark_settings": _jsonable(asdict(bench)),
+                "environment": _environment(),
+                "wall_seconds": time.time() - started,
+                "skipped_for_time_budget": skipped,
+                "datasets": {name: aggregate(bench, seeds) for name, seeds in done.items() if seeds},
+            }
+            write_outputs(results, out_dir)
+    if not results:
+        raise GendistillError("The time budget allowed no seed at all; raise --time-budget-min.")
+    results["skipped_for_time_budget"] = skipped
     write_outputs(results, out_dir)
     return results
 
@@ -740,6 +770,9 @@ def render_markdown(results: dict, plots: list[str]) -> str:
               "mean ± sample std over seeds (each seed: its own split, teacher, generator, synthetic texts and students). "
               "Latency: median batch-1 wall time per text, raw string in, 1 CPU thread, each model in its own runtime "
               "(students: int8 ONNX via runtime.Classifier). Size: files needed to predict.", ""]
+    if results.get("skipped_for_time_budget"):
+        skipped = ", ".join(f"{s['dataset']} seed {s['seed']}" for s in results["skipped_for_time_budget"])
+        lines += [f"Not run, to stay within the time budget of {results['benchmark_settings'].get('time_budget_minutes')} min: {skipped}.", ""]
     for name, dataset in results["datasets"].items():
         h = headline(dataset)
         splits = dataset["splits"]

@@ -67,11 +67,13 @@ def _pipeline_options(function):
 @click.option("--embedding-inits", default="", callback=_words, help="Ablation: embedding initialisations, e.g. random,glove.")
 @click.option("--no-export", is_flag=True, help="Skip the int8 export (no student size or latency).")
 @click.option("--latency-texts", type=int, default=100, show_default=True, help="Test texts timed one by one per model.")
+@click.option("--time-budget-min", type=float, default=None,
+              help="Start no further seed once this many minutes are spent (or the next would overrun); results keep the finished seeds.")
 @click.option("--out", "out_dir", type=click.Path(), required=True, help="Where results.json, RESULTS.md and the plots go.")
 @click.option("--runs-dir", type=click.Path(), default=None, help="Where the per-seed pipeline runs are cached (default OUT/runs).")
 @_pipeline_options
 def benchmark(datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lambdas, kd_temperatures, architectures,
-              embedding_inits, no_export, latency_texts, out_dir, runs_dir, **pipeline):
+              embedding_inits, no_export, latency_texts, time_budget_min, out_dir, runs_dir, **pipeline):
     """Reproduce the papers' tables on real data: peers, teacher, and every student, over seeds."""
     from compressor import require_extra
 
@@ -84,7 +86,7 @@ def benchmark(datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lam
     bench = BenchmarkSettings(
         datasets=list(datasets), seeds=list(range(seeds)), per_class=per_class, synthetic_counts=synthetic_counts,
         oracle_curve=not no_oracle_curve, lambdas=lambdas, kd_temperatures=kd_temperatures, architectures=architectures,
-        embeddings=embedding_inits, export=not no_export, latency_texts=latency_texts,
+        embeddings=embedding_inits, export=not no_export, latency_texts=latency_texts, time_budget_minutes=time_budget_min,
         pipeline={k: v for k, v in pipeline.items() if v is not None},
     )
     argv = sys.argv[1:]
@@ -104,4 +106,6 @@ def benchmark(datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lam
         h = headline(dataset)
         click.echo(f"student-gendist: {100 * h['student_vs_teacher']:.1f}% of the teacher, {100 * h['minus_tfidf_svm']:+.1f} vs TF-IDF+SVM, "
                    f"{100 * h['minus_fasttext']:+.1f} vs fastText")
+    if results.get("skipped_for_time_budget"):
+        click.echo("Skipped for the time budget: " + ", ".join(f"{s['dataset']} seed {s['seed']}" for s in results["skipped_for_time_budget"]))
     click.echo(f"\nResults: {out_dir}/results.json, {out_dir}/RESULTS.md")

@@ -130,3 +130,18 @@ def test_aggregate_over_seeds(benchmark_out):
     a, b = teacher["accuracy_per_seed"]
     assert teacher["accuracy_mean"] == pytest.approx((a + b) / 2)
     assert teacher["accuracy_std"] == pytest.approx(abs(a - b) / 2 ** 0.5)
+
+
+def test_time_budget_keeps_the_finished_seeds(benchmark_out, tmp_path):
+    out, _, args = benchmark_out
+    args = [a for a in args]
+    args[args.index("--seeds") + 1] = "2"
+    args[args.index("--out") + 1] = str(tmp_path / "budget")
+    args += ["--runs-dir", str(out / "runs"), "--time-budget-min", "0.01"]  # seed 0 is cached; seed 1 would overrun
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "budget" / "results.json").read_text())
+    assert results["datasets"]["toy"]["seeds"] == [0]
+    assert results["skipped_for_time_budget"] == [{"dataset": "toy", "seed": 1}]
+    assert "toy seed 1" in (tmp_path / "budget" / "RESULTS.md").read_text()
+    assert not (out / "runs" / "toy" / "seed1").exists()
