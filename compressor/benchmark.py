@@ -113,7 +113,8 @@ def pipeline_defaults() -> dict:
     from compressor.commands import _options
 
     command = click.command()(_options(lambda **kwargs: None))
-    return {p.name: p.default for p in command.params}
+    with click.Context(command) as ctx:
+        return {p.name: p.get_default(ctx) for p in command.params}
 
 
 def compress_settings(bench: BenchmarkSettings, dataset: str, seed: int):
@@ -699,7 +700,7 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
         ax.set_xlabel("transfer texts (0 = plain KD on the labeled data)")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{name}: student accuracy vs transfer texts ({dataset['per_class']}/class, {len(dataset['seeds'])} seeds)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = f"{name}-synthetic-curve.png"
