@@ -106,6 +106,10 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _ms(x) -> str:
+    return "-" if x is None else f"{x:.3f} ms"
+
+
 def _size(n) -> str:
     return "-" if n is None else (f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB")
 
@@ -135,9 +139,10 @@ def render_markdown(report: dict) -> str:
     if "bundle" in report:
         b = report["bundle"]
         latency = b.get("latency_ms") or {}
-        lines += ["", "## Exported bundle", "", f"`{b['path']}`: int8 vs fp32 agreement {_pct(b.get('int8_vs_fp32_agreement'))}, "
-                  f"fp32 vs PyTorch max |logit diff| {b.get('fp32_vs_torch_max_abs_diff', float('nan')):.2e}, "
-                  f"batch-1 latency fp32 {latency.get('fp32_batch1', float('nan')):.3f} ms, int8 {latency.get('int8_batch1', float('nan')):.3f} ms (onnxruntime, 1 thread)."]
+        checks = [f"fp32 vs PyTorch max |logit diff| {b['fp32_vs_torch_max_abs_diff']:.2e}", f"batch-1 latency fp32 {_ms(latency.get('fp32_batch1'))}"]
+        if b.get("precision") == "int8":
+            checks += [f"int8 {_ms(latency.get('int8_batch1'))}", f"int8 vs fp32 agreement {_pct(b.get('int8_vs_fp32_agreement'))}"]
+        lines += ["", "## Exported bundle", "", f"`{b['path']}` ({b.get('precision')}): " + ", ".join(checks) + " (onnxruntime, 1 thread)."]
     if "student" in report:
         lines += ["", "## Per class (student / teacher F1)", "", "| label | student F1 | teacher F1 | support |", "|---|---|---|---|"]
         for i, label in enumerate(report["labels"]):

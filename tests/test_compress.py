@@ -176,3 +176,44 @@ def test_already_finetuned_teacher_skips_training(tmp_path, finished_run, toy_cs
     metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert metrics["best_epoch"] == 0 and metrics["history"] == []
     assert not (run_dir / "generator").exists()
+
+
+def test_bpemb_from_local_files(tmp_path, finished_run, toy_csv, tiny_models):
+    """BPEmb as the paper uses it: its own sentencepiece model and word2vec vectors, given as local files."""
+    import shutil
+
+    import numpy as np
+    import sentencepiece as spm
+
+    from compressor.student import train_tokenizer
+
+    bpemb_model = train_tokenizer([t for t, _ in __import__("conftest").toy_corpus()], tmp_path / "en.wiki.bpe.vs200", 200)
+    sp = spm.SentencePieceProcessor(model_file=str(bpemb_model))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    rng = np.random.RandomState(0)
+    vectors = tmp_path / "en.wiki.bpe.vs200.d16.w2v.txt"
+    vectors.write_text(f"{len(pieces)} 16\n" + "".join(f"{p} {' '.join(f'{x:.4f}' for x in rng.randn(16))}\n" for p in pieces), encoding="utf-8")
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
+                    *tiny_args(tiny_models, "--embeddings", "bpemb", "--bpemb-model", bpemb_model, "--bpemb-vectors", vectors,
+                              "--quantize", "none"))
+    assert result.exit_code == 0, result.output
+    student = run_dir / "distill" / "student"
+    assert (student / "tokenizer.model").read_bytes() == bpemb_model.read_bytes()
+    config = json.loads((student / "student.json").read_text())
+    assert config["digits_to_zero"] and config["lowercase"]  # BPEmb's preprocessing
+    metrics = json.loads((run_dir / "distill" / "metrics.json").read_text())
+    assert metrics["embedding_coverage"] > 0.9
+    bundle = json.loads((run_dir / "bundle" / "bundle.json").read_text())
+    assert bundle["preprocessing"]["digits_to_zero"] is True
+
+
+def test_bpemb_without_files_offline_is_one_sentence(tmp_path, finished_run, toy_csv, tiny_models):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    result = CliRunner().invoke(main, [str(a) for a in ["compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
+                                                        *tiny_args(tiny_models, "--embeddings", "bpemb")]])
+    assert result.exit_code == 2 and "--bpemb-model" in result.output
