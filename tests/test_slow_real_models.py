@@ -19,6 +19,9 @@ def test_embedded_default_runs_end_to_end_on_a_slice(tmp_path):
         "compress", "rotten-tomatoes", "--out", run_dir, "--per-class", 16, "--dev-size", 40, "--test-size", 100,
         "--teacher-epochs", 1, "--max-length", 48, "--synthetic", 24, "--synthesis-batch", 24, "--max-new-tokens", 24,
         "--student-epochs", 3, "--vocab-size", 800,
+        # A student trained this briefly has near-tie logits that int8 may flip; int8 itself is tested on
+        # trained students (test_export, test_compress), this test is about the real models.
+        "--quantize", "none",
     ]
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
