@@ -117,3 +117,16 @@ def test_bad_option_values(tmp_path, toy_csv):
     assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--lambda", 1.5), "--lambda")
     assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--temperature", 0), "temperature")
     assert not (tmp_path / "run").exists()
+
+
+def test_datasets_directory_with_class_labels(tmp_path, toy_rows):
+    """A `datasets` save_to_disk directory (DatasetDict, ClassLabel ints) reads as label strings."""
+    import datasets
+    from compressor.data import read_labeled
+
+    names = sorted({y for _, y in toy_rows})
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    train = datasets.Dataset.from_dict({"sentence": [t for t, _ in toy_rows], "label": [names.index(y) for _, y in toy_rows]}, features=features)
+    datasets.DatasetDict({"train": train}).save_to_disk(str(tmp_path / "saved"))
+    texts, labels, dropped = read_labeled(str(tmp_path / "saved"))
+    assert texts == [t for t, _ in toy_rows] and labels == [y for _, y in toy_rows] and dropped == {}
