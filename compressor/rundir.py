@@ -25,7 +25,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from runtime.bundle import write_json_atomic
+from runtime.bundle import publish, write_json_atomic
 
 STAGES = ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "export")
 STAGE_DIRS = {stage: ("bundle" if stage == "export" else stage) for stage in STAGES}
@@ -97,7 +97,7 @@ def write_jsonl_atomic(path: str | Path, rows) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def load_labels(run_dir: str | Path) -> list[str]:

@@ -64,6 +64,14 @@ def file_record(path: str | Path) -> dict:
     return {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
 
 
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give a finished temporary file ordinary permissions (mkstemp makes it owner-only), then rename it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
     """Write JSON to a temporary file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
@@ -73,7 +81,7 @@ def write_json_atomic(path: str | Path, obj) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(obj, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -248,3 +248,14 @@ def test_settings_are_validated():
         with pytest.raises(GendistillError):
             ExportSettings(**bad)
     assert ExportSettings().quantize == "int8"
+
+
+def test_bundle_files_get_ordinary_permissions(kim_bundle):
+    """Atomic writes go through mkstemp (owner-only); a bundle must still be readable by a web server's user."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in kim_bundle.iterdir():
+        readable = 0o444 & ~umask  # read for everyone the umask allows
+        assert path.stat().st_mode & readable == readable, path.name
