@@ -115,7 +115,7 @@ def _size(n) -> str:
 
 
 def render_markdown(report: dict) -> str:
-    lines = [f"# gendistill report: {report['dataset']}", ""]
+    lines = [f"# gendistill report: {report['dataset']}", "", "![accuracy against parameters](report.png)", ""]
     lines.append(
         f"Labels: {', '.join(report['labels'])}. Training examples: {report['splits'].get('train')} "
         f"({report['per_class'] or 'all'} per class), dev {report['splits'].get('dev')}, test {report['splits'].get('test')}."
@@ -156,9 +156,36 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_report(report: dict, path: Path) -> None:
+    """Accuracy against size: what compression cost, at a glance (report.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(title, report[key]["params"], report[key]["test_accuracy"]) for key, title in
+              (("teacher", "teacher"), ("student", "student (gen-distill)"), ("student_labeled_only", "student, labeled only")) if key in report]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for (title, params, acc), color in zip(points, ("#444444", "#4f46e5", "#a5b4fc")):
+        ax.scatter(params, 100 * acc, s=80, color=color, zorder=3)
+        ax.annotate(f"{title}\n{100 * acc:.1f}%", (params, 100 * acc), textcoords="offset points", xytext=(8, -4), fontsize=8)
+    ax.set_xscale("log")
+    ax.margins(y=0.2)
+    ax.set_xlim(min(p for _, p, _ in points) / 3, max(p for _, p, _ in points) * 20)
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{report['dataset']}: {report['splits'].get('train')} labeled examples", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_report(run_dir: str | Path) -> dict:
     report = build_report(run_dir)
     write_json_atomic(Path(run_dir) / "report.json", report)
+    if "teacher" in report:
+        plot_report(report, Path(run_dir) / "report.png")
     markdown = render_markdown(report)
     tmp = Path(run_dir) / ".report.md.tmp"
     tmp.write_text(markdown, encoding="utf-8")

@@ -56,6 +56,7 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
     assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
     assert set(report["seconds"]) >= {"data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "total"}
     assert "teacher" in (run_dir / "report.md").read_text()
+    assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "student (gen-distill)" in output and "bundle (int8 ONNX)" in output
 
 
