@@ -10,7 +10,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 
 from compressor.annotate import load_annotations
 from compressor.rundir import begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path

@@ -75,8 +75,6 @@ def sample_texts(model, tokenizer, n: int, settings: SynthesizeSettings, seed: i
 
 
 def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
-    import torch
-
     started = time.time()
     out = begin_stage(run_dir, "synthesize", keep_partial=True)
     train_texts, _ = load_split(run_dir, "train")
@@ -114,7 +112,6 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     while len(kept) < settings.count and stats["sampled"] < limit:
         if model is None:
             model, tokenizer = load_generator(run_dir)
-            torch.set_num_threads(max(1, torch.get_num_threads()))
         tick = time.time()
         # The last shard asks only for what is missing (plus a margin for duplicates).
         wanted = min(settings.shard_size, math.ceil((settings.count - len(kept)) * 1.05) + 1)

@@ -92,7 +92,6 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
 
     started = time.time()
     seed_everything(settings.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     labels = load_labels(run_dir)
     train_texts, train_y = load_split(run_dir, "train")
     dev_texts, dev_y = load_split(run_dir, "dev")

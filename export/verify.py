@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, run_logits, session
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, session
 from runtime.errors import GendistillError
 
 MAX_FP32_DIFF = 1e-4

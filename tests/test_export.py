@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import make_student_run
-from runtime.bundle import LAYOUT, load_manifest
+from runtime.bundle import load_manifest
 from runtime.errors import GendistillError
 
 BASE_FILES = {"bundle.json", "model.onnx", "tokenizer.model", "labels.json", "golden.jsonl"}
