@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from runtime.errors import GendistillError
@@ -97,15 +98,57 @@ def resolve_model(name: str, kind: str) -> str:
     return name
 
 
-def load_hf(loader, name: str, kind: str, **kwargs):
-    """Call a transformers `from_pretrained` with one clear sentence when the model cannot be had."""
-    source = resolve_model(name, kind)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we open a connection to the model hub? Offline, asking it anyway costs ~50 s of retries."""
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     try:
-        return loader.from_pretrained(source, **kwargs)
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def unavailable(name: str, kind: str) -> GendistillError:
+    return GendistillError(
+        f"Could not load the {kind} {name!r}: it is not a local directory, not in the Hugging Face cache, and the "
+        f"model hub is unreachable (offline?); pass a local path, or use the embedded default (`--{kind} embedded`)."
+    )
+
+
+def check_available(name: str, kind: str) -> None:
+    """Fail before any work when a model named on the command line cannot be had."""
+    if name == EMBEDDED:
+        package_dir(TEACHER_PACKAGE if kind == "teacher" else GENERATOR_PACKAGE)
+        return
+    if Path(name).exists() or hub_reachable():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise unavailable(name, kind)
+
+
+def load_hf(loader, name: str, kind: str, **kwargs):
+    """Call a transformers `from_pretrained` with one clear sentence when the model cannot be had.
+
+    A hub name is looked up in the local Hugging Face cache first, and on the hub only if it answers.
+    """
+    source = resolve_model(name, kind)
+    local = Path(source).exists()
+    try:
+        if local:
+            return loader.from_pretrained(source, **kwargs)
+        try:
+            return loader.from_pretrained(source, local_files_only=True, **kwargs)
+        except OSError:
+            if not hub_reachable():
+                raise
+            return loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
-        if Path(source).exists():
+        if local:
             raise GendistillError(f"Could not load the {kind} from {source}: {str(exc).splitlines()[0]}") from None
-        raise GendistillError(
-            f"Could not load the {kind} {source!r}: it is not a local directory and the model hub is unreachable "
-            f"(offline?); pass a local path, or use the embedded default (`--{kind} embedded`)."
-        ) from None
+        raise unavailable(source, kind) from None

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from compressor.annotate import AnnotateSettings, run_annotate
+from compressor.assets import check_available
 from compressor.data import DataSettings, fingerprint, run_data
 from compressor.distill import DistillSettings, run_distill
 from compressor.evaluate import EvaluateSettings, run_evaluate, write_report
@@ -125,6 +126,11 @@ def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: st
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
     steps = plan(settings, run_dir, from_stage, force)
+    to_run = {stage for stage, reuse in steps if not reuse}
+    if "teacher" in to_run:
+        check_available(settings.teacher.finetuned or settings.teacher.model, "teacher")
+    if "generator" in to_run:
+        check_available(settings.generator.model, "generator")
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _export_state(run_dir)
     state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))

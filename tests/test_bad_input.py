@@ -88,6 +88,7 @@ def test_unknown_model_offline(tmp_path, toy_csv, monkeypatch):
     result = run("compress", toy_csv, "--out", tmp_path / "run", "--teacher", "no-such-org/no-such-model", "--dev-size", 20, "--test-size", 20,
                  "--no-export")
     assert_clean_error(result, "no-such-org/no-such-model", "offline")
+    assert not (tmp_path / "run").exists()  # refused before any stage ran
 
 
 def test_out_dir_with_foreign_files_is_left_alone(tmp_path, toy_csv):
