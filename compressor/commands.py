@@ -109,6 +109,7 @@ def _run(source, run_dir, from_stage, force, **options):
 
     # Our own bars show stage progress; transformers' per-file load/save bars would only add noise.
     transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()  # e.g. the "classifier.weight MISSING" report a new head always gets
 
     settings = build_settings(source, **options)
     try:
