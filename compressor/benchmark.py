@@ -699,7 +699,9 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
             ax.axhline(rows[model]["accuracy_mean"], linestyle=style[1:], color=style[0], linewidth=1, label=model)
         ax.set_xlabel("transfer texts (0 = plain KD on the labeled data)")
         ax.set_ylabel("test accuracy")
-        ax.set_title(f"{name}: student accuracy vs transfer texts ({dataset['per_class']}/class, {len(dataset['seeds'])} seeds)")
+        seeds = len(dataset["seeds"])
+        ax.set_title(f"{name}: student accuracy vs transfer texts\n({dataset['per_class']}/class, {seeds} seed{'s' if seeds > 1 else ''}"
+                     f"{', error bars: std over seeds' if seeds > 1 else ''})", fontsize=10)
         ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -709,17 +711,18 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
         written.append(path)
 
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for row in dataset["rows"]:
+        for i, row in enumerate(dataset["rows"]):
             if row["latency_ms"] is None:
                 continue
             size = max(row["bytes"] or 1, 1)
-            ax.scatter(row["latency_ms"], row["accuracy_mean"], s=20 + 40 * max(np.log10(size) - 3, 0), alpha=0.6)
-            ax.annotate(f"{row['model']} ({size / 1e6:.1f} MB)", (row["latency_ms"], row["accuracy_mean"]), fontsize=6,
-                        xytext=(4, 2), textcoords="offset points")
+            ax.scatter(row["latency_ms"], row["accuracy_mean"], s=20 + 40 * max(np.log10(size) - 3, 0), alpha=0.6,
+                       marker="os^Dv<>p"[i % 8], label=f"{row['model']} ({_size(size)})")
+        # A legend, not labels by the points: the students sit on top of each other.
+        ax.legend(fontsize=6, loc="best", markerscale=0.6)
         ax.set_xscale("log")
         ax.set_xlabel("batch-1 latency, ms (1 CPU thread, log scale)")
         ax.set_ylabel("test accuracy")
-        ax.set_title(f"{name}: accuracy vs latency (marker area ~ log size on disk)")
+        ax.set_title(f"{name}: accuracy vs batch-1 latency\n(marker area grows with log size on disk)", fontsize=10)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = f"{name}-accuracy-latency.png"
@@ -743,6 +746,10 @@ def _size(n) -> str:
 
 def _ms(x) -> str:
     return "-" if x is None else (f"{x:.3f}" if x < 1 else f"{x:.1f}")
+
+
+def _standard_error(accuracy: float, n) -> float:
+    return float(np.sqrt(accuracy * (1 - accuracy) / max(int(n or 1), 1)))
 
 
 def headline(dataset: dict) -> dict:
@@ -777,35 +784,47 @@ def render_markdown(results: dict, plots: list[str]) -> str:
     for name, dataset in results["datasets"].items():
         h = headline(dataset)
         splits = dataset["splits"]
+        several = len(dataset["seeds"]) > 1  # one seed has no spread to show
+        rows_by_model = {r["model"]: r for r in dataset["rows"]}
+
+        def sd(std):
+            return std if several else None
+
         lines += [f"## {name}", "",
                   f"{dataset['per_class']} labeled examples per class (train {splits.get('train')}), dev {splits.get('dev')}, "
-                  f"test {splits.get('test')}; seeds {', '.join(map(str, dataset['seeds']))}.", "",
+                  f"test {splits.get('test')}; seeds {', '.join(map(str, dataset['seeds']))}"
+                  + ("." if several else f" (one seed, so no spread over seeds; the test set alone gives a standard error of about "
+                                         f"{100 * _standard_error(rows_by_model['student-gendist']['accuracy_mean'], splits.get('test')):.1f} "
+                                         "points on the student's accuracy)."), "",
                   "| model | accuracy | macro-F1 | params | size | latency ms |", "|---|---|---|---|---|---|"]
         for row in dataset["rows"]:
             latency = _ms(row["latency_ms"]) + (" (fp32 export)" if "fp32" in row.get("precision", "") else "")
-            lines.append(f"| {row['model']} | {_pct(row['accuracy_mean'], row['accuracy_std'])} | {_pct(row['macro_f1_mean'])} | "
+            lines.append(f"| {row['model']} | {_pct(row['accuracy_mean'], sd(row['accuracy_std']))} | {_pct(row['macro_f1_mean'])} | "
                          f"{row['params']:,} | {_size(row['bytes'])} | {latency} |")
         int8 = {r["model"]: r.get("int8_accuracy") for r in dataset["rows"] if r.get("int8_accuracy") is not None}
         if int8:
             lines += ["", "Student accuracy after int8 export: " + ", ".join(f"{m} {_pct(a)}" for m, a in int8.items()) + "."]
+        def points(x):
+            return f"{100 * x:+.1f}"
+
         lines += ["", f"The generation-distillation student keeps **{100 * h['student_vs_teacher']:.1f}%** of the teacher's accuracy "
-                  f"({100 * h['teacher_minus_student']:+.1f} points behind it), is {100 * h['minus_tfidf_svm']:+.1f} points vs TF-IDF+SVM "
-                  f"and {100 * h['minus_fasttext']:+.1f} vs fastText, {100 * h['minus_labeled_only']:+.1f} vs the labeled-only student, "
-                  f"{100 * h['minus_kd']:+.1f} vs plain KD; soft minus hard labels {100 * h['soft_minus_hard']:+.1f}; "
-                  f"the oracle (real unlabeled texts) is {100 * h['oracle_minus_synthetic']:+.1f} above synthetic.", ""]
+                  f"({100 * h['teacher_minus_student']:.1f} points below it). Student-gendist minus: TF-IDF+SVM {points(h['minus_tfidf_svm'])}, "
+                  f"fastText {points(h['minus_fasttext'])}, labeled-only student {points(h['minus_labeled_only'])}, "
+                  f"plain KD {points(h['minus_kd'])}, hard labels {points(h['soft_minus_hard'])}, "
+                  f"oracle on real unlabeled texts {points(-h['oracle_minus_synthetic'])} (points of accuracy).", ""]
         lines += ["### Accuracy vs number of transfer texts (paper's Figure 2)", "", "| texts | synthetic | real unlabeled (oracle) |", "|---|---|---|"]
         by_count: dict[int, dict] = {}
         for point in dataset["synthetic_curve"]:
             by_count.setdefault(point["count"], {})[point["transfer"]] = point
         for count, points in sorted(by_count.items()):
-            cells = [_pct(points[t]["accuracy_mean"], points[t]["accuracy_std"]) if t in points else "-" for t in ("synthetic", "unlabeled")]
+            cells = [_pct(points[t]["accuracy_mean"], sd(points[t]["accuracy_std"])) if t in points else "-" for t in ("synthetic", "unlabeled")]
             lines.append(f"| {count} | {cells[0]} | {cells[1]} |")
         if dataset["ablations"]:
             lines += ["", "### Ablations (generation-distillation student, one setting changed)", "",
                       "| ablation | value | accuracy | macro-F1 | params | latency ms |", "|---|---|---|---|---|---|"]
             for a in dataset["ablations"]:
                 value = f"{a['value']} (default)" if a["default"] else str(a["value"])
-                lines.append(f"| {a['ablation']} | {value} | {_pct(a['accuracy_mean'], a['accuracy_std'])} | {_pct(a['macro_f1_mean'])} | "
+                lines.append(f"| {a['ablation']} | {value} | {_pct(a['accuracy_mean'], sd(a['accuracy_std']))} | {_pct(a['macro_f1_mean'])} | "
                              f"{a['params']:,} | {_ms(a['latency_ms'])} |")
         per_seed = dataset["per_seed"]
         seconds = [s.get("wall_seconds", 0) for s in per_seed.values()]
