@@ -37,14 +37,13 @@ import os
 import platform
 import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import write_json_atomic
+from runtime.bundle import write_json_atomic, write_text_atomic
 from runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
@@ -110,9 +109,9 @@ def pipeline_defaults() -> dict:
     """The defaults of `gendistill compress`'s options, read from the command itself (never copied)."""
     import click
 
-    from compressor.commands import _options
+    from compressor.commands import pipeline_options
 
-    command = click.command()(_options(lambda **kwargs: None))
+    command = click.command()(pipeline_options(lambda **kwargs: None))
     with click.Context(command) as ctx:
         return {p.name: p.get_default(ctx) for p in command.params}
 
@@ -347,7 +346,7 @@ def measure_student(run_dir: Path, student_dir: Path, test_texts, test_y, num_la
 
 
 def export_student(run_dir: Path, student_dir: Path, test_texts, test_y, latency_texts: list[str]) -> dict:
-    from export.bundle import ExportSettings, _calibration_texts, export_bundle
+    from export.bundle import ExportSettings, calibration_texts_of, export_bundle
     from runtime import Classifier
     from runtime.bundle import LAYOUT
 
@@ -357,7 +356,7 @@ def export_student(run_dir: Path, student_dir: Path, test_texts, test_y, latency
     if bundle.exists():
         shutil.rmtree(bundle)
     settings = ExportSettings(golden_size=20)
-    arguments = dict(labels=load_labels(run_dir), calibration_texts=_calibration_texts(run_dir, settings.calibration_size),
+    arguments = dict(labels=load_labels(run_dir), calibration_texts=calibration_texts_of(run_dir, settings.calibration_size),
                      test_texts=test_texts, test_labels=list(test_y))
     note = None
     try:
@@ -673,10 +672,7 @@ def write_outputs(results: dict, out_dir: Path) -> None:
     write_json_atomic(out_dir / "results.json", results)
     plots = write_plots(results, out_dir)
     markdown = render_markdown(results, plots)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".RESULTS.md.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(markdown)
-    os.replace(tmp, out_dir / "RESULTS.md")
+    write_text_atomic(out_dir / "RESULTS.md", markdown)
 
 
 def write_plots(results: dict, out_dir: Path) -> list[str]:

@@ -9,7 +9,7 @@ from compressor.rundir import STAGES
 DEMO_SYNTHETIC = 2000
 
 
-def _options(function):
+def pipeline_options(function):
     """The options `compress` and `demo` share (models, synthesis, distillation, export)."""
     options = [
         click.option("--per-class", type=int, default=None, help="Labeled examples per class to keep (papers: 100); default all."),
@@ -131,7 +131,7 @@ def _run(source, run_dir, from_stage, force, **options):
 @click.option("--dev-size", type=int, default=200, show_default=True)
 @click.option("--test-size", type=int, default=2000, show_default=True)
 @click.option("--out", "run_dir", type=click.Path(), required=True, help="Run directory (created; re-running resumes).")
-@_options
+@pipeline_options
 def compress(data, run_dir, from_stage, force, **options):
     """Compress a classifier for DATA (CSV/TSV/JSONL, a `datasets` dir, or rotten-tomatoes / bbc-news)."""
     _run(data, run_dir, from_stage, force, **options)
@@ -139,7 +139,7 @@ def compress(data, run_dir, from_stage, force, **options):
 
 @click.command()
 @click.option("--out", "run_dir", type=click.Path(), default="runs/demo", show_default=True, help="Run directory (re-running resumes).")
-@_options
+@pipeline_options
 @click.pass_context
 def demo(ctx, run_dir, from_stage, force, **options):
     """The embedded default: Rotten Tomatoes, 100 labeled examples per class, packaged teacher and generator."""

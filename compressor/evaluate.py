@@ -15,7 +15,7 @@ from compressor.annotate import load_annotations
 from compressor.rundir import begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
 from compressor.student import StudentTokenizer, count_parameters, load_student, predict_logits
 from compressor.training import accuracy, macro_f1, per_class_scores
-from runtime.bundle import write_json_atomic
+from runtime.bundle import write_json_atomic, write_text_atomic
 
 
 @dataclass
@@ -185,8 +185,5 @@ def write_report(run_dir: str | Path) -> dict:
     write_json_atomic(Path(run_dir) / "report.json", report)
     if "teacher" in report:
         plot_report(report, Path(run_dir) / "report.png")
-    markdown = render_markdown(report)
-    tmp = Path(run_dir) / ".report.md.tmp"
-    tmp.write_text(markdown, encoding="utf-8")
-    tmp.replace(Path(run_dir) / "report.md")
+    write_text_atomic(Path(run_dir) / "report.md", render_markdown(report))
     return report

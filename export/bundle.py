@@ -105,13 +105,13 @@ def run_export(settings: ExportSettings, run_dir, out_dir=None) -> Path:
     test_texts, test_labels = rundir.load_split(run_dir, "test")
     export_bundle(
         rundir.stage_path(run_dir, "distill") / "student", out_dir, labels=labels,
-        calibration_texts=_calibration_texts(run_dir, settings.calibration_size),
+        calibration_texts=calibration_texts_of(run_dir, settings.calibration_size),
         test_texts=test_texts, test_labels=test_labels, settings=settings, replace=replace,
     )
     return out_dir
 
 
-def _calibration_texts(run_dir: Path, size: int) -> list[str]:
+def calibration_texts_of(run_dir: Path, size: int) -> list[str]:
     """`size` real texts, drawn reproducibly from train first, then dev and unlabeled if train is short."""
     from compressor import rundir
 
