@@ -25,6 +25,8 @@ from runtime.errors import GendistillError
 from runtime.preprocess import normalize
 
 DEFAULT_BATCH_SIZE = 256
+BATCH_TOKENS = 32
+"""Padded ids per text that one onnxruntime run may average (see `Classifier._batches`)."""
 # sentencepiece marks the start of a word with this symbol; see `_word_boundaries_are_piece_boundaries`.
 WORD_START = "\u2581"
 
@@ -109,10 +111,21 @@ class Classifier:
         # Sorting by length makes each batch's texts similar in length, so little compute goes to padding.
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
         logits = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in self._batches(order, [len(ids[row]) for row in order]):
             logits[rows] = self._run(self._pad([ids[row] for row in rows]))
         return logits
+
+    def _batches(self, order: list[int], lengths: list[int]):
+        """Cut the length-sorted texts into runs of at most `batch_size` texts and at most
+        `batch_size * BATCH_TOKENS` padded ids: a few long texts must not make every short one in
+        their batch pay for their length."""
+        budget = self.batch_size * BATCH_TOKENS
+        start = 0
+        for end in range(1, len(order) + 1):
+            size = end - start
+            if end == len(order) or size == self.batch_size or (size + 1) * max(lengths[end], self.min_length) > budget:
+                yield order[start:end]
+                start = end
 
     def encode(self, texts: str | list[str]) -> list[int] | list[list[int]]:
         """The student's input ids (truncated, not padded): what golden.jsonl records as "ids"."""

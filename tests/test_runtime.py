@@ -87,6 +87,18 @@ def test_batching_restores_order_for_any_batch_size(bundle, classifier):
     np.testing.assert_allclose(classifier.predict_proba(texts), reference, atol=1e-6)
 
 
+def test_batches_bound_texts_and_padded_ids(classifier):
+    """Length-sorted texts are cut so no run exceeds batch_size texts or its padded-id budget."""
+    from runtime.classifier import BATCH_TOKENS
+
+    lengths = sorted([3] * 500 + [40] * 300 + [128] * 100)
+    batches = list(classifier._batches(list(range(len(lengths))), lengths))
+    assert [row for batch in batches for row in batch] == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= classifier.batch_size
+        assert len(batch) == 1 or len(batch) * max(lengths[batch[-1]], classifier.min_length) <= classifier.batch_size * BATCH_TOKENS
+
+
 def test_one_megabyte_text(classifier):
     words = ["match", "Shares", "phone", "the", "GOAL", "bank", "café", "😀", "2024", "data"]
     rng = random.Random(1)
