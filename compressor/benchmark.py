@@ -699,12 +699,7 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
         ax.set_title(f"{name}: student accuracy vs transfer texts\n({dataset['per_class']}/class, {seeds} seed{'s' if seeds > 1 else ''}"
                      f"{', error bars: std over seeds' if seeds > 1 else ''})", fontsize=10)
         ax.legend(fontsize=7, loc="best")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = f"{name}-synthetic-curve.png"
-        fig.savefig(out_dir / path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, ax, out_dir / f"{name}-synthetic-curve.png"))
 
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for i, row in enumerate(dataset["rows"]):
@@ -719,13 +714,18 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
         ax.set_xlabel("batch-1 latency, ms (1 CPU thread, log scale)")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{name}: accuracy vs batch-1 latency\n(marker area grows with log size on disk)", fontsize=10)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = f"{name}-accuracy-latency.png"
-        fig.savefig(out_dir / path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, ax, out_dir / f"{name}-accuracy-latency.png"))
     return written
+
+
+def _save(fig, ax, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def _pct(x, std=None) -> str:
