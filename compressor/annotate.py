@@ -17,6 +17,7 @@ from compressor.rundir import begin_stage, finish_stage, load_split, stage_path
 from compressor.synthesize import load_synthetic
 from compressor.teacher import load_teacher, teacher_logits
 from compressor.training import accuracy
+from runtime.classifier import softmax
 
 
 @dataclass
@@ -48,9 +49,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         if split in targets:
             metrics[f"teacher_{split}_accuracy"] = accuracy(logits.argmax(1), targets[split])
         if split == "synthetic" and len(logits):
-            probabilities = np.exp(logits - logits.max(1, keepdims=True))
-            probabilities /= probabilities.sum(1, keepdims=True)
-            metrics["synthetic_mean_max_probability"] = float(probabilities.max(1).mean())
+            metrics["synthetic_mean_max_probability"] = float(softmax(logits).max(1).mean())
             metrics["synthetic_label_counts"] = np.bincount(logits.argmax(1), minlength=logits.shape[1]).tolist()
     metrics["seconds"] = time.time() - started
     finish_stage(run_dir, "annotate", asdict(settings), metrics)

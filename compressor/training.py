@@ -37,13 +37,6 @@ def macro_f1(predictions, targets, num_labels: int) -> float:
     return float(np.mean([row["f1"] for row in per_class_scores(predictions, targets, num_labels)]))
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def progress(iterable=None, **kwargs):
     """A tqdm bar on stderr (rates and ETA), quiet when not on a terminal unless asked."""
     from tqdm.auto import tqdm

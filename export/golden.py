@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from runtime.classifier import softmax
 
 EDGE_CASES = [
     # empty, or nothing left once sentencepiece drops whitespace: the runtime feeds [pad] * min_length
@@ -68,13 +67,6 @@ def golden_texts(test_texts: list[str], size: int, long_text_source: str) -> lis
         texts += [variant(t) for t in test_texts]
     unique = list(dict.fromkeys(texts))
     return unique[: max(size, len(EDGE_CASES) + len(long_texts))]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities as every runtime computes them: softmax over the last axis in float32."""
-    logits = np.asarray(logits, dtype=np.float32)
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def golden_rows(texts: list[str], tokenizer, onnx_session) -> list[dict]:

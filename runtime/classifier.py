@@ -100,7 +100,7 @@ class Classifier:
     def predict_proba(self, texts: str | list[str]) -> np.ndarray:
         """float32 class probabilities in `self.labels` order: shape [num_labels] for one text,
         [len(texts), num_labels] for a list."""
-        return _softmax(self.logits(texts))
+        return softmax(self.logits(texts))
 
     def logits(self, texts: str | list[str]) -> np.ndarray:
         """The student's raw float32 outputs, shaped like `predict_proba`'s."""
@@ -177,7 +177,9 @@ class Classifier:
         return self._session.run(self._output_names, {self._input_name: input_ids})[0]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities as every runtime computes them (golden.jsonl too): softmax over the last axis, float32."""
+    logits = np.asarray(logits, dtype=np.float32)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32, copy=False)
 

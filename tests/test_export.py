@@ -102,7 +102,8 @@ def test_onnx_graph_has_dynamic_named_axes(kim_bundle):
 
 
 def test_golden_file_reproduces_tokenizer_and_model(kim_bundle, student_run):
-    from export.golden import EDGE_CASES, softmax
+    from export.golden import EDGE_CASES
+    from runtime.classifier import softmax
     from export.onnx_export import session
 
     rows = [json.loads(line) for line in (kim_bundle / "golden.jsonl").read_text(encoding="utf-8").splitlines()]
