@@ -43,7 +43,7 @@ def pipeline_options(function):
         click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True),
         click.option("--mobile", is_flag=True, help="Also write model.ort for onnxruntime-mobile."),
         click.option("--no-export", is_flag=True, help="Stop after evaluation (no ONNX bundle)."),
-        click.option("--from", "from_stage", type=click.Choice(STAGES), default=None, help="Re-run from this stage on."),
+        click.option("--from", "from_stage", type=click.Choice(STAGES), default=None, help="Re-run this stage and the stages built on it (a new teacher keeps the generator and synthetic texts)."),
         click.option("--force", is_flag=True, help="Re-run every stage."),
     ]
     for option in reversed(options):

@@ -1,9 +1,9 @@
 """`run_compress`: the whole pipeline, stage by stage, resumable.
 
 Each stage is `run_<stage>(settings, run_dir)`. A finished stage is skipped on re-run when its saved
-settings equal the requested ones and the upstream stages it was built on are unchanged. Asking for
-different settings of a finished stage is refused (that would silently mix two runs) unless the user
-says `--from STAGE` or `--force`.
+settings equal the requested ones and the stages it was built on (`rundir.INPUTS`) are unchanged. Asking
+for different settings of a finished stage is refused (that would silently mix two runs) unless the user
+says `--from STAGE` (that stage and those built on it) or `--force`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from compressor.data import DataSettings, fingerprint, run_data
 from compressor.distill import DistillSettings, run_distill
 from compressor.evaluate import EvaluateSettings, run_evaluate, write_report
 from compressor.generator import GeneratorSettings, run_generator
-from compressor.rundir import STAGES, is_complete, read_json, stage_path, upstream_ids
+from compressor.rundir import STAGES, depends_on, is_complete, read_json, stage_id, stage_path, upstream_ids
 from compressor.synthesize import SynthesizeSettings, run_synthesize
 from compressor.teacher import TeacherSettings, run_teacher
 from runtime.bundle import write_json_atomic
@@ -93,12 +93,12 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
     stages = settings.stages()
     if from_stage is not None and from_stage not in stages:
         raise GendistillError(f"--from must be one of {', '.join(stages)}, not {from_stage!r}.")
-    out, rerun = [], force
+    out, remade = [], set()
     for stage in stages:
-        rerun = rerun or stage == from_stage
-        if rerun or not is_complete(run_dir, stage):
+        inputs = depends_on(stage)
+        if force or stage == from_stage or not is_complete(run_dir, stage) or remade.intersection(inputs):
             out.append((stage, False))
-            rerun = True  # everything after a re-made stage is re-made
+            remade.add(stage)  # so is every stage built on it
             continue
         if stage == "export":
             state = _export_state(run_dir)
@@ -113,9 +113,10 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
                 f"{run_dir} holds a run whose {stage} stage was made with other settings ({difference}); "
                 f"use a new --out, or --from {stage} to redo it and what follows, or --force."
             )
-        if built_on != upstream_ids(run_dir, stage):  # an earlier re-run was interrupted after re-making its inputs
+        built_on = {s: (built_on or {}).get(s) for s in inputs}
+        if built_on != {s: stage_id(run_dir, s) for s in inputs}:  # an earlier re-run was cut off after re-making its inputs
             out.append((stage, False))
-            rerun = True
+            remade.add(stage)
             continue
         out.append((stage, True))
     return out

@@ -30,6 +30,18 @@ from runtime.bundle import publish, write_json_atomic
 STAGES = ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "export")
 STAGE_DIRS = {stage: ("bundle" if stage == "export" else stage) for stage in STAGES}
 COMPLETE_MARKER = {stage: ("bundle.json" if stage == "export" else "metrics.json") for stage in STAGES}
+INPUTS = {
+    "data": (),
+    "teacher": ("data",),
+    "generator": ("data",),
+    "synthesize": ("generator",),
+    "annotate": ("teacher", "synthesize"),
+    "distill": ("annotate",),
+    "evaluate": ("distill",),
+    "export": ("distill",),
+}
+"""The stages each stage reads directly. Re-making a stage re-makes what depends on it and nothing else:
+a new teacher keeps the generator and its synthetic texts, the slowest part of a run."""
 
 
 def stage_path(run_dir: str | Path, stage: str) -> Path:
@@ -60,9 +72,19 @@ def stage_id(run_dir: str | Path, stage: str) -> str | None:
     return read_json(stage_path(run_dir, stage) / "metrics.json").get("stage_id")
 
 
+def depends_on(stage: str) -> list[str]:
+    """Every stage whose output `stage` is built on, directly or not, in pipeline order."""
+    found, todo = set(), list(INPUTS[stage])
+    while todo:
+        earlier = todo.pop()
+        if earlier not in found:
+            found.add(earlier)
+            todo.extend(INPUTS[earlier])
+    return [s for s in STAGES if s in found]
+
+
 def upstream_ids(run_dir: str | Path, stage: str) -> dict:
-    earlier = STAGES[: STAGES.index(stage)]
-    return {s: stage_id(run_dir, s) for s in earlier if is_complete(run_dir, s)}
+    return {s: stage_id(run_dir, s) for s in depends_on(stage) if is_complete(run_dir, s)}
 
 
 def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict) -> Path:

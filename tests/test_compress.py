@@ -131,6 +131,27 @@ def test_from_stage_reruns_that_stage_and_later(tmp_path, finished_run, tiny_mod
     assert json.loads((run_dir / "distill" / "settings.json").read_text())["alpha"] == 0.9
 
 
+def test_from_teacher_keeps_the_generator_and_its_synthetic_texts(tmp_path, finished_run, tiny_models, toy_csv):
+    """The generator does not read the teacher: a new teacher re-annotates the same synthetic texts."""
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    before = {stage: (run_dir / stage / "metrics.json").read_bytes() for stage in ("data", "teacher", "generator", "synthesize", "annotate", "distill")}
+    synthetic = (run_dir / "synthesize" / "synthetic.jsonl").read_bytes()
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "teacher", *finished_run_args(tiny_models))
+    assert result.exit_code == 0, result.output
+    after = {stage: (run_dir / stage / "metrics.json").read_bytes() for stage in before}
+    assert [s for s in before if before[s] == after[s]] == ["data", "generator", "synthesize"]
+    assert (run_dir / "synthesize" / "synthetic.jsonl").read_bytes() == synthetic
+    teacher_id = json.loads(after["teacher"])["stage_id"]
+    assert json.loads((run_dir / "annotate" / "settings.json").read_text())["upstream"]["teacher"] == teacher_id
+    # and a second run with the same settings re-makes nothing
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, *finished_run_args(tiny_models))
+    assert result.exit_code == 0, result.output
+    assert after == {stage: (run_dir / stage / "metrics.json").read_bytes() for stage in before}
+
+
 def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, tiny_models, toy_csv, monkeypatch):
     """Kill synthesis after its first shard; the re-run keeps that shard and finishes."""
     import compressor.synthesize as synthesize
