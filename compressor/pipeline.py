@@ -88,8 +88,13 @@ def _export_state(run_dir: Path) -> dict:
     return read_json(path) if path.is_file() else {}
 
 
-def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, force: bool) -> list[tuple[str, bool]]:
-    """[(stage, reuse)] without touching anything; raises before any work if the request conflicts."""
+def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, force: bool,
+         redo_changed: bool = False) -> list[tuple[str, bool]]:
+    """[(stage, reuse)] without touching anything; raises before any work if the request conflicts.
+
+    With `redo_changed` a finished stage asked for with other settings is re-made (with what is built on it)
+    instead of refused: for run directories that are a cache, like the benchmark's.
+    """
     stages = settings.stages()
     if from_stage is not None and from_stage not in stages:
         raise GendistillError(f"--from must be one of {', '.join(stages)}, not {from_stage!r}.")
@@ -108,6 +113,11 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
             saved = read_json(stage_path(run_dir, stage) / "settings.json")
             built_on, wanted = saved.get("upstream"), settings.of(stage)
         difference = _difference(saved or {}, wanted)
+        if difference and redo_changed:
+            log.info("%-10s made with other settings (%s): re-made", stage, difference)
+            out.append((stage, False))
+            remade.add(stage)
+            continue
         if difference:
             raise GendistillError(
                 f"{run_dir} holds a run whose {stage} stage was made with other settings ({difference}); "
@@ -122,11 +132,12 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
     return out
 
 
-def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: str | None = None, force: bool = False) -> dict:
+def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: str | None = None, force: bool = False,
+                 redo_changed: bool = False) -> dict:
     """Run (or resume) every stage into `run_dir`; returns the report (also written as report.json/.md)."""
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
-    steps = plan(settings, run_dir, from_stage, force)
+    steps = plan(settings, run_dir, from_stage, force, redo_changed)
     to_run = {stage for stage, reuse in steps if not reuse}
     if "teacher" in to_run:
         check_available(settings.teacher.finetuned or settings.teacher.model, "teacher")

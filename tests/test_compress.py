@@ -117,6 +117,21 @@ def test_changed_settings_are_refused_without_from(finished_run, tiny_models, to
     assert (run_dir / "distill" / "metrics.json").read_bytes() == before
 
 
+def test_redo_changed_remakes_the_changed_stage_and_what_is_built_on_it(finished_run, tiny_models, toy_csv):
+    """What the benchmark's cache of runs uses: new student settings re-make distill onward, nothing before."""
+    from compressor.commands import build_settings, compress
+    from compressor.pipeline import plan
+
+    run_dir = finished_run[0]
+    args = [toy_csv, "--out", run_dir, "--per-class", 20, *finished_run_args(tiny_models), "--lambda", "0.9"]
+    options = dict(compress.make_context("compress", [str(a) for a in args]).params)
+    for name in ("run_dir", "from_stage", "force"):
+        options.pop(name)
+    settings = build_settings(options.pop("data"), **options)
+    steps = plan(settings, run_dir, None, False, redo_changed=True)
+    assert [stage for stage, reuse in steps if not reuse] == ["distill", "evaluate", "export"]
+
+
 def test_from_stage_reruns_that_stage_and_later(tmp_path, finished_run, tiny_models, toy_csv):
     import shutil
 
