@@ -20,7 +20,7 @@ from compressor.data import DataSettings, fingerprint, run_data
 from compressor.distill import DistillSettings, run_distill
 from compressor.evaluate import EvaluateSettings, run_evaluate, write_report
 from compressor.generator import GeneratorSettings, run_generator
-from compressor.rundir import STAGES, depends_on, is_complete, read_json, stage_id, stage_path, upstream_ids
+from compressor.rundir import STAGES, depends_on, is_complete, read_json, stage_path, upstream_ids
 from compressor.synthesize import SynthesizeSettings, run_synthesize
 from compressor.teacher import TeacherSettings, run_teacher
 from runtime.bundle import write_json_atomic
@@ -123,8 +123,8 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
                 f"{run_dir} holds a run whose {stage} stage was made with other settings ({difference}); "
                 f"use a new --out, or --from {stage} to redo it and what follows, or --force."
             )
-        built_on = {s: (built_on or {}).get(s) for s in inputs}
-        if built_on != {s: stage_id(run_dir, s) for s in inputs}:  # an earlier re-run was cut off after re-making its inputs
+        built_on = {s: i for s, i in (built_on or {}).items() if s in inputs}  # older runs recorded every earlier stage
+        if built_on != upstream_ids(run_dir, stage):  # an earlier re-run was cut off after re-making its inputs
             out.append((stage, False))
             remade.add(stage)
             continue
