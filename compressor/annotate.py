@@ -1,8 +1,9 @@
 """Stage `annotate`: the teacher's class logits for every synthetic text and every real split.
 
-Saved as float32 arrays `<split>.npy` of shape [texts, labels] (logits; probabilities are their
-softmax, at whatever distillation temperature the student uses). The dev and test logits also give the
-teacher's own scores in the report, without a second pass.
+Saved as float32 arrays `<split>.npy` of shape [texts, labels]: logits, not probabilities (the student
+takes their softmax at its own distillation temperature). The teacher reads texts at the input length
+it was fine-tuned with (teacher/settings.json). The dev and test logits also give the teacher's own
+scores in the report, without a second pass.
 """
 
 from __future__ import annotations
@@ -13,20 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.rundir import begin_stage, finish_stage, load_split, stage_path
-from compressor.synthesize import load_synthetic
-from compressor.teacher import load_teacher, teacher_logits
-from compressor.training import accuracy
-from runtime.classifier import softmax
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_json, stage_path
+from gendistill.compressor.synthesize import load_synthetic
+from gendistill.compressor.teacher import load_teacher, teacher_logits
+from gendistill.compressor.training import accuracy
+from gendistill.runtime.classifier import softmax
+from gendistill.runtime.settings import Settings
 
 
 @dataclass
-class AnnotateSettings:
+class AnnotateSettings(Settings):
+    PREFIX = "annotate_"
+
     batch_size: int = 64
-    max_length: int = 128
-    """Teacher input length; keep it equal to the teacher's training length."""
+    """Texts the teacher reads together (sorted by length, so little padding)."""
     unlabeled: int = 0
-    """Also annotate this many real unlabeled texts (a random sample): the benchmark's oracle student."""
+    """Also annotate this many real unlabeled texts of the training pool: the benchmark's oracle student (GAL)."""
+
+    def validate(self):
+        self.at_least("batch_size", 1)
+        self.at_least("unlabeled", 0)
 
 
 SPLITS = ("train", "dev", "test")
@@ -35,6 +42,7 @@ SPLITS = ("train", "dev", "test")
 def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     started = time.time()
     model, tokenizer = load_teacher(run_dir)
+    max_length = read_json(stage_path(run_dir, "teacher") / "settings.json")["max_length"]
     out = begin_stage(run_dir, "annotate")
     texts = {"synthetic": load_synthetic(run_dir)}
     targets = {}
@@ -44,7 +52,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         texts["unlabeled"] = load_split(run_dir, "unlabeled")[0][: settings.unlabeled]
     metrics = {}
     for split, split_texts in texts.items():
-        logits = teacher_logits(model, tokenizer, split_texts, settings.max_length, settings.batch_size, desc=f"annotate {split}")
+        logits = teacher_logits(model, tokenizer, split_texts, max_length, settings.batch_size, desc=f"annotate {split}")
         np.save(out / f"{split}.npy", logits)
         if split in targets:
             metrics[f"teacher_{split}_accuracy"] = accuracy(logits.argmax(1), targets[split])

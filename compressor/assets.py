@@ -14,7 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from runtime.errors import GendistillError
+from gendistill.runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
 

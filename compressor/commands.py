@@ -1,82 +1,35 @@
-"""`gendistill compress` and `gendistill demo`: parse options, build settings, call run_compress."""
+"""`gendistill compress`, `demo` and `export`: click wrappers over gendistill.compressor.api.
+
+Their options are generated from the stages' settings dataclasses (gendistill.runtime.settings), the
+one place where each default, choice list and help text lives; nothing here imports torch, so `--help`
+is instant.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from compressor.rundir import STAGES
+from gendistill.compressor.api import DEMO
+from gendistill.compressor.pipeline import STAGE_SETTINGS
+from gendistill.compressor.rundir import STAGES
+from gendistill.export.bundle import ExportSettings
+from gendistill.runtime.formatting import ms, pct, size, table
+from gendistill.runtime.settings import click_options
 
-DEMO_SYNTHETIC = 2000
+RUN_OPTIONS = [
+    click.option("--no-export", is_flag=True, help="Stop after evaluation (no ONNX bundle)."),
+    click.option("--from", "from_stage", type=click.Choice(STAGES), default=None,
+                 help="Re-run this stage and the stages built on it (a new teacher keeps the generator and synthetic texts)."),
+    click.option("--force", is_flag=True, help="Re-run every stage."),
+]
 
 
-def pipeline_options(function):
-    """The options `compress` and `demo` share (models, synthesis, distillation, export)."""
-    options = [
-        click.option("--per-class", type=int, default=None, help="Labeled examples per class to keep (papers: 100); default all."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--teacher", default="embedded", show_default=True, help="Classifier to fine-tune: hub name or path (embedded: packaged all-MiniLM-L6-v2)."),
-        click.option("--teacher-model", default=None, help="An already fine-tuned classifier to use as the teacher (skips teacher training)."),
-        click.option("--teacher-epochs", type=int, default=10, show_default=True),
-        click.option("--teacher-lr", type=float, default=1e-4, show_default=True),
-        click.option("--max-length", type=int, default=128, show_default=True, help="Teacher and student input length (tokens)."),
-        click.option("--generator", default="embedded", show_default=True, help="Causal LM to fine-tune: hub name or path (embedded: packaged SmolLM2-135M)."),
-        click.option("--generator-epochs", type=int, default=1, show_default=True),
-        click.option("--generator-lr", type=float, default=2e-5, show_default=True),
-        click.option("--synthetic", type=int, default=DEMO_SYNTHETIC, show_default=True, help="Unique synthetic texts to generate."),
-        click.option("--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature."),
-        click.option("--top-k", type=int, default=0, show_default=True, help="0 = full distribution (paper)."),
-        click.option("--top-p", type=float, default=1.0, show_default=True),
-        click.option("--max-new-tokens", type=int, default=48, show_default=True),
-        click.option("--synthesis-batch", type=int, default=64, show_default=True),
-        click.option("--synthesis-shard", type=int, default=256, show_default=True, help="Texts per shard file; a killed run loses at most one."),
-        click.option("--student", type=click.Choice(["kim-cnn", "res-cnn"]), default="kim-cnn", show_default=True),
-        click.option("--embeddings", type=click.Choice(["teacher", "glove", "bpemb", "random"]), default="teacher", show_default=True,
-                     help="Initial subword vectors for the student."),
-        click.option("--bpemb-model", type=click.Path(), default=None, help="BPEmb sentencepiece .model file (with --bpemb-vectors)."),
-        click.option("--bpemb-vectors", type=click.Path(), default=None, help="BPEmb word2vec vectors file."),
-        click.option("--bpemb", default=None, help="LANG:VOCAB:DIM to download BPEmb with the bpemb package (needs internet)."),
-        click.option("--vocab-size", type=int, default=8000, show_default=True, help="Student sentencepiece vocabulary size."),
-        click.option("--labels", "label_mode", type=click.Choice(["soft", "hard"]), default="soft", show_default=True, help="Teacher soft labels (KL) or argmax (CE)."),
-        click.option("--lambda", "alpha", type=float, default=0.5, show_default=True, help="Weight of the true-label loss; 1 - lambda weighs distillation."),
-        click.option("--kd-temperature", type=float, default=1.0, show_default=True),
-        click.option("--student-epochs", type=int, default=30, show_default=True),
-        click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True),
-        click.option("--mobile", is_flag=True, help="Also write model.ort for onnxruntime-mobile."),
-        click.option("--no-export", is_flag=True, help="Stop after evaluation (no ONNX bundle)."),
-        click.option("--from", "from_stage", type=click.Choice(STAGES), default=None, help="Re-run this stage and the stages built on it (a new teacher keeps the generator and synthetic texts)."),
-        click.option("--force", is_flag=True, help="Re-run every stage."),
-    ]
-    for option in reversed(options):
+def run_options(function):
+    for option in reversed(RUN_OPTIONS):
         function = option(function)
     return function
-
-
-def build_settings(source, text_column=None, label_column=None, dev=None, test=None, dev_size=200, test_size=2000, **o):
-    from compressor.pipeline import (AnnotateSettings, CompressSettings, DataSettings, DistillSettings, EvaluateSettings,
-                                     GeneratorSettings, SynthesizeSettings, TeacherSettings)
-
-    export = None
-    if not o["no_export"]:
-        from export.bundle import ExportSettings
-
-        export = ExportSettings(quantize=o["quantize"], mobile=o["mobile"])
-    seed = o["seed"]
-    return CompressSettings(
-        data=DataSettings(source=source, text_column=text_column, label_column=label_column, dev=dev, test=test,
-                          per_class=o["per_class"], dev_size=dev_size, test_size=test_size, seed=seed),
-        teacher=TeacherSettings(model=o["teacher"], finetuned=o["teacher_model"], epochs=o["teacher_epochs"], lr=o["teacher_lr"],
-                                max_length=o["max_length"], seed=seed),
-        generator=GeneratorSettings(model=o["generator"], epochs=o["generator_epochs"], lr=o["generator_lr"], seed=seed),
-        synthesize=SynthesizeSettings(count=o["synthetic"], temperature=o["temperature"], top_k=o["top_k"], top_p=o["top_p"],
-                                      max_new_tokens=o["max_new_tokens"], batch_size=o["synthesis_batch"],
-                                      shard_size=o["synthesis_shard"], seed=seed),
-        annotate=AnnotateSettings(),
-        distill=DistillSettings(architecture=o["student"], embeddings=o["embeddings"], bpemb_model=o["bpemb_model"],
-                                bpemb_vectors=o["bpemb_vectors"], bpemb=o["bpemb"], vocab_size=o["vocab_size"], labels=o["label_mode"],
-                                alpha=o["alpha"], temperature=o["kd_temperature"], epochs=o["student_epochs"], max_length=o["max_length"], seed=seed),
-        evaluate=EvaluateSettings(),
-        export=export,
-    )
 
 
 def summary_table(report: dict) -> str:
@@ -84,65 +37,84 @@ def summary_table(report: dict) -> str:
     for key, title in (("teacher", "teacher"), ("student", "student (gen-distill)"), ("student_labeled_only", "student, labeled only")):
         if key in report:
             r = report[key]
-            rows.append((title, f"{100 * r['test_accuracy']:.1f}%", f"{100 * r['test_macro_f1']:.1f}%", f"{r['params']:,}", f"{r['bytes'] / 1e6:.2f} MB"))
+            rows.append((title, pct(r["test_accuracy"]), pct(r["test_macro_f1"]), f"{r['params']:,}", size(r["bytes"])))
     if "bundle" in report:
         b = report["bundle"]
         precision = b.get("precision", "int8")
-        acc = b.get(f"{precision}_test_accuracy")
-        size = (b.get("bytes") or {}).get(precision)
-        latency = (b.get("latency_ms") or {}).get(f"{precision}_batch1")
-        rows.append((f"bundle ({precision} ONNX)", f"{100 * acc:.1f}%" if acc is not None else "-", "-",
-                     f"{latency:.3f} ms/text" if latency is not None else "-", f"{size / 1e6:.2f} MB" if size else "-"))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        rows.append((f"bundle ({precision} ONNX)", pct(b.get(f"{precision}_test_accuracy")), "-",
+                     ms(b.get("latency_ms", {}).get(f"{precision}_batch1")) + "/text", size(b.get("bytes", {}).get(precision))))
+    return table(rows)
 
 
-def _run(source, run_dir, from_stage, force, **options):
-    from compressor import require_extra
+def _compress(data: str, run_dir: str, from_stage: str | None, force: bool, **settings) -> None:
+    from gendistill.compressor.api import compress as run
 
-    require_extra("torch", "transformers", "onnx")
-    import transformers
-
-    from compressor.pipeline import run_compress
-
-    # Our own bars show stage progress; transformers' per-file load/save bars would only add noise.
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()  # e.g. the "classifier.weight MISSING" report a new head always gets
-
-    settings = build_settings(source, **options)
     try:
-        report = run_compress(settings, run_dir, from_stage=from_stage, force=force)
+        report = run(data, run_dir, from_stage=from_stage, force=force, **settings)
     except KeyboardInterrupt:
         click.echo(f"Interrupted; finished stages are kept in {run_dir} and the same command resumes from there.", err=True)
         raise SystemExit(130) from None
     click.echo(summary_table(report))
     click.echo(f"\nReport: {run_dir}/report.md" + (f"   Bundle: {report['bundle']['path']}" if "bundle" in report else ""))
-    return report
 
 
 @click.command()
 @click.argument("data")
-@click.option("--text-column", default=None, help="Column with the texts (detected if omitted).")
-@click.option("--label-column", default=None, help="Column with the labels (detected if omitted).")
-@click.option("--dev", type=click.Path(), default=None, help="Separate dev file (else split from DATA).")
-@click.option("--test", type=click.Path(), default=None, help="Separate test file (else split from DATA).")
-@click.option("--dev-size", type=int, default=200, show_default=True)
-@click.option("--test-size", type=int, default=2000, show_default=True)
 @click.option("--out", "run_dir", type=click.Path(), required=True, help="Run directory (created; re-running resumes).")
-@pipeline_options
-def compress(data, run_dir, from_stage, force, **options):
+@click_options(STAGE_SETTINGS.values())
+@run_options
+def compress(data, run_dir, from_stage, force, **settings):
     """Compress a classifier for DATA (CSV/TSV/JSONL, a `datasets` dir, or rotten-tomatoes / bbc-news)."""
-    _run(data, run_dir, from_stage, force, **options)
+    _compress(data, run_dir, from_stage, force, **settings)
 
 
 @click.command()
 @click.option("--out", "run_dir", type=click.Path(), default="runs/demo", show_default=True, help="Run directory (re-running resumes).")
-@pipeline_options
-@click.pass_context
-def demo(ctx, run_dir, from_stage, force, **options):
+@click_options(STAGE_SETTINGS.values(), defaults=DEMO)
+@run_options
+def demo(run_dir, from_stage, force, **settings):
     """The embedded default: Rotten Tomatoes, 100 labeled examples per class, packaged teacher and generator."""
-    if ctx.get_parameter_source("per_class").name == "DEFAULT":
-        options["per_class"] = 100
-    _run("rotten-tomatoes", run_dir, from_stage, force, **options)
+    _compress(DEMO["data"], run_dir, from_stage, force, **settings)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle directory to create (must not exist or be empty).")
+@click_options([ExportSettings])
+def export(run_dir: Path, out_dir: Path, **settings):
+    """Export RUN_DIR's student to a verified ONNX bundle (int8 by default) and print its figures."""
+    from gendistill.compressor.api import export as run
+
+    click.echo(format_export(run(run_dir, out_dir, **settings), out_dir))
+
+
+def format_export(manifest: dict, bundle_dir: Path) -> str:
+    """The table `gendistill export` prints: sizes, parameters, batch-1 latency and the check figures."""
+    from gendistill.export.verify import MAX_FP32_DIFF, MIN_INT8_AGREEMENT
+
+    m, model = manifest["metrics"], manifest["model"]
+    latency, sizes = m["latency_ms"], m["bytes"]
+    threads = latency["threads"]
+
+    def percent(x):
+        return "-" if x is None else f"{x:.1%}"
+
+    rows = [
+        ("", "fp32", "int8"),
+        ("model file size", size(sizes["fp32"]), size(sizes["int8"])),
+        (f"batch-1 latency ({threads} thread{'s' if threads > 1 else ''})", ms(latency["fp32_batch1"]), ms(latency["int8_batch1"])),
+        (f"test accuracy ({m['test_examples']} texts)", percent(m["fp32_test_accuracy"]), percent(m["int8_test_accuracy"])),
+    ]
+    lines = [f"{a:<34}{b:>12}{c:>12}" for a, b, c in rows]
+    lines += [
+        f"{'parameters':<34}{model['params']:>12,}",
+        f"{'PyTorch test accuracy':<34}{percent(m['torch_test_accuracy']):>12}",
+        f"{'fp32 vs PyTorch max |logit diff|':<34}{m['fp32_vs_torch_max_abs_diff']:>12.1e}   (limit {MAX_FP32_DIFF:.0e})",
+    ]
+    if m["int8_vs_fp32_agreement"] is not None:
+        lines.append(f"{'int8 vs fp32 label agreement':<34}{percent(m['int8_vs_fp32_agreement']):>12}   (limit {MIN_INT8_AGREEMENT:.0%})")
+    if "mobile_vs_onnx_max_abs_diff" in m:
+        lines.append(f"{'model.ort vs model.onnx max diff':<34}{m['mobile_vs_onnx_max_abs_diff']:>12.1e}")
+    files = ", ".join(sorted(manifest["files"]))
+    lines += ["", f"Bundle ({model['precision']} model.onnx, opset {model['opset']}) written to {bundle_dir}: bundle.json, {files}"]
+    return "\n".join(lines)

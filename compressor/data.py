@@ -8,9 +8,7 @@ from the training pool, and the rest of the pool is kept only as `unlabeled.json
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -19,86 +17,50 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor import assets
-from compressor.rundir import begin_stage, finish_stage, write_jsonl_atomic
-from runtime.bundle import write_json_atomic
-from runtime.errors import GendistillError
+from gendistill.compressor import assets
+from gendistill.compressor.rundir import begin_stage, finish_stage, write_jsonl_atomic
+from gendistill.runtime.bundle import write_json_atomic
+from gendistill.runtime.errors import GendistillError
+from gendistill.runtime.settings import Settings
+from gendistill.runtime.tables import LABEL_COLUMNS, TEXT_COLUMNS, pick_column, read_table
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATASETS = ("rotten-tomatoes", "bbc-news")
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body", "utterance", "question")
-LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "topic", "intent")
 
 
 @dataclass
-class DataSettings:
+class DataSettings(Settings):
+    INTERNAL = ("source",)  # the DATA argument
+
     source: str = "rotten-tomatoes"
     """A file path, a `datasets` directory, or an embedded dataset name."""
     text_column: str | None = None
-    """Column holding the texts; detected when not given."""
+    """Column with the texts (detected if omitted)."""
     label_column: str | None = None
-    """Column holding the labels; detected when not given."""
+    """Column with the labels (detected if omitted)."""
     dev: str | None = None
-    """Optional separate dev file (same columns); otherwise a stratified split of DATA."""
+    """Separate dev file, same columns (else a stratified split of DATA)."""
     test: str | None = None
-    """Optional separate test file; otherwise a stratified split of DATA."""
+    """Separate test file, same columns (else a stratified split of DATA)."""
     per_class: int | None = None
-    """Labeled examples per class drawn from the training pool (papers: 100); None keeps the whole pool."""
+    """Labeled examples per class to keep (papers: 100); the rest of the training pool is only unlabeled text. Default: all."""
     dev_size: int = 200
-    """Dev examples when no --dev file is given (capped at 10% of the data)."""
+    """Dev examples split from DATA when no --dev file is given (at most 10% of the data)."""
     test_size: int = 2000
-    """Test examples when no --test file is given (capped at 20% of the data)."""
+    """Test examples split from DATA when no --test file is given (at most 20% of the data)."""
     seed: int = 0
+    """Seed of every random choice: splits, initialisations, sampling."""
 
-    def __post_init__(self):
-        if self.per_class is not None and self.per_class < 1:
-            raise GendistillError(f"--per-class must be at least 1, not {self.per_class}.")
-        if self.dev_size < 1 or self.test_size < 1:
-            raise GendistillError("--dev-size and --test-size must be at least 1.")
+    def validate(self):
+        if not isinstance(self.source, str) or not self.source:
+            raise GendistillError("DATA must be a file, a directory or an embedded dataset name.")
+        self.at_least("per_class", 1)
+        self.at_least("dev_size", 1)
+        self.at_least("test_size", 1)
 
 
 # --- reading ---------------------------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise GendistillError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); re-save it as UTF-8.") from None
-
-
-def _read_table(path: Path) -> list[dict]:
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".bz2" else path.suffix
-    suffix = suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        text = _read_text(path)
-        if suffix == ".json" and text.lstrip().startswith("["):
-            rows = json.loads(text)
-        else:
-            rows = []
-            for number, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise GendistillError(f"{path} line {number} is not valid JSON; fix that line or convert the file to CSV.") from None
-        if not all(isinstance(r, dict) for r in rows):
-            raise GendistillError(f"{path} must hold one JSON object per line, like {{\"text\": ..., \"label\": ...}}.")
-        return rows
-    if suffix in (".csv", ".tsv", ".txt", ".csv.bz2"):
-        if suffix == ".csv.bz2":
-            import bz2
-
-            text = bz2.open(path, "rt", encoding="utf-8").read()
-        else:
-            text = _read_text(path)
-        delimiter = "\t" if suffix == ".tsv" or (suffix == ".txt" and "\t" in text.split("\n", 1)[0]) else ","
-        try:
-            return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
-        except csv.Error as exc:
-            raise GendistillError(f"{path} is not a readable CSV/TSV file ({exc}); check its quoting.") from None
-    raise GendistillError(f"{path} has an unsupported extension {suffix!r}; give a .csv, .tsv or .jsonl file, or a `datasets` directory.")
 
 
 def _read_datasets_dir(path: Path) -> list[dict]:
@@ -122,7 +84,7 @@ def _read_datasets_dir(path: Path) -> list[dict]:
 
 def _embedded(name: str) -> list[dict]:
     if name == "rotten-tomatoes":
-        rows = _read_table(assets.rotten_tomatoes_file())
+        rows = read_table(assets.rotten_tomatoes_file())
         return [{"text": r["text"], "label": r["category"]} for r in rows if r["category"] in ("fresh", "rotten")]
     folder = assets.bbc_news_dir()
     rows = []
@@ -131,19 +93,6 @@ def _embedded(name: str) -> list[dict]:
         for article in sorted(label_dir.glob("*.txt")):
             rows.append({"text": article.read_bytes().decode("utf-8", errors="replace"), "label": label})
     return rows
-
-
-def _pick_column(columns: list[str], given: str | None, candidates: tuple[str, ...], kind: str, flag: str, source: str) -> str:
-    if given is not None:
-        if given not in columns:
-            raise GendistillError(f"{source} has no column {given!r} (columns: {', '.join(columns)}); fix {flag}.")
-        return given
-    found = [c for c in columns if c.lower() in candidates]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise GendistillError(f"Cannot tell which column of {source} holds the {kind} (columns: {', '.join(columns)}); name it with {flag}.")
-    raise GendistillError(f"{source} has several possible {kind} columns ({', '.join(found)}); choose one with {flag}.")
 
 
 def read_labeled(source: str, text_column: str | None = None, label_column: str | None = None) -> tuple[list[str], list[str], dict]:
@@ -157,12 +106,12 @@ def read_labeled(source: str, text_column: str | None = None, label_column: str 
             raise GendistillError(
                 f"{source} does not exist; give a CSV/TSV/JSONL file, a `datasets` directory, or one of: {', '.join(EMBEDDED_DATASETS)}."
             )
-        rows = _read_datasets_dir(path) if path.is_dir() else _read_table(path)
+        rows = _read_datasets_dir(path) if path.is_dir() else read_table(path)
     if not rows:
         raise GendistillError(f"{source} holds no rows; give a file with a header and labeled texts.")
     columns = list(rows[0].keys())
-    text_column = _pick_column(columns, text_column, TEXT_COLUMNS, "texts", "--text-column", source)
-    label_column = _pick_column(columns, label_column, LABEL_COLUMNS, "labels", "--label-column", source)
+    text_column = pick_column(columns, text_column, TEXT_COLUMNS, "texts", "--text-column", source)
+    label_column = pick_column(columns, label_column, LABEL_COLUMNS, "labels", "--label-column", source)
     if text_column == label_column:
         raise GendistillError(f"The text and label columns of {source} are both {text_column!r}; name them with --text-column and --label-column.")
     texts, labels, dropped = [], [], Counter()

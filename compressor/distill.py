@@ -1,78 +1,96 @@
 """Stage `distill`: train the tiny CNN student on real + synthetic texts from the teacher's soft labels.
 
-Loss (generation-distillation, with GAL's mixing weight):
-    lambda * CE(true label)           on real labeled examples
-  + (1 - lambda) * T^2 * KL(teacher_T || student_T)   on synthetic examples (and real ones if kd_on_real)
-`labels="hard"` replaces the KL term by CE on the teacher's argmax (the papers' ablation).
+Loss (generation-distillation, with GAL's mixing weight λ):
+    λ * CE(true label)                                      on real labeled examples
+  + (1 - λ) * T^2 * KL(softmax(teacher/T) || softmax(student/T))   on synthetic examples (and real ones if kd_on_real)
+`teacher_labels="hard"` replaces the KL term by CE on the teacher's argmax (the papers' ablation).
 Adam, lr 1e-3, early stopping on dev accuracy. The same student trained on the labeled data alone is
 saved beside it, since that is the comparison a user needs.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
-from compressor.annotate import load_annotations
-from compressor.embeddings import EMBEDDINGS, initial_vectors
-from compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
-from compressor.student import ARCHITECTURES, StudentConfig, StudentTokenizer, build_student, count_parameters, save_student, train_tokenizer
-from compressor.synthesize import load_synthetic
-from compressor.training import accuracy, progress, seed_everything
-from runtime.errors import GendistillError
+from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.embeddings import Embeddings, initial_vectors
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
+from gendistill.compressor.synthesize import load_synthetic
+from gendistill.compressor.training import BestCheckpoint, accuracy, progress, seed_everything
+from gendistill.runtime.errors import GendistillError
+from gendistill.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
+Architecture = Literal["kim-cnn", "res-cnn"]
+ARCHITECTURES = get_args(Architecture)
+
 
 @dataclass
-class DistillSettings:
-    architecture: str = "kim-cnn"
-    """kim-cnn or res-cnn."""
-    embeddings: str = "teacher"
-    """Initial subword vectors: teacher (offline default), glove, bpemb or random."""
+class DistillSettings(Settings):
+    PREFIX = "student_"
+    NAMES = {"architecture": "student", "embeddings": "embeddings", "bpemb_model": "bpemb_model", "bpemb_vectors": "bpemb_vectors",
+             "bpemb": "bpemb", "vocab_size": "vocab_size", "teacher_labels": "teacher_labels", "lam": "lam",
+             "kd_temperature": "kd_temperature", "kd_on_real": "kd_on_real", "max_length": "max_length", "seed": "seed",
+             "labeled_only_baseline": "labeled_only_baseline"}
+    FLAGS = {"lam": "--lambda"}
+
+    architecture: Architecture = "kim-cnn"
+    """Student network: Kim-CNN (filters of several widths, max-pooling) or Res-CNN (residual conv blocks)."""
+    embeddings: Embeddings = "teacher"
+    """Initial subword vectors: the teacher's own embedding table (offline default), GloVe, BPEmb (the paper's), or random."""
     bpemb_model: str | None = None
-    """BPEmb sentencepiece `.model` file (with --bpemb-vectors): the student then uses BPEmb's vocabulary."""
+    """BPEmb sentencepiece .model file (with --bpemb-vectors): the student then uses BPEmb's vocabulary."""
     bpemb_vectors: str | None = None
-    """BPEmb word2vec vectors (`.w2v.bin` or `.w2v.txt`)."""
+    """BPEmb word2vec vectors file (.w2v.bin or .w2v.txt)."""
     bpemb: str | None = None
     """LANG:VOCAB:DIM (e.g. en:10000:100) to fetch BPEmb with the `bpemb` package (needs internet)."""
     vocab_size: int = 8000
+    """Student sentencepiece vocabulary size."""
     embed_dim: int = 100
-    labels: str = "soft"
-    """soft: KL to the teacher's probabilities; hard: CE to the teacher's argmax."""
-    alpha: float = 0.5
-    """lambda: weight of the true-label CE term; 1 - lambda weighs distillation."""
-    temperature: float = 1.0
-    """Distillation temperature T."""
+    """Student subword vector size."""
+    teacher_labels: Literal["soft", "hard"] = "soft"
+    """What the student learns from the teacher: its soft labels (KL) or its argmax (CE)."""
+    lam: float = 0.5
+    """λ: weight of the true-label loss; 1 - λ weighs distillation."""
+    kd_temperature: float = 1.0
+    """Distillation temperature T of the teacher's and the student's softmax."""
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
     lr: float = 1e-3
+    """Student learning rate (Adam)."""
     batch_size: int = 64
+    """Texts per student training step."""
     epochs: int = 30
+    """Student training epochs at most (early stopping on dev accuracy)."""
     patience: int = 5
+    """Stop after this many epochs without a better dev accuracy."""
     max_length: int = 128
+    """Teacher and student input length (tokens)."""
     lowercase: bool = True
+    """Lowercase texts before the student's tokenizer."""
     seed: int = 0
+    """Seed of every random choice: splits, initialisations, sampling."""
     labeled_only_baseline: bool = True
-    """Also train the same student on the labeled data alone (for the report)."""
+    """Also train the same student on the labeled data alone, for the report."""
 
-    def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise GendistillError(f"--student must be one of {', '.join(ARCHITECTURES)}, not {self.architecture!r}.")
-        if self.embeddings not in EMBEDDINGS:
-            raise GendistillError(f"--embeddings must be one of {', '.join(EMBEDDINGS)}, not {self.embeddings!r}.")
-        if self.labels not in ("soft", "hard"):
-            raise GendistillError(f"--labels must be soft or hard, not {self.labels!r}.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise GendistillError(f"--lambda must lie in [0, 1], not {self.alpha}.")
-        if self.temperature <= 0:
-            raise GendistillError(f"--kd-temperature must be positive, not {self.temperature}.")
+    def validate(self):
+        self.at_least("vocab_size", 50)
+        self.at_least("embed_dim", 1)
+        self.between("lam", 0.0, 1.0)
+        self.positive("kd_temperature")
+        self.positive("lr")
+        self.at_least("batch_size", 1)
+        self.at_least("epochs", 1)
+        self.at_least("patience", 1)
+        self.at_least("max_length", 1)
         if self.embeddings == "bpemb" and not (self.bpemb or (self.bpemb_model and self.bpemb_vectors)):
             raise GendistillError("--embeddings bpemb needs --bpemb-model and --bpemb-vectors files, or --bpemb LANG:VOCAB:DIM.")
 
@@ -95,9 +113,15 @@ def _bpemb_files(settings: DistillSettings) -> tuple[Path, Path]:
         raise GendistillError(f"Could not fetch BPEmb {settings.bpemb!r} ({type(exc).__name__}); offline, pass local --bpemb-model/--bpemb-vectors files.") from None
 
 
-def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_texts: list[str], num_labels: int, work_dir: Path):
-    """The student's tokenizer (`work_dir/tokenizer.model`), config and initial embedding vectors."""
+def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_texts: list[str], num_labels: int, work_dir: Path,
+                    tokenizer_model: Path | None = None):
+    """The student's input path (over `work_dir/tokenizer.model`), config and initial embedding vectors.
+
+    The tokenizer is trained on `tokenizer_texts`, or copied from `tokenizer_model` (a sibling student's).
+    """
     import sentencepiece as spm
+
+    from gendistill.compressor.student import StudentConfig, student_input, train_tokenizer
 
     model_path = work_dir / "tokenizer.model"
     digits_to_zero = False
@@ -105,6 +129,9 @@ def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_te
         bpemb_model, bpemb_vectors = _bpemb_files(settings)
         shutil.copyfile(bpemb_model, model_path)
         digits_to_zero = True  # BPEmb's preprocessing: lowercase, digits -> 0
+    elif tokenizer_model is not None:
+        shutil.copyfile(tokenizer_model, model_path)
+        bpemb_vectors = None
     else:
         train_tokenizer(tokenizer_texts, work_dir / "tokenizer", settings.vocab_size, lowercase=settings.lowercase)
         bpemb_vectors = None
@@ -120,7 +147,7 @@ def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_te
         bpemb_vectors_path=bpemb_vectors, seed=settings.seed,
     )
     vectors[config.pad_id] = 0.0
-    return StudentTokenizer(model_path, config), config, vectors, coverage
+    return student_input(work_dir, config), config, vectors, coverage
 
 
 def _bpemb_pad(sp) -> int:
@@ -128,9 +155,8 @@ def _bpemb_pad(sp) -> int:
     return sp.pad_id() if sp.pad_id() >= 0 else sp.unk_id()
 
 
-def train_student(config: StudentConfig, tokenizer: StudentTokenizer, vectors: np.ndarray, *,
-                  texts: list[str], hard: np.ndarray, soft: np.ndarray | None, dev_texts: list[str], dev_y: list[int],
-                  settings: DistillSettings, desc: str = "distill"):
+def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard: np.ndarray, soft: np.ndarray | None,
+                  dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill"):
     """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD).
 
     Returns (best model by dev accuracy, history).
@@ -138,38 +164,41 @@ def train_student(config: StudentConfig, tokenizer: StudentTokenizer, vectors: n
     import torch
     import torch.nn.functional as F
 
+    from gendistill.compressor.student import build_student
+
     seed_everything(settings.seed)
     model = build_student(config)
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(vectors))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    ids = tokenizer.encode(texts)
-    dev_inputs = [tokenizer(dev_texts[i : i + 512]) for i in range(0, len(dev_texts), 512)]
+    ids = inputs.encode(texts)
+    dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])) for i in range(0, len(dev_texts), 512)]
     hard_t = torch.as_tensor(hard, dtype=torch.long)
     has_soft = torch.zeros(len(texts), dtype=torch.bool) if soft is None else torch.as_tensor(~np.isnan(soft).any(1))
     soft_t = torch.zeros((len(texts), config.num_labels)) if soft is None else torch.nan_to_num(torch.as_tensor(soft, dtype=torch.float32))
-    T, alpha = settings.temperature, settings.alpha
-    generator = torch.Generator().manual_seed(settings.seed)
-    best_accuracy, best_state, waited, history = -1.0, None, 0, []
+    T, lam = settings.kd_temperature, settings.lam
+    rng = torch.Generator().manual_seed(settings.seed)
+    best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
+    history = []
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(texts), generator=generator)
+        order = torch.randperm(len(texts), generator=rng)
         for start in range(0, len(texts), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            logits = model(torch.from_numpy(tokenizer.pad([ids[i] for i in batch.tolist()])))
+            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])))
             loss = logits.new_zeros(())
             real = hard_t[batch] >= 0
-            if real.any() and alpha > 0:
-                loss = loss + alpha * F.cross_entropy(logits[real], hard_t[batch][real])
+            if real.any() and lam > 0:
+                loss = loss + lam * F.cross_entropy(logits[real], hard_t[batch][real])
             distilled = has_soft[batch]
-            if distilled.any() and alpha < 1:
+            if distilled.any() and lam < 1:
                 student, teacher = logits[distilled], soft_t[batch][distilled]
-                if settings.labels == "hard":
+                if settings.teacher_labels == "hard":
                     kd = F.cross_entropy(student, teacher.argmax(1))
                 else:
                     kd = F.kl_div(F.log_softmax(student / T, 1), F.log_softmax(teacher / T, 1), log_target=True, reduction="batchmean") * T * T
-                loss = loss + (1 - alpha) * kd
+                loss = loss + (1 - lam) * kd
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -178,18 +207,37 @@ def train_student(config: StudentConfig, tokenizer: StudentTokenizer, vectors: n
             dev_pred = np.concatenate([model(x).argmax(1).numpy() for x in dev_inputs]) if dev_inputs else np.zeros(0)
         dev_accuracy = accuracy(dev_pred, dev_y)
         history.append({"epoch": epoch, "dev_accuracy": dev_accuracy})
-        bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", best=f"{max(best_accuracy, dev_accuracy):.3f}")
-        if dev_accuracy > best_accuracy:
-            best_accuracy, waited = dev_accuracy, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-            if waited >= settings.patience:
-                break
+        bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", best=f"{max(best.best_score or 0.0, dev_accuracy):.3f}")
+        if best.update(epoch, dev_accuracy, last=epoch == settings.epochs):
+            break
     bar.close()
-    model.load_state_dict(best_state)
+    best.restore()
     model.eval()
     return model, history
+
+
+def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, student_dir: Path, *, labeled_only: bool = False,
+                    desc: str = "distill student", tokenizer_model: Path | None = None) -> dict:
+    """Build the student's tokenizer and initial vectors from `data["texts"]` (or reuse `tokenizer_model`),
+    train it, save it to `student_dir`; returns its metrics.
+
+    `data` is `training_set(...)`'s dict. `labeled_only` trains on the true labels alone (λ = 1, no
+    teacher): the baseline a user compares against. The distill stage and the benchmark's student rows
+    both train through here.
+    """
+    from gendistill.compressor.student import count_parameters, save_student
+
+    student_dir.mkdir(parents=True, exist_ok=True)
+    dev_texts, dev_y = load_split(run_dir, "dev")
+    inputs, config, vectors, coverage = prepare_student(settings, run_dir, data["texts"], len(load_labels(run_dir)), student_dir,
+                                                        tokenizer_model)
+    if labeled_only:
+        settings = replace(settings, lam=1.0)
+        data = {**data, "soft": None}
+    model, history = train_student(config, inputs, vectors, dev_texts=dev_texts, dev_y=dev_y, settings=settings, desc=desc, **data)
+    save_student(model, config, student_dir)
+    return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
+            "training_texts": len(data["texts"]), "dev_accuracy": max(h["dev_accuracy"] for h in history), "history": history}
 
 
 def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str = "synthetic") -> dict:
@@ -213,38 +261,19 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
     started = time.time()
-    labels = load_labels(run_dir)
-    dev_texts, dev_y = load_split(run_dir, "dev")
     data = training_set(run_dir, settings)
     if len(data["texts"]) == 0:
         raise GendistillError("There is nothing to train the student on; check the data split.")
     out = begin_stage(run_dir, "distill")
-    work = out / "student"
-    work.mkdir()
-    tokenizer, config, vectors, coverage = prepare_student(settings, run_dir, data["texts"], len(labels), work)
-    log.info("student vocabulary %d pieces, %.0f%% initialised from %s vectors", config.vocab_size, 100 * coverage, settings.embeddings)
-    model, history = train_student(config, tokenizer, vectors, dev_texts=dev_texts, dev_y=dev_y, settings=settings, desc="distill student", **data)
-    save_student(model, config, work)
-    metrics = {
-        "params": count_parameters(model),
-        "vocab_size": config.vocab_size,
-        "embedding_coverage": coverage,
-        "training_texts": len(data["texts"]),
-        "dev_accuracy": max(h["dev_accuracy"] for h in history),
-        "history": history,
-    }
+    metrics = distill_student(settings, run_dir, data, out / "student")
+    log.info("student vocabulary %d pieces, %.0f%% initialised from %s vectors", metrics["vocab_size"], 100 * metrics["embedding_coverage"],
+             settings.embeddings)
     if settings.labeled_only_baseline:
-        baseline_dir = out / "labeled_only"
-        baseline_dir.mkdir()
-        shutil.copyfile(work / "tokenizer.model", baseline_dir / "tokenizer.model")
-        train_texts, train_y = load_split(run_dir, "train")
-        baseline_settings = replace(settings, alpha=1.0)
-        baseline, baseline_history = train_student(
-            config, tokenizer, vectors, texts=train_texts, hard=np.asarray(train_y), soft=None,
-            dev_texts=dev_texts, dev_y=dev_y, settings=baseline_settings, desc="labeled-only student",
-        )
-        save_student(baseline, config, baseline_dir)
-        metrics["labeled_only_dev_accuracy"] = max(h["dev_accuracy"] for h in baseline_history)
+        # The same student on the labeled texts alone, over the same tokenizer and initial vectors.
+        labeled = {k: v[: len(load_split(run_dir, "train")[0])] for k, v in data.items()}
+        baseline = distill_student(settings, run_dir, labeled, out / "labeled_only", labeled_only=True, desc="labeled-only student",
+                                   tokenizer_model=out / "student" / "tokenizer.model")
+        metrics["labeled_only_dev_accuracy"] = baseline["dev_accuracy"]
     metrics["seconds"] = time.time() - started
     finish_stage(run_dir, "distill", asdict(settings), metrics)
     return metrics

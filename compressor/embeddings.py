@@ -12,15 +12,17 @@ Every initialisation is scaled to unit variance (nn.Embedding's own scale) and t
 from __future__ import annotations
 
 import logging
+from typing import Literal, get_args
 from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import GendistillError
+from gendistill.runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
 
-EMBEDDINGS = ("teacher", "glove", "bpemb", "random")
+Embeddings = Literal["teacher", "glove", "bpemb", "random"]
+EMBEDDINGS = get_args(Embeddings)
 WORD_BOUNDARY = "\u2581"
 
 
@@ -85,7 +87,7 @@ def teacher_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0) -> tup
 def glove_vectors(sp, dim: int, seed: int = 0) -> tuple[np.ndarray, float]:
     import pandas as pd
 
-    from compressor.assets import glove_files
+    from gendistill.compressor.assets import glove_files
 
     vectors_path, index_path = glove_files()
     index = pd.read_parquet(index_path)

@@ -11,16 +11,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-from compressor.annotate import load_annotations
-from compressor.rundir import begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
-from compressor.student import StudentTokenizer, count_parameters, load_student, predict_logits
-from compressor.training import accuracy, macro_f1, per_class_scores
-from runtime.bundle import write_json_atomic, write_text_atomic
+from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
+from gendistill.compressor.training import accuracy, macro_f1, per_class_scores
+from gendistill.runtime.bundle import write_json_atomic, write_text_atomic
+from gendistill.runtime.formatting import ms, pct, size
+from gendistill.runtime.settings import Settings
 
 
 @dataclass
-class EvaluateSettings:
+class EvaluateSettings(Settings):
+    PREFIX = "evaluate_"
+
     batch_size: int = 256
+    """Test texts the students read together."""
+
+    def validate(self):
+        self.at_least("batch_size", 1)
 
 
 def _scores(predictions, targets, num_labels) -> dict:
@@ -36,6 +43,8 @@ def _dir_bytes(path: Path, pattern: str) -> int:
 
 
 def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
+    from gendistill.compressor.student import count_parameters, load_student, predict_logits, student_input
+
     started = time.time()
     labels = load_labels(run_dir)
     test_texts, test_y = load_split(run_dir, "test")
@@ -54,8 +63,7 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
         if not (student_dir / "student.json").is_file():
             continue
         model, config = load_student(student_dir)
-        tokenizer = StudentTokenizer(student_dir / "tokenizer.model", config)
-        predictions = predict_logits(model, tokenizer, test_texts, settings.batch_size).argmax(1)
+        predictions = predict_logits(model, student_input(student_dir, config), test_texts, settings.batch_size).argmax(1)
         results[name] = {
             **_scores(predictions, test_y, len(labels)),
             "params": count_parameters(model),
@@ -69,7 +77,7 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
 def build_report(run_dir: str | Path) -> dict:
     """report.json's content from the finished stages' metrics."""
     run_dir = Path(run_dir)
-    metrics = {s: read_json(stage_path(run_dir, s) / "metrics.json") for s in ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate") if is_complete(run_dir, s)}
+    metrics = {s: read_json(stage_path(run_dir, s) / "metrics.json") for s in STAGES if is_complete(run_dir, s)}
     data_settings = read_json(stage_path(run_dir, "data") / "settings.json")
     evaluation = metrics.get("evaluate", {})
     report = {
@@ -89,28 +97,12 @@ def build_report(run_dir: str | Path) -> dict:
     if "teacher" in report and "student" in report:
         report["student_vs_teacher"] = report["student"]["test_accuracy"] / max(report["teacher"]["test_accuracy"], 1e-9)
         report["compression"] = report["teacher"]["params"] / max(report["student"]["params"], 1)
-    if is_complete(run_dir, "export"):
-        bundle = read_json(stage_path(run_dir, "export") / "bundle.json")
-        report["bundle"] = {"path": str(stage_path(run_dir, "export")), "precision": bundle["model"]["precision"], **bundle.get("metrics", {})}
+    if "export" in metrics:
+        report["bundle"] = {"path": str(stage_path(run_dir, "export")), **{k: v for k, v in metrics["export"].items() if k not in ("seconds", "stage_id")}}
     seconds = {stage: m["seconds"] for stage, m in metrics.items() if "seconds" in m}
-    run_file = run_dir / "run.json"
-    if is_complete(run_dir, "export") and run_file.is_file() and "export_seconds" in read_json(run_file):
-        seconds["export"] = read_json(run_file)["export_seconds"]
     seconds["total"] = sum(seconds.values())
     report["seconds"] = seconds
     return report
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _ms(x) -> str:
-    return "-" if x is None else f"{x:.3f} ms"
-
-
-def _size(n) -> str:
-    return "-" if n is None else (f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB")
 
 
 def render_markdown(report: dict) -> str:
@@ -127,26 +119,26 @@ def render_markdown(report: dict) -> str:
     for key, title in names.items():
         if key in report:
             r = report[key]
-            lines.append(f"| {title} | {_pct(r['test_accuracy'])} | {_pct(r['test_macro_f1'])} | {r['params']:,} | {_size(r['bytes'])} |")
+            lines.append(f"| {title} | {pct(r['test_accuracy'])} | {pct(r['test_macro_f1'])} | {r['params']:,} | {size(r['bytes'])} |")
     if "bundle" in report:
         b = report["bundle"]
         acc = b.get("int8_test_accuracy") if b.get("precision") == "int8" else b.get("fp32_test_accuracy")
-        size = (b.get("bytes") or {}).get(b.get("precision"))
-        lines.append(f"| student, exported ONNX {b.get('precision')} | {_pct(acc)} | - | same | {_size(size)} |")
+        bundle_bytes = (b.get("bytes") or {}).get(b.get("precision"))
+        lines.append(f"| student, exported ONNX {b.get('precision')} | {pct(acc)} | - | same | {size(bundle_bytes)} |")
     if "student_vs_teacher" in report:
-        lines += ["", f"The student keeps {_pct(report['student_vs_teacher'])} of the teacher's accuracy with {report['compression']:.0f}x fewer parameters."]
+        lines += ["", f"The student keeps {pct(report['student_vs_teacher'])} of the teacher's accuracy with {report['compression']:.0f}x fewer parameters."]
     if "bundle" in report:
         b = report["bundle"]
         latency = b.get("latency_ms") or {}
-        checks = [f"fp32 vs PyTorch max |logit diff| {b['fp32_vs_torch_max_abs_diff']:.2e}", f"batch-1 latency fp32 {_ms(latency.get('fp32_batch1'))}"]
+        checks = [f"fp32 vs PyTorch max |logit diff| {b['fp32_vs_torch_max_abs_diff']:.2e}", f"batch-1 latency fp32 {ms(latency.get('fp32_batch1'))}"]
         if b.get("precision") == "int8":
-            checks += [f"int8 {_ms(latency.get('int8_batch1'))}", f"int8 vs fp32 agreement {_pct(b.get('int8_vs_fp32_agreement'))}"]
+            checks += [f"int8 {ms(latency.get('int8_batch1'))}", f"int8 vs fp32 agreement {pct(b.get('int8_vs_fp32_agreement'))}"]
         lines += ["", "## Exported bundle", "", f"`{b['path']}` ({b.get('precision')}): " + ", ".join(checks) + " (onnxruntime, 1 thread)."]
     if "student" in report:
         lines += ["", "## Per class (student / teacher F1)", "", "| label | student F1 | teacher F1 | support |", "|---|---|---|---|"]
         for i, label in enumerate(report["labels"]):
             s, t = report["student"]["per_class"][i], report["teacher"]["per_class"][i]
-            lines.append(f"| {label} | {_pct(s['f1'])} | {_pct(t['f1'])} | {s['support']} |")
+            lines.append(f"| {label} | {pct(s['f1'])} | {pct(t['f1'])} | {s['support']} |")
     if "generator" in report:
         g = report["generator"]
         lines += ["", f"Generator dev perplexity: {g['dev_perplexity_before']:.1f} before fine-tuning, {g['dev_perplexity_after']:.1f} after."]

@@ -6,35 +6,44 @@ Paper defaults: 1 epoch, lr 2e-5, Adam, batch 1. GAL keeps the checkpoint with t
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from compressor.assets import EMBEDDED, load_hf
-from compressor.rundir import begin_stage, finish_stage, load_split, stage_path
-from compressor.training import progress, seed_everything
-from runtime.errors import GendistillError
+from gendistill.compressor.assets import EMBEDDED, load_hf
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, stage_path
+from gendistill.compressor.training import BestCheckpoint, progress, seed_everything
+from gendistill.runtime.errors import GendistillError
+from gendistill.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class GeneratorSettings:
+class GeneratorSettings(Settings):
+    PREFIX = "generator_"
+    NAMES = {"model": "generator", "seed": "seed"}
+
     model: str = EMBEDDED
-    """AutoModelForCausalLM name or path (embedded: SmolLM2-135M; gpt2-medium with internet)."""
+    """Causal LM to fine-tune on the texts alone: any AutoModelForCausalLM hub name or path (embedded: the packaged SmolLM2-135M; gpt2-medium with internet)."""
     epochs: int = 1
+    """Fine-tuning epochs (paper: 1); the epoch with the best dev perplexity is kept, or the pretrained weights if none beats them (GAL)."""
     lr: float = 2e-5
+    """Learning rate (Adam; paper: 2e-5)."""
     batch_size: int = 1
+    """Texts per fine-tuning step (paper: 1)."""
     max_length: int = 64
     """Training texts are cut to this many LM tokens (BOS and EOS included)."""
     seed: int = 0
+    """Seed of every random choice: splits, initialisations, sampling."""
 
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 4:
-            raise GendistillError("Generator epochs and batch size must be at least 1 and max length at least 4.")
+    def validate(self):
+        self.at_least("epochs", 1)
+        self.positive("lr")
+        self.at_least("batch_size", 1)
+        self.at_least("max_length", 4)
 
 
 def special_ids(tokenizer) -> tuple[int, int]:
@@ -108,11 +117,12 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
     perplexity_before = perplexity(model, dev, eos)
     log.info("generator dev perplexity before fine-tuning: %.1f", perplexity_before)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    generator = torch.Generator().manual_seed(settings.seed)
-    best_perplexity, best_state, best_epoch, history = perplexity_before, None, 0, []
+    rng = torch.Generator().manual_seed(settings.seed)
+    best = BestCheckpoint(model, higher_is_better=False, initial=perplexity_before)
+    history = []
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        order = torch.randperm(len(train), generator=generator).tolist()
+        order = torch.randperm(len(train), generator=rng).tolist()
         bar = progress(range(0, len(order), settings.batch_size), desc=f"generator epoch {epoch}/{settings.epochs}", unit="batch")
         for start in bar:
             ids, mask, labels = _batch([train[i] for i in order[start : start + settings.batch_size]], eos)
@@ -124,14 +134,13 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
         dev_perplexity = perplexity(model, dev, eos)
         history.append({"epoch": epoch, "dev_perplexity": dev_perplexity})
         log.info("generator epoch %d: dev perplexity %.1f", epoch, dev_perplexity)
-        if dev_perplexity < best_perplexity:
-            best_perplexity, best_epoch = dev_perplexity, epoch
-            best_state = copy.deepcopy(model.state_dict()) if epoch < settings.epochs else None
-    if best_epoch and best_epoch < settings.epochs:
-        model.load_state_dict(best_state)
-    elif best_epoch == 0:
+        best.update(epoch, dev_perplexity, last=epoch == settings.epochs)
+    best_epoch, best_perplexity = best.best_epoch, best.best_score
+    if best_epoch == 0:
         # Fine-tuning never beat the pretrained model on dev: keep the pretrained weights (GAL).
         model = load_hf(AutoModelForCausalLM, settings.model, "generator", dtype=torch.float32)
+    else:
+        best.restore()
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
     metrics = {

@@ -14,24 +14,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from compressor.annotate import AnnotateSettings, run_annotate
-from compressor.assets import check_available
-from compressor.data import DataSettings, fingerprint, run_data
-from compressor.distill import DistillSettings, run_distill
-from compressor.evaluate import EvaluateSettings, run_evaluate, write_report
-from compressor.generator import GeneratorSettings, run_generator
-from compressor.rundir import STAGES, depends_on, is_complete, read_json, stage_path, upstream_ids
-from compressor.synthesize import SynthesizeSettings, run_synthesize
-from compressor.teacher import TeacherSettings, run_teacher
-from runtime.bundle import write_json_atomic
-from runtime.errors import GendistillError
+from gendistill.compressor.annotate import AnnotateSettings, run_annotate
+from gendistill.compressor.assets import check_available
+from gendistill.compressor.data import DataSettings, fingerprint, run_data
+from gendistill.compressor.distill import DistillSettings, run_distill
+from gendistill.compressor.evaluate import EvaluateSettings, run_evaluate, write_report
+from gendistill.compressor.export_stage import run_export
+from gendistill.compressor.generator import GeneratorSettings, run_generator
+from gendistill.compressor.rundir import STAGES, depends_on, is_complete, read_json, stage_path, upstream_ids
+from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
+from gendistill.compressor.teacher import TeacherSettings, run_teacher
+from gendistill.export.bundle import ExportSettings
+from gendistill.runtime import settings as settings_module
+from gendistill.runtime.bundle import write_json_atomic
+from gendistill.runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompressSettings:
+    """Every stage's settings: what `gendistill compress` and `compress()` run with."""
+
     data: DataSettings = field(default_factory=DataSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
@@ -39,12 +44,8 @@ class CompressSettings:
     annotate: AnnotateSettings = field(default_factory=AnnotateSettings)
     distill: DistillSettings = field(default_factory=DistillSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
-    export: object | None = None
-    """export.bundle.ExportSettings, or None to stop after evaluation."""
-
-    def __post_init__(self):
-        # The teacher annotates with the input length it was fine-tuned with.
-        self.annotate.max_length = self.teacher.max_length
+    export: ExportSettings | None = field(default_factory=ExportSettings)
+    """None stops after evaluation (no bundle)."""
 
     def stages(self) -> list[str]:
         skip = set()
@@ -61,9 +62,26 @@ class CompressSettings:
         return json.loads(json.dumps(settings))
 
 
+STAGE_SETTINGS = {"data": DataSettings, "teacher": TeacherSettings, "generator": GeneratorSettings, "synthesize": SynthesizeSettings,
+                  "annotate": AnnotateSettings, "distill": DistillSettings, "evaluate": EvaluateSettings, "export": ExportSettings}
+"""stage -> its settings class: the one list the options of `compress`, `demo` and `benchmark` are made from."""
+
+
+def build_settings(data: str, *, no_export: bool = False, **values) -> CompressSettings:
+    """CompressSettings from option values by their API names (`per_class`, `teacher_epochs`, `lam`, ...);
+    what is not given keeps its default. Unknown names and bad values are refused in one sentence."""
+    known = settings_module.api_names(STAGE_SETTINGS.values())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise GendistillError(f"Unknown setting {', '.join(unknown)}; `gendistill compress --help` lists the settings (by their Python names).")
+    stages = {stage: settings_module.build(cls, values) for stage, cls in STAGE_SETTINGS.items() if stage not in ("data", "export")}
+    return CompressSettings(data=settings_module.build(DataSettings, values, source=data),
+                            export=None if no_export else settings_module.build(ExportSettings, values), **stages)
+
+
 RUNNERS = {
     "data": run_data, "teacher": run_teacher, "generator": run_generator, "synthesize": run_synthesize,
-    "annotate": run_annotate, "distill": run_distill, "evaluate": run_evaluate,
+    "annotate": run_annotate, "distill": run_distill, "evaluate": run_evaluate, "export": run_export,
 }
 
 
@@ -83,11 +101,6 @@ def _difference(saved: dict, wanted: dict) -> str | None:
     return None
 
 
-def _export_state(run_dir: Path) -> dict:
-    path = run_dir / RUN_FILE
-    return read_json(path) if path.is_file() else {}
-
-
 def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, force: bool,
          redo_changed: bool = False) -> list[tuple[str, bool]]:
     """[(stage, reuse)] without touching anything; raises before any work if the request conflicts.
@@ -105,13 +118,8 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
             out.append((stage, False))
             remade.add(stage)  # so is every stage built on it
             continue
-        if stage == "export":
-            state = _export_state(run_dir)
-            saved, built_on = state.get("export_settings"), state.get("export_upstream")
-            wanted = json.loads(json.dumps(asdict(settings.export)))
-        else:
-            saved = read_json(stage_path(run_dir, stage) / "settings.json")
-            built_on, wanted = saved.get("upstream"), settings.of(stage)
+        saved = read_json(stage_path(run_dir, stage) / "settings.json")
+        built_on, wanted = saved.get("upstream"), settings.of(stage)
         difference = _difference(saved or {}, wanted)
         if difference and redo_changed:
             log.info("%-10s made with other settings (%s): re-made", stage, difference)
@@ -144,24 +152,15 @@ def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: st
     if "generator" in to_run:
         check_available(settings.generator.model, "generator")
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = _export_state(run_dir)
-    state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
-    write_json_atomic(run_dir / RUN_FILE, state)
+    if not (run_dir / RUN_FILE).is_file():  # marks the directory as a gendistill run (see _check_run_dir)
+        write_json_atomic(run_dir / RUN_FILE, {"created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     for stage, reuse in steps:
         if reuse:
             log.info("%-10s done already, skipped", stage)
             continue
         log.info("%-10s running", stage)
         started = time.time()
-        if stage == "export":
-            from export.bundle import run_export
-
-            run_export(settings.export, run_dir)
-            state.update(export_settings=json.loads(json.dumps(asdict(settings.export))),
-                         export_upstream=upstream_ids(run_dir, "export"), export_seconds=time.time() - started)
-            write_json_atomic(run_dir / RUN_FILE, state)
-        else:
-            RUNNERS[stage](getattr(settings, stage), run_dir)
+        RUNNERS[stage](getattr(settings, stage), run_dir)
         log.info("%-10s finished in %.1f s", stage, time.time() - started)
         if stage == "evaluate":
             write_report(run_dir)

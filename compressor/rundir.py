@@ -5,15 +5,16 @@
       teacher/     model/ (a Hugging Face classifier)
       generator/   model/ (a Hugging Face causal LM)
       synthesize/  synthetic.jsonl  ({"text"} per line, unique, not copies of training texts)
-      annotate/    synthetic.npy train.npy dev.npy test.npy  (teacher class probabilities)
+      annotate/    synthetic.npy train.npy dev.npy test.npy  (teacher class logits)
       distill/     student/ labeled_only/  (student.json, student.safetensors, tokenizer.model)
       evaluate/    (metrics only)
-      bundle/      the exported bundle (runtime.bundle)
-      report.md report.json
+      bundle/      the export stage: the deployable bundle (gendistill.runtime.bundle's layout)
+      report.md report.json report.png run.json
 
-Every stage directory also holds `settings.json` (what made it) and `metrics.json`, written last:
-a stage is complete exactly when its `metrics.json` exists. Stages write into `<stage>.partial/` and
-rename it into place, so a killed run never leaves a stage half-written under its real name.
+Every stage directory also holds `settings.json` (what made it, and the ids of the stages it was built
+on) and `metrics.json`, written last: a stage is complete exactly when its `metrics.json` exists. Stages
+write into `<dir>.partial/` and are renamed into place, so a killed run never leaves a stage
+half-written under its real name.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from runtime.bundle import publish, write_json_atomic
+from gendistill.runtime.bundle import publish, write_json_atomic
 
 STAGES = ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "export")
 STAGE_DIRS = {stage: ("bundle" if stage == "export" else stage) for stage in STAGES}
-COMPLETE_MARKER = {stage: ("bundle.json" if stage == "export" else "metrics.json") for stage in STAGES}
 INPUTS = {
     "data": (),
     "teacher": ("data",),
@@ -49,16 +49,20 @@ def stage_path(run_dir: str | Path, stage: str) -> Path:
 
 
 def is_complete(run_dir: str | Path, stage: str) -> bool:
-    return (stage_path(run_dir, stage) / COMPLETE_MARKER[stage]).is_file()
+    return (stage_path(run_dir, stage) / "metrics.json").is_file()
 
 
-def partial_path(run_dir: str | Path, stage: str) -> Path:
-    return Path(run_dir) / f"{STAGE_DIRS[stage]}.partial"
+def partial_path(run_dir: str | Path, stage: str, final: Path | None = None) -> Path:
+    final = stage_path(run_dir, stage) if final is None else Path(final)
+    return final.with_name(final.name + ".partial")
 
 
-def begin_stage(run_dir: str | Path, stage: str, keep_partial: bool = False) -> Path:
-    """A fresh `<stage>.partial/` to write into (kept when the stage can resume from it, like synthesize)."""
-    partial = partial_path(run_dir, stage)
+def begin_stage(run_dir: str | Path, stage: str, keep_partial: bool = False, final: Path | None = None) -> Path:
+    """A fresh `<dir>.partial/` to write into (kept when the stage can resume from it, like synthesize).
+
+    `final` puts the stage's output somewhere else than the run directory (`gendistill export --out`).
+    """
+    partial = partial_path(run_dir, stage, final)
     if partial.exists() and not keep_partial:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
@@ -67,7 +71,7 @@ def begin_stage(run_dir: str | Path, stage: str, keep_partial: bool = False) -> 
 
 def stage_id(run_dir: str | Path, stage: str) -> str | None:
     """The random id a stage got when it finished; later stages record the ids they were built on."""
-    if not is_complete(run_dir, stage) or stage == "export":
+    if not is_complete(run_dir, stage):
         return None
     return read_json(stage_path(run_dir, stage) / "metrics.json").get("stage_id")
 
@@ -87,20 +91,34 @@ def upstream_ids(run_dir: str | Path, stage: str) -> dict:
     return {s: stage_id(run_dir, s) for s in depends_on(stage) if is_complete(run_dir, s)}
 
 
-def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict) -> Path:
+def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict, final: Path | None = None) -> Path:
     """Write settings and metrics (the completion marker) into the partial dir, then move it into place.
 
     settings.json also records which finished upstream stages this output was built on, so a stage
     whose inputs were re-made since is seen as stale.
     """
-    partial = partial_path(run_dir, stage)
+    final = stage_path(run_dir, stage) if final is None else Path(final)
+    partial = partial_path(run_dir, stage, final)
     write_json_atomic(partial / "settings.json", {**settings, "upstream": upstream_ids(run_dir, stage)})
     write_json_atomic(partial / "metrics.json", {**metrics, "stage_id": uuid.uuid4().hex})
-    final = stage_path(run_dir, stage)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    replace_dir(partial, final)
     return final
+
+
+def replace_dir(new: Path, final: Path) -> None:
+    """Rename the finished directory `new` to `final`; an old `final` is moved aside first, then removed,
+    so that at every moment either the old or the new directory is complete."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():  # left by a replacement that was killed after its first rename
+        shutil.rmtree(old)
+    if final.is_dir() and any(final.iterdir()):
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old)
+    else:
+        if final.is_dir():
+            final.rmdir()  # empty: os.replace cannot rename a directory onto it on every platform
+        os.replace(new, final)
 
 
 def read_json(path: str | Path):

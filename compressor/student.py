@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.preprocess import normalize
-
-ARCHITECTURES = ("kim-cnn", "res-cnn")
+from gendistill.compressor.distill import ARCHITECTURES
+from gendistill.runtime.preprocess import InputSpec, StudentInput, normalize
 
 
 @dataclass
@@ -55,8 +54,14 @@ class StudentConfig:
 
     @property
     def min_length(self) -> int:
-        """Inputs are padded to at least the widest kernel (EDGE.md); masking makes this exact."""
+        """Inputs are padded to at least the widest kernel (a Kim-CNN graph fails in onnxruntime on a
+        shorter input); masking makes the padding exact."""
         return max(self.kernel_sizes)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(lowercase=self.lowercase, digits_to_zero=self.digits_to_zero, max_length=self.max_length,
+                         min_length=self.min_length, pad_id=self.pad_id)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
@@ -158,7 +163,7 @@ def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int,
     """Train a sentencepiece BPE model on `texts`; returns the `.model` path.
 
     pad=0, unk=1 and no BOS/EOS: no control token can appear in an encoding, so every runtime that
-    loads this one file produces the same ids (EDGE.md, tokenizer parity).
+    loads this one file produces the same ids (golden.jsonl checks it in each).
     """
     import io
 
@@ -185,33 +190,13 @@ def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int,
     return path
 
 
-class StudentTokenizer:
-    """sentencepiece ids for the student, with the normalisation and lengths from its config."""
-
-    def __init__(self, model_path: str | Path, config: StudentConfig):
-        import sentencepiece as spm
-
-        self.sp = spm.SentencePieceProcessor(model_file=str(model_path))
-        self.config = config
-
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        c = self.config
-        normalized = [normalize(t, c.lowercase, c.digits_to_zero) for t in texts]
-        return [ids[: c.max_length] for ids in self.sp.encode(normalized, out_type=int)]
-
-    def pad(self, batch_ids: list[list[int]]) -> np.ndarray:
-        width = max([self.config.min_length, *map(len, batch_ids)])
-        out = np.full((len(batch_ids), width), self.config.pad_id, dtype=np.int64)
-        for row, ids in enumerate(batch_ids):
-            out[row, : len(ids)] = ids
-        return out
-
-    def __call__(self, texts: list[str]) -> torch.Tensor:
-        return torch.from_numpy(self.pad(self.encode(texts)))
+def student_input(student_dir: str | Path, config: StudentConfig) -> StudentInput:
+    """The runtime's input path (normalize, encode, truncate, pad) over the student's tokenizer.model."""
+    return StudentInput.load(Path(student_dir) / "tokenizer.model", config.input_spec)
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, tokenizer: StudentTokenizer, texts: list[str], batch_size: int = 256) -> np.ndarray:
+def predict_logits(model: nn.Module, inputs: StudentInput, texts: list[str], batch_size: int = 256) -> np.ndarray:
     model.eval()
-    chunks = [model(tokenizer(texts[i : i + batch_size])).numpy() for i in range(0, len(texts), batch_size)]
+    chunks = [model(torch.from_numpy(inputs(texts[i : i + batch_size]))).numpy() for i in range(0, len(texts), batch_size)]
     return np.concatenate(chunks) if chunks else np.zeros((0, model.classifier.out_features), dtype=np.float32)

@@ -13,37 +13,47 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from compressor.generator import load_generator, special_ids
-from compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
-from compressor.training import progress
-from runtime.errors import GendistillError
+from gendistill.compressor.generator import load_generator, special_ids
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
+from gendistill.compressor.training import progress
+from gendistill.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SynthesizeSettings:
-    count: int = 2000
-    """Unique synthetic texts to keep."""
-    temperature: float = 1.0
-    top_k: int = 0
-    """0 samples from the full distribution (the paper's choice)."""
-    top_p: float = 1.0
-    max_new_tokens: int = 48
-    batch_size: int = 64
-    shard_size: int = 256
-    """Texts sampled per shard file; a kill loses at most this much work."""
-    max_attempts_factor: float = 4.0
-    """Give up after sampling this many times `count` texts (a generator that only repeats itself)."""
-    seed: int = 0
+class SynthesizeSettings(Settings):
+    NAMES = {"count": "synthetic", "batch_size": "synthesis_batch", "shard_size": "synthesis_shard",
+             "max_attempts_factor": "synthesis_max_attempts", "seed": "seed"}
 
-    def __post_init__(self):
-        if self.count < 0:
-            raise GendistillError(f"--synthetic must be 0 or more, not {self.count}.")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise GendistillError("Sampling needs temperature > 0, 0 < top-p <= 1 and top-k >= 0.")
-        if self.batch_size < 1 or self.shard_size < 1 or self.max_new_tokens < 1:
-            raise GendistillError("Synthesis batch size, shard size and max new tokens must be at least 1.")
+    count: int = 2000
+    """Unique synthetic texts to keep (0 skips the generator: plain KD on the labeled texts)."""
+    sampling_temperature: float = 1.0
+    """Temperature of sampling from the generator (paper: 1)."""
+    top_k: int = 0
+    """Sample from the k most likely tokens; 0 = the full distribution (paper)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1 = the full distribution (paper)."""
+    max_new_tokens: int = 48
+    """Longest synthetic text, in generator tokens."""
+    batch_size: int = 64
+    """Texts sampled together."""
+    shard_size: int = 256
+    """Texts per shard file; a killed run loses at most one shard."""
+    max_attempts_factor: float = 4.0
+    """Give up after sampling this many times the requested count (a generator that only repeats itself)."""
+    seed: int = 0
+    """Seed of every random choice: splits, initialisations, sampling."""
+
+    def validate(self):
+        self.at_least("count", 0)
+        self.positive("sampling_temperature")
+        self.at_least("top_k", 0)
+        self.between("top_p", 0, 1, low_open=True)
+        self.at_least("max_new_tokens", 1)
+        self.at_least("batch_size", 1)
+        self.at_least("shard_size", 1)
+        self.at_least("max_attempts_factor", 1)
 
 
 def _key(text: str) -> str:
@@ -58,7 +68,7 @@ def sample_texts(model, tokenizer, n: int, settings: SynthesizeSettings, seed: i
     bos, eos = special_ids(tokenizer)
     torch.manual_seed(seed)
     config = GenerationConfig(
-        do_sample=True, temperature=settings.temperature, top_k=settings.top_k or None, top_p=settings.top_p,
+        do_sample=True, temperature=settings.sampling_temperature, top_k=settings.top_k or None, top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens, eos_token_id=eos, pad_token_id=eos, bos_token_id=bos,
     )
     rows = []
@@ -144,6 +154,6 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
 
 
 def load_synthetic(run_dir: str | Path) -> list[str]:
-    from compressor.rundir import stage_path
+    from gendistill.compressor.rundir import stage_path
 
     return [row["text"] for row in read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")]

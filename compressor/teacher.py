@@ -5,7 +5,6 @@ Early stopping on dev accuracy; the best epoch's weights are saved to `teacher/m
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -13,32 +12,43 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.assets import EMBEDDED, load_hf
-from compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
-from compressor.training import accuracy, progress, seed_everything
-from runtime.errors import GendistillError
+from gendistill.compressor.assets import EMBEDDED, load_hf
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
+from gendistill.compressor.training import BestCheckpoint, accuracy, progress, seed_everything
+from gendistill.runtime.errors import GendistillError
+from gendistill.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TeacherSettings:
+class TeacherSettings(Settings):
+    PREFIX = "teacher_"
+    NAMES = {"model": "teacher", "finetuned": "teacher_model", "max_length": "max_length", "seed": "seed"}
+
     model: str = EMBEDDED
-    """AutoModelForSequenceClassification name or path to fine-tune (embedded: all-MiniLM-L6-v2)."""
+    """Classifier to fine-tune: any AutoModelForSequenceClassification hub name or path (embedded: the packaged all-MiniLM-L6-v2)."""
     finetuned: str | None = None
-    """An already fine-tuned classifier (path or name): used as the teacher without training."""
+    """An already fine-tuned classifier (path or hub name) to use as the teacher; skips teacher training."""
     epochs: int = 10
+    """Fine-tuning epochs at most (early stopping on dev accuracy)."""
     lr: float = 1e-4
-    """Measured on rotten-tomatoes (200 labels): 1e-4 reached 0.74 dev accuracy, 5e-5 0.55 after 3 epochs."""
+    """Learning rate (AdamW, linear warm-up and decay). Measured on rotten-tomatoes, 200 labels: 1e-4 reached 0.74 dev accuracy, 5e-5 0.55 after 3 epochs."""
     batch_size: int = 16
+    """Texts per fine-tuning step."""
     max_length: int = 128
+    """Teacher and student input length (tokens)."""
     patience: int = 3
     """Stop after this many epochs without a better dev accuracy."""
     seed: int = 0
+    """Seed of every random choice: splits, initialisations, sampling."""
 
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 8:
-            raise GendistillError("Teacher epochs and batch size must be at least 1 and max length at least 8.")
+    def validate(self):
+        self.at_least("epochs", 1)
+        self.positive("lr")
+        self.at_least("batch_size", 1)
+        self.at_least("max_length", 8)
+        self.at_least("patience", 1)
 
 
 def load_teacher(run_dir: str | Path):
@@ -114,12 +124,12 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
         steps_per_epoch = (len(train_texts) + settings.batch_size - 1) // settings.batch_size
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps_per_epoch * settings.epochs), steps_per_epoch * settings.epochs)
-        generator = torch.Generator().manual_seed(settings.seed)
-        best_accuracy, best_state, best_epoch, waited = -1.0, None, 0, 0
+        rng = torch.Generator().manual_seed(settings.seed)
+        best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
         targets = torch.tensor(train_y)
         for epoch in range(1, settings.epochs + 1):
             model.train()
-            order = torch.randperm(len(train_texts), generator=generator).tolist()
+            order = torch.randperm(len(train_texts), generator=rng).tolist()
             bar = progress(range(0, len(order), settings.batch_size), desc=f"teacher epoch {epoch}/{settings.epochs}", unit="batch")
             for start in bar:
                 batch = order[start : start + settings.batch_size]
@@ -134,14 +144,10 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
             dev_accuracy = accuracy(teacher_logits(model, tokenizer, dev_texts, settings.max_length).argmax(1), dev_y)
             history.append({"epoch": epoch, "dev_accuracy": dev_accuracy})
             log.info("teacher epoch %d: dev accuracy %.4f", epoch, dev_accuracy)
-            if dev_accuracy > best_accuracy:
-                best_accuracy, best_epoch, waited = dev_accuracy, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if waited >= settings.patience:
-                    break
-        model.load_state_dict(best_state)
+            if best.update(epoch, dev_accuracy, last=epoch == settings.epochs):
+                break
+        best.restore()
+        best_epoch = best.best_epoch
 
     model.eval()
     model.save_pretrained(out / "model")

@@ -1,7 +1,8 @@
-"""Small helpers the stages share: seeding, devices, metrics, progress bars, timing."""
+"""Small helpers the stages share: seeding, metrics, progress bars, epoch selection."""
 
 from __future__ import annotations
 
+import copy
 import random
 
 import numpy as np
@@ -44,3 +45,39 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 1.0)
     return tqdm(iterable, **kwargs)
+
+
+class BestCheckpoint:
+    """Keep the weights of the best epoch by a dev score, and say when to stop (early stopping).
+
+    The teacher (dev accuracy), the generator (dev perplexity, lower is better) and the student (dev
+    accuracy) all select their epoch with this. `initial` scores the weights before training (epoch 0):
+    when no epoch beats it, `best_epoch` stays 0 and the caller keeps (or reloads) the untrained weights.
+    """
+
+    def __init__(self, model, higher_is_better: bool = True, patience: int | None = None, initial: float | None = None):
+        self.model = model
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.patience = patience
+        self.best_score = initial
+        self.best_epoch = 0
+        self._state = None
+        self._waited = 0
+
+    def update(self, epoch: int, score: float, last: bool = False) -> bool:
+        """Record `score` of `epoch`; True when training should stop (patience used up).
+
+        The weights are copied only when they improve and more epochs follow (`last=False`): the last
+        epoch's weights are the model's own, so a model as large as the generator is not copied for nothing.
+        """
+        if self.best_score is None or self.sign * score > self.sign * self.best_score:
+            self.best_score, self.best_epoch, self._waited = score, epoch, 0
+            self._state = None if last else copy.deepcopy(self.model.state_dict())
+            return False
+        self._waited += 1
+        return self.patience is not None and self._waited >= self.patience
+
+    def restore(self) -> None:
+        """Load the best epoch's weights into the model (no-op when they are already its own)."""
+        if self._state is not None:
+            self.model.load_state_dict(self._state)

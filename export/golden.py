@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from runtime.classifier import softmax
+from gendistill.export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from gendistill.runtime.classifier import softmax
 
 EDGE_CASES = [
     # empty, or nothing left once sentencepiece drops whitespace: the runtime feeds [pad] * min_length
@@ -69,11 +69,11 @@ def golden_texts(test_texts: list[str], size: int, long_text_source: str) -> lis
     return unique[: max(size, len(EDGE_CASES) + len(long_texts))]
 
 
-def golden_rows(texts: list[str], tokenizer, onnx_session) -> list[dict]:
+def golden_rows(texts: list[str], inputs, onnx_session) -> list[dict]:
     """One row per text, each run alone (batch 1, padded to min_length) as a device would run it."""
     rows = []
-    for text, ids in zip(texts, tokenizer.encode(texts)):
-        logits = onnx_session.run([OUTPUT_NAME], {INPUT_NAME: tokenizer.pad([ids])})[0]
+    for text, ids in zip(texts, inputs.encode(texts)):
+        logits = onnx_session.run([OUTPUT_NAME], {INPUT_NAME: inputs.pad([ids])})[0]
         probabilities = softmax(logits)[0]
         rows.append({"text": text, "ids": [int(i) for i in ids], "probabilities": [float(p) for p in probabilities]})
     return rows

@@ -12,8 +12,9 @@ import time
 
 import numpy as np
 
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, session
-from runtime.errors import GendistillError
+from gendistill.export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from gendistill.runtime.classifier import onnx_session
+from gendistill.runtime.errors import GendistillError
 
 MAX_FP32_DIFF = 1e-4
 """fp32 ONNX must give PyTorch's logits to within this (float rounding, not a different model)."""
@@ -25,9 +26,9 @@ MAX_MOBILE_DIFF = 1e-3
 """model.ort runs the same graph with its optimisations fixed at conversion; allow rounding only."""
 
 
-def check_io(onnx_session, num_labels: int, what: str) -> None:
+def check_io(session, num_labels: int, what: str) -> None:
     """The graph takes `input_ids` int64 [batch, sequence] and returns `logits` float32 [batch, num_labels]."""
-    inputs, outputs = onnx_session.get_inputs(), onnx_session.get_outputs()
+    inputs, outputs = session.get_inputs(), session.get_outputs()
     found = ([(i.name, i.type, len(i.shape)) for i in inputs], [(o.name, o.type, len(o.shape)) for o in outputs])
     wanted = ([(INPUT_NAME, "tensor(int64)", 2)], [(OUTPUT_NAME, "tensor(float)", 2)])
     if found != wanted:
@@ -89,14 +90,14 @@ def check_mobile_against_onnx(onnx_logits: np.ndarray, ort_logits: np.ndarray) -
 
 def batch1_latency_ms(model_path, single_inputs: list[np.ndarray], threads: int, runs: int = 300) -> float:
     """Median wall time (ms) of one batch-1 inference in onnxruntime, cycling over real test inputs."""
-    onnx_session = session(model_path, threads=threads)
+    session = onnx_session(model_path, threads=threads)
     feeds = [{INPUT_NAME: ids} for ids in single_inputs]
     for feed in feeds[:20]:  # warm-up: first runs allocate buffers
-        onnx_session.run([OUTPUT_NAME], feed)
+        session.run([OUTPUT_NAME], feed)
     times = []
     for i in range(runs):
         feed = feeds[i % len(feeds)]
         started = time.perf_counter()
-        onnx_session.run([OUTPUT_NAME], feed)
+        session.run([OUTPUT_NAME], feed)
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000

@@ -4,7 +4,7 @@ Importing it never imports torch, transformers, onnx or click (a test checks thi
 onnxruntime and sentencepiece are imported only when a bundle is loaded.
 """
 
-from runtime.classifier import Classifier
-from runtime.errors import GendistillError
+from gendistill.runtime.classifier import Classifier
+from gendistill.runtime.errors import GendistillError
 
 __all__ = ["Classifier", "GendistillError"]

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.bundle import LAYOUT
-from runtime.classifier import Classifier
-from runtime.errors import GendistillError
+from gendistill.runtime.bundle import LAYOUT
+from gendistill.runtime.classifier import Classifier
+from gendistill.runtime.errors import GendistillError
 
 BATCH_SIZES = (1, 32, 256)
 MAX_CALLS = 200_000
@@ -112,7 +112,7 @@ def measure_server(bundle: str | Path, texts: list[str], clients: int, duration_
     sending one text per request for `duration_s`, read its memory, then stop it."""
     with tempfile.TemporaryFile() as stderr:
         server = subprocess.Popen(
-            [sys.executable, "-m", "compressor.cli", "serve", str(bundle), "--host", "127.0.0.1", "--port", "0", "--threads", str(threads)],
+            [sys.executable, "-m", "gendistill.runtime.cli", "serve", str(bundle), "--host", "127.0.0.1", "--port", "0", "--threads", str(threads)],
             stdout=subprocess.PIPE, stderr=stderr, text=True,
         )
         try:

@@ -9,6 +9,7 @@ A bundle directory holds:
     golden.jsonl     {"text", "ids", "probabilities"} per line: what every runtime must reproduce
     model.fp32.onnx  optional (`--keep-fp32`)
     model.ort, required_operators_and_types.config   optional (`--mobile`)
+    settings.json, metrics.json   the export stage's record (how it was made, its checks); not needed to predict
 
 `bundle.json["files"]` maps every other file to its SHA-256 and size; `load_manifest` checks them.
 This module is part of the core install: it needs only the standard library.
@@ -23,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import GendistillError
+from gendistill.runtime.errors import GendistillError
 
 SCHEMA_VERSION = 1
 
@@ -44,9 +45,6 @@ class Layout:
     @property
     def required(self) -> tuple[str, ...]:
         return (self.manifest, self.model, self.tokenizer, self.labels, self.golden)
-
-    def is_valid(self, bundle_dir: str | Path) -> bool:
-        return all((Path(bundle_dir) / name).is_file() for name in self.required)
 
 
 LAYOUT = Layout()
@@ -140,4 +138,11 @@ def load_manifest(bundle_dir: str | Path, verify: bool = True) -> dict:
                 raise GendistillError(
                     f"Bundle file {path} does not match the SHA-256 recorded in {LAYOUT.manifest}; it was changed or damaged, so re-export or re-copy the bundle."
                 )
+        # labels.json is for apps that read only the labels; it must say what bundle.json says.
+        try:
+            labels = json.loads((bundle_dir / LAYOUT.labels).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            labels = None
+        if labels != manifest.get("labels"):
+            raise GendistillError(f"{bundle_dir / LAYOUT.labels} disagrees with the labels in {LAYOUT.manifest}; re-export the bundle.")
     return manifest

@@ -1,39 +1,115 @@
-"""`gendistill predict`, `serve` and `bench`: thin click wrappers over runtime's plain functions.
+"""The `gendistill` command line: the root group, and `predict`, `serve` and `bench` (core install).
 
-Only these commands import click; the library (`import runtime`) never does.
+Commands are thin click wrappers over plain functions. The group lives in the core package, so the
+core install (numpy + onnxruntime + sentencepiece + click) has a working `gendistill`; the pipeline's
+commands are imported only when invoked, and on a core install they answer with the one sentence that
+says how to install them. `gendistill --help` imports neither torch nor the pipeline. Only these
+commands import click; the library (`import gendistill.runtime`) never does.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
+import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 
 import click
 
-from runtime.errors import GendistillError
+from gendistill.runtime.errors import COMPRESS_EXTRA, GendistillError, require_extra
+from gendistill.runtime.tables import read_texts
 
 CHUNK_SIZE = 4096
 """Texts classified and written per step, so a huge input streams instead of waiting for all of it."""
 TABLE_TEXT_WIDTH = 70
+
+# name -> ("module:attribute", the short help shown by `gendistill --help`, whether it needs the compress extra)
+COMMANDS = {
+    "compress": ("gendistill.compressor.commands:compress", "Compress a classifier for DATA into a tiny student and bundle.", True),
+    "demo": ("gendistill.compressor.commands:demo", "The embedded default: Rotten Tomatoes, packaged teacher and generator.", True),
+    "benchmark": ("gendistill.compressor.benchmark.cli:benchmark", "Reproduce the papers' tables on real data, against the usual alternatives.", True),
+    "export": ("gendistill.compressor.commands:export", "Export a run's student to a verified ONNX bundle.", True),
+    "predict": ("gendistill.runtime.cli:predict", "Classify texts with a bundle.", False),
+    "serve": ("gendistill.runtime.cli:serve", "Serve a bundle over HTTP.", False),
+    "bench": ("gendistill.runtime.cli:bench", "Measure a bundle's latency, throughput and server load on this machine.", False),
+    "demo-web": ("gendistill.runtime.web:demo_web", "Serve the mobile demo: the student runs in the browser.", False),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        target, short_help, needs_extra = COMMANDS[name]
+        if needs_extra and not _extra_installed():
+            return _needs_extra(name, short_help)
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx, formatter):
+        """List the commands from COMMANDS without importing them (the pipeline's import torch-free but not cheap)."""
+        rows = [(name, help_text + ("" if not needs or _extra_installed() else ' (needs "gendistill[compress]")'))
+                for name, (_, help_text, needs) in sorted(COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GendistillError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def _extra_installed() -> bool:
+    return all(importlib.util.find_spec(module) is not None for module in COMPRESS_EXTRA)
+
+
+def _needs_extra(name: str, short_help: str) -> click.Command:
+    """A stand-in for a pipeline command on the core install: any use of it says what to install."""
+
+    def refuse(**_):
+        require_extra(*COMPRESS_EXTRA)
+
+    return click.Command(name, callback=refuse, help=short_help, context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                                                                   "help_option_names": []},
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gendistill")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool):
+    """Compress a text classifier into a tiny, fast student by generation-distillation."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    for noisy in ("transformers", "torch", "urllib3", "filelock", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Texts to classify: one per line, or a .csv/.jsonl file with --text-column; '-' reads stdin.")
-@click.option("--text-column", default="text", show_default=True, help="Column (CSV) or field (JSONL) holding the text.")
-@click.option("--label-column", default="label", show_default=True, help="Column or field holding the true label (--evaluate).")
+              help="Texts to classify: a .csv/.tsv/.jsonl table, any other file one text per line; '-' reads stdin.")
+@click.option("--text-column", default=None, help="Column (CSV/TSV) or field (JSONL) holding the text (detected if omitted).")
+@click.option("--label-column", default=None, help="Column or field holding the true label, for --evaluate (detected if omitted).")
 @click.option("--format", "output_format", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
               help="table: label, confidence, text; jsonl: text, label, probabilities per line; csv: one probability column per label.")
 @click.option("--evaluate", is_flag=True, help="Compare with the labels in --input and print accuracy and a confusion matrix.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="onnxruntime threads.")
-def predict(bundle: Path, texts: tuple[str, ...], input_path: Path | None, text_column: str, label_column: str,
+def predict(bundle: Path, texts: tuple[str, ...], input_path: Path | None, text_column: str | None, label_column: str | None,
             output_format: str, evaluate: bool, threads: int):
     """Classify TEXTs, the texts of --input, or lines from stdin, with the bundle at BUNDLE."""
-    from runtime.classifier import Classifier
+    from gendistill.runtime.classifier import Classifier
 
     if texts and input_path is not None:
         raise GendistillError("Give texts as arguments or with --input, not both.")
@@ -41,17 +117,17 @@ def predict(bundle: Path, texts: tuple[str, ...], input_path: Path | None, text_
         raise GendistillError("--evaluate needs a labeled --input file (.csv or .jsonl with a label column).")
     classifier = Classifier.load(bundle, threads=threads)
     if evaluate:
-        rows = read_rows(input_path, text_column, label_column)
+        rows = read_texts(input_path, text_column, label_column, with_labels=True)
         click.echo(format_evaluation(classifier, [text for text, _ in rows], [label for _, label in rows]))
         return
     if texts:
         all_texts = list(texts)
     elif input_path is not None:
-        all_texts = [text for text, _ in read_rows(input_path, text_column)]
+        all_texts = [text for text, _ in read_texts(input_path, text_column)]
     elif sys.stdin.isatty():
         raise GendistillError("No texts: pass them as arguments, with --input FILE, or on stdin.")
     else:
-        all_texts = _plain_lines(sys.stdin)
+        all_texts = [text for text, _ in read_texts("-")]
     if not all_texts:
         raise GendistillError("The input holds no texts.")
     writer = _OUTPUT_WRITERS[output_format](classifier.labels)
@@ -75,8 +151,8 @@ def serve(bundle: Path, host: str, port: int, threads: int, max_body_bytes: int,
 
     Stops gracefully on Ctrl-C or SIGTERM: requests in flight are answered first.
     """
-    from runtime.classifier import Classifier
-    from runtime.server import PredictionServer, ServerLimits, serve_until_signalled
+    from gendistill.runtime.classifier import Classifier
+    from gendistill.runtime.server import PredictionServer, ServerLimits, serve_until_signalled
 
     classifier = Classifier.load(bundle, threads=threads)
     limits = ServerLimits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_text_chars=max_text_chars)
@@ -93,82 +169,21 @@ def serve(bundle: Path, host: str, port: int, threads: int, max_body_bytes: int,
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--texts", "texts_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Texts to measure with (lines, .csv or .jsonl); default: the bundle's golden.jsonl texts.")
-@click.option("--text-column", default="text", show_default=True, help="Column or field of --texts holding the text.")
+@click.option("--text-column", default=None, help="Column or field of --texts holding the text (detected if omitted).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="onnxruntime threads.")
 @click.option("--server-clients", type=click.IntRange(0, 64), default=4, show_default=True,
               help="Concurrent keep-alive clients against a server started for the benchmark; 0 skips the server.")
 @click.option("--duration", type=click.FloatRange(0.1, 60.0), default=2.0, show_default=True, help="Seconds per measurement.")
-def bench(bundle: Path, texts_path: Path | None, text_column: str, threads: int, server_clients: int, duration: float):
+def bench(bundle: Path, texts_path: Path | None, text_column: str | None, threads: int, server_clients: int, duration: float):
     """Measure BUNDLE on this machine: batch-1 latency, throughput at batch 1/32/256, and a server under load."""
-    from runtime.benchmark import format_table, run_benchmark
+    from gendistill.runtime.benchmark import format_table, run_benchmark
 
-    texts = None if texts_path is None else [text for text, _ in read_rows(texts_path, text_column)]
+    texts = None if texts_path is None else [text for text, _ in read_texts(texts_path, text_column)]
     result = run_benchmark(bundle, texts, threads=threads, duration_s=duration, server_clients=server_clients)
     click.echo(format_table(result))
 
 
 # --- input and output -------------------------------------------------------------------------------
-
-
-def read_rows(path: Path, text_column: str, label_column: str | None = None) -> list[tuple[str, str | None]]:
-    """(text, label) pairs from a .csv or .jsonl file, or (line, None) from any other file ('-': stdin).
-
-    Plain files give one text per non-blank line. A label is read only when `label_column` is given.
-    """
-    if str(path) == "-":
-        if label_column is not None:
-            raise GendistillError("Labels cannot be read from stdin; pass a .csv or .jsonl --input file.")
-        return [(line, None) for line in _plain_lines(sys.stdin)]
-    if not path.is_file():
-        raise GendistillError(f"Input file {path} does not exist.")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl") and label_column is not None:
-        raise GendistillError(f"{path} is a plain text file without labels; --evaluate needs a .csv or .jsonl file.")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            if suffix == ".csv":
-                return _csv_rows(handle, path, text_column, label_column)
-            if suffix == ".jsonl":
-                return _jsonl_rows(handle, path, text_column, label_column)
-            return [(line, None) for line in _plain_lines(handle)]
-    except UnicodeDecodeError:
-        raise GendistillError(f"{path} is not UTF-8 text.") from None
-
-
-def _plain_lines(handle) -> list[str]:
-    return [line.rstrip("\r\n") for line in handle if line.strip()]
-
-
-def _csv_rows(handle, path: Path, text_column: str, label_column: str | None) -> list[tuple[str, str | None]]:
-    reader = csv.DictReader(handle)
-    columns = reader.fieldnames or []
-    for column in (text_column, label_column):
-        if column is not None and column not in columns:
-            raise GendistillError(f"{path} has no column {column!r} (it has {', '.join(columns) or 'none'}); pick one with --text-column/--label-column.")
-    try:
-        return [(row[text_column] or "", None if label_column is None else row[label_column]) for row in reader]
-    except csv.Error as exc:
-        raise GendistillError(f"{path} is not valid CSV ({exc}).") from None
-
-
-def _jsonl_rows(handle, path: Path, text_column: str, label_column: str | None) -> list[tuple[str, str | None]]:
-    rows = []
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise GendistillError(f"Line {number} of {path} is not valid JSON.") from None
-        if not isinstance(record, dict) or not isinstance(record.get(text_column), str):
-            raise GendistillError(f"Line {number} of {path} has no string field {text_column!r}; pick the field with --text-column.")
-        label = None
-        if label_column is not None:
-            if label_column not in record:
-                raise GendistillError(f"Line {number} of {path} has no field {label_column!r}; pick the field with --label-column.")
-            label = str(record[label_column])
-        rows.append((record[text_column], label))
-    return rows
 
 
 def _table_writer(labels: list[str]):
@@ -244,3 +259,7 @@ def format_evaluation(classifier, texts: list[str], true_labels: list[str]) -> s
     for label, row in zip(labels, matrix):
         lines.append(f"{label:<{width}}  " + "  ".join(f"{count:>{width}}" for count in row))
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

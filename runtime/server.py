@@ -22,8 +22,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from runtime.classifier import Classifier
-from runtime.errors import GendistillError
+from gendistill.runtime.classifier import Classifier
+from gendistill.runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class PredictionServer(ThreadingHTTPServer):
 
 class PredictionHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client reuses one connection for many requests
-    # Without this, keep-alive responses stall ~45 ms each on Nagle's algorithm (EDGE.md).
+    # Without this, keep-alive responses stall ~45 ms each on Nagle's algorithm (measured).
     disable_nagle_algorithm = True
     server_version = "gendistill"
     server: PredictionServer

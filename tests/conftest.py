@@ -52,9 +52,9 @@ def make_student_run(run_dir: Path, rows, architecture: str = "kim-cnn", epochs:
     """A run directory whose `data` and `distill` stages are finished, with a small trained student."""
     import torch
 
-    from compressor.rundir import finish_stage, begin_stage, write_jsonl_atomic
-    from compressor.student import StudentConfig, StudentTokenizer, build_student, save_student, train_tokenizer
-    from runtime.bundle import write_json_atomic
+    from gendistill.compressor.rundir import finish_stage, begin_stage, write_jsonl_atomic
+    from gendistill.compressor.student import StudentConfig, build_student, save_student, student_input, train_tokenizer
+    from gendistill.runtime.bundle import write_json_atomic
 
     split = {"train": rows[: len(rows) // 2], "dev": rows[len(rows) // 2 : 3 * len(rows) // 4], "test": rows[3 * len(rows) // 4 :]}
     data = begin_stage(run_dir, "data")
@@ -70,17 +70,17 @@ def make_student_run(run_dir: Path, rows, architecture: str = "kim-cnn", epochs:
     config = StudentConfig(architecture=architecture, vocab_size=120, embed_dim=16, num_filters=8, hidden=16,
                            num_labels=len(LABELS), max_length=32)
     train_tokenizer([t for t, _ in rows], student_dir / "tokenizer", vocab_size=config.vocab_size)
-    tokenizer = StudentTokenizer(student_dir / "tokenizer.model", config)
+    inputs = student_input(student_dir, config)
     torch.manual_seed(0)
     model = build_student(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     texts = [t for t, _ in split["train"]]
     targets = torch.tensor([LABELS.index(y) for _, y in split["train"]])
-    inputs = tokenizer(texts)
+    batch = torch.from_numpy(inputs(texts))
     model.train()
     for _ in range(epochs):
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        torch.nn.functional.cross_entropy(model(batch), targets).backward()
         optimizer.step()
     model.eval()
     save_student(model, config, student_dir)
@@ -97,6 +97,9 @@ def student_run(tmp_path_factory, toy_rows) -> Path:
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory, student_run) -> Path:
     """The tiny student exported once (int8) and shared read-only; copy it before damaging it."""
-    from export.bundle import ExportSettings, run_export
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export.bundle import ExportSettings
 
-    return run_export(ExportSettings(), student_run, tmp_path_factory.mktemp("shared") / "bundle")
+    out = tmp_path_factory.mktemp("shared") / "bundle"
+    run_export(ExportSettings(), student_run, out)
+    return out

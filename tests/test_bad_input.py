@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from compressor.cli import main
+from gendistill.runtime.cli import main
 
 
 def run(*args):
@@ -76,7 +76,7 @@ def test_class_too_small_to_split(tmp_path):
 
 
 def test_empty_texts_are_dropped_with_a_count(tmp_path, toy_rows):
-    from compressor.data import read_labeled
+    from gendistill.compressor.data import read_labeled
 
     path = write_csv(tmp_path / "d.csv", "text,label", [f"{t},{y}" for t, y in toy_rows[:20]] + [" ,sport", "   ,tech", ",business"])
     texts, labels, dropped = read_labeled(str(path))
@@ -114,14 +114,14 @@ def test_out_dir_holding_a_run_on_other_data(tmp_path, toy_csv, student_run):
 
 def test_bad_option_values(tmp_path, toy_csv):
     assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--lambda", 1.5), "--lambda")
-    assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--temperature", 0), "temperature")
+    assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--sampling-temperature", 0), "--sampling-temperature")
     assert not (tmp_path / "run").exists()
 
 
 def test_datasets_directory_with_class_labels(tmp_path, toy_rows):
     """A `datasets` save_to_disk directory (DatasetDict, ClassLabel ints) reads as label strings."""
     import datasets
-    from compressor.data import read_labeled
+    from gendistill.compressor.data import read_labeled
 
     names = sorted({y for _, y in toy_rows})
     features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import main
+from gendistill.runtime.cli import main
 from tiny_models import make_tiny_generator, make_tiny_teacher
 
 ROWS = ["tfidf-svm", "fasttext", "teacher", "student-labeled-only", "student-kd", "student-gendist",
@@ -51,7 +51,7 @@ def test_every_row_is_measured_on_every_dataset(benchmark_out):
 
 
 def test_results_schema(benchmark_out):
-    from compressor.benchmark import ROW_KEYS, check_results
+    from gendistill.compressor.benchmark.report import ROW_KEYS, check_results
 
     out, _, _ = benchmark_out
     results = json.loads((out / "results.json").read_text())
@@ -63,7 +63,7 @@ def test_results_schema(benchmark_out):
         assert isinstance(row["macro_f1_mean"], float) and 0.0 <= row["macro_f1_mean"] <= 1.0
         assert isinstance(row["params"], int) and isinstance(row["bytes"], int)
     assert results["benchmark_settings"]["synthetic_counts"] == [0, 8, 16]
-    assert results["datasets"]["toy"]["pipeline_settings"]["distill"]["alpha"] is not None
+    assert results["datasets"]["toy"]["pipeline_settings"]["distill"]["lam"] is not None
     broken = json.loads(json.dumps(results))
     broken["datasets"]["toy"]["rows"] = broken["datasets"]["toy"]["rows"][1:]
     with pytest.raises(ValueError, match="rows must be exactly"):
@@ -114,7 +114,8 @@ def test_bad_counts_are_refused(tmp_path, toy_csv):
 
 def test_aggregate_over_seeds(benchmark_out):
     """Means and sample standard deviations over seeds, from two copies of the measured seed."""
-    from compressor.benchmark import BenchmarkSettings, aggregate, check_results
+    from gendistill.compressor.benchmark.report import check_results
+    from gendistill.compressor.benchmark.run import BenchmarkSettings, aggregate
 
     out, _, _ = benchmark_out
     results = json.loads((out / "results.json").read_text())

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runtime.bundle import write_json_atomic, write_manifest
-from runtime.errors import GendistillError
-from runtime.preprocess import normalize
-from runtime.web import APP_FILES, VENDOR_FILES, demo_routes, start_demo_server
+from gendistill.runtime.bundle import write_json_atomic, write_manifest
+from gendistill.runtime.errors import GendistillError
+from gendistill.runtime.preprocess import normalize
+from gendistill.runtime.web import APP_FILES, VENDOR_FILES, demo_routes, start_demo_server
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "mobile_demo"
@@ -80,14 +80,14 @@ def test_server_sets_isolation_headers_and_wasm_mime_type(tmp_path):
 
 
 def test_missing_node_modules_says_run_npm_ci(tmp_path, monkeypatch):
-    from compressor.cli import main
+    from gendistill.runtime.cli import main
 
     bundle = _fake_bundle(tmp_path / "bundle")
     app = tmp_path / "app"
     app.mkdir()
     with pytest.raises(GendistillError, match="npm ci"):
         demo_routes(bundle, app)
-    monkeypatch.setattr("runtime.web.APP_DIR", app)
+    monkeypatch.setattr("gendistill.runtime.web.APP_DIR", app)
     result = CliRunner().invoke(main, ["demo-web", str(bundle), "--port", "0"])
     assert result.exit_code == 2
     assert "npm ci" in result.output and "Traceback" not in result.output
@@ -242,7 +242,7 @@ def test_page_works_offline_once_loaded(report):
 def test_demo_web_cli_prints_url_and_serves(bundle):
     if not (DEMO / "node_modules").is_dir():
         pytest.fail(f"run `npm ci` in {DEMO} (or `make test`, which does)")
-    process = subprocess.Popen([sys.executable, "-m", "compressor.cli", "demo-web", str(bundle), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "gendistill.runtime.cli", "demo-web", str(bundle), "--port", "0"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import main
+from gendistill.runtime.cli import main
 from tiny_models import make_tiny_generator, make_tiny_teacher
 
 
@@ -67,7 +67,7 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
 
 
 def test_compress_ends_with_a_verified_bundle(finished_run):
-    from runtime.bundle import load_manifest
+    from gendistill.runtime.bundle import load_manifest
 
     run_dir, _ = finished_run
     manifest = load_manifest(run_dir / "bundle")
@@ -119,8 +119,8 @@ def test_changed_settings_are_refused_without_from(finished_run, tiny_models, to
 
 def test_redo_changed_remakes_the_changed_stage_and_what_is_built_on_it(finished_run, tiny_models, toy_csv):
     """What the benchmark's cache of runs uses: new student settings re-make distill onward, nothing before."""
-    from compressor.commands import build_settings, compress
-    from compressor.pipeline import plan
+    from gendistill.compressor.commands import compress
+    from gendistill.compressor.pipeline import build_settings, plan
 
     run_dir = finished_run[0]
     args = [toy_csv, "--out", run_dir, "--per-class", 20, *finished_run_args(tiny_models), "--lambda", "0.9"]
@@ -143,7 +143,7 @@ def test_from_stage_reruns_that_stage_and_later(tmp_path, finished_run, tiny_mod
     assert result.exit_code == 0, result.output
     assert (run_dir / "teacher" / "metrics.json").read_bytes() == teacher_before
     assert (run_dir / "distill" / "metrics.json").read_bytes() != distill_before
-    assert json.loads((run_dir / "distill" / "settings.json").read_text())["alpha"] == 0.9
+    assert json.loads((run_dir / "distill" / "settings.json").read_text())["lam"] == 0.9
 
 
 def test_from_teacher_keeps_the_generator_and_its_synthetic_texts(tmp_path, finished_run, tiny_models, toy_csv):
@@ -169,7 +169,7 @@ def test_from_teacher_keeps_the_generator_and_its_synthetic_texts(tmp_path, fini
 
 def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, tiny_models, toy_csv, monkeypatch):
     """Kill synthesis after its first shard; the re-run keeps that shard and finishes."""
-    import compressor.synthesize as synthesize
+    import gendistill.compressor.synthesize as synthesize
 
     run_dir = tmp_path / "run"
     calls = {"n": 0}
@@ -204,7 +204,7 @@ def test_soft_and_hard_labels_and_res_cnn(tmp_path, finished_run, toy_csv, tiny_
     run_dir = tmp_path / "copy"
     shutil.copytree(finished_run[0], run_dir)
     result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
-                    *tiny_args(tiny_models, "--labels", "hard", "--student", "res-cnn", "--embeddings", "random"))
+                    *tiny_args(tiny_models, "--teacher-labels", "hard", "--student", "res-cnn", "--embeddings", "random"))
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "distill" / "student" / "student.json").read_text())
     assert config["architecture"] == "res-cnn"
@@ -228,7 +228,7 @@ def test_bpemb_from_local_files(tmp_path, finished_run, toy_csv, tiny_models):
     import numpy as np
     import sentencepiece as spm
 
-    from compressor.student import train_tokenizer
+    from gendistill.compressor.student import train_tokenizer
 
     bpemb_model = train_tokenizer([t for t, _ in __import__("conftest").toy_corpus()], tmp_path / "en.wiki.bpe.vs200", 200)
     sp = spm.SentencePieceProcessor(model_file=str(bpemb_model))

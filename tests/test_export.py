@@ -11,27 +11,29 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import make_student_run
-from runtime.bundle import load_manifest
-from runtime.errors import GendistillError
+from gendistill.runtime.bundle import load_manifest
+from gendistill.runtime.errors import GendistillError
 
-BASE_FILES = {"bundle.json", "model.onnx", "tokenizer.model", "labels.json", "golden.jsonl"}
+BASE_FILES = {"bundle.json", "model.onnx", "tokenizer.model", "labels.json", "golden.jsonl", "settings.json", "metrics.json"}
+STAGE_RECORD = {"settings.json", "metrics.json"}
 
 
 @pytest.fixture(scope="module")
 def kim_bundle(tmp_path_factory, student_run) -> Path:
     """Every optional file at once: int8 model.onnx, model.fp32.onnx, model.ort and its operator config."""
-    from export.bundle import ExportSettings, run_export
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export.bundle import ExportSettings
 
     out = tmp_path_factory.mktemp("export") / "bundle"
-    assert run_export(ExportSettings(keep_fp32=True, mobile=True), student_run, out) == out
+    run_export(ExportSettings(keep_fp32=True, mobile=True), student_run, out)
     return out
 
 
-def _tokenizer(run_dir: Path):
-    from compressor.student import StudentConfig, StudentTokenizer
+def _inputs(run_dir: Path):
+    from gendistill.compressor.student import StudentConfig, student_input
 
     student = run_dir / "distill" / "student"
-    return StudentTokenizer(student / "tokenizer.model", StudentConfig.load(student / "student.json"))
+    return student_input(student, StudentConfig.load(student / "student.json"))
 
 
 def _error_lines(result) -> list[str]:
@@ -48,26 +50,28 @@ def _assert_one_sentence(result) -> None:
 def test_bundle_layout_hashes_and_manifest(kim_bundle, student_run):
     manifest = load_manifest(kim_bundle, verify=True)
     assert {p.name for p in kim_bundle.iterdir()} == BASE_FILES | {"model.fp32.onnx", "model.ort", "required_operators_and_types.config"}
-    assert set(manifest["files"]) == {p.name for p in kim_bundle.iterdir()} - {"bundle.json"}
+    assert set(manifest["files"]) == {p.name for p in kim_bundle.iterdir()} - {"bundle.json"} - STAGE_RECORD
     assert not kim_bundle.with_name("bundle.partial").exists()
 
-    config = _tokenizer(student_run).config
+    spec = _inputs(student_run).spec
     assert manifest["labels"] == json.loads((kim_bundle / "labels.json").read_text()) == ["sport", "business", "tech"]
-    assert manifest["preprocessing"] == {"lowercase": config.lowercase, "digits_to_zero": config.digits_to_zero,
-                                         "max_length": config.max_length, "min_length": 5, "pad_id": 0}
+    assert manifest["preprocessing"] == {"lowercase": spec.lowercase, "digits_to_zero": spec.digits_to_zero,
+                                         "max_length": spec.max_length, "min_length": 5, "pad_id": 0}
     assert manifest["tokenizer"] == {"file": "tokenizer.model", "type": "sentencepiece", "add_bos": False, "add_eos": False}
     assert (kim_bundle / "tokenizer.model").read_bytes() == (student_run / "distill/student/tokenizer.model").read_bytes()
     model = manifest["model"]
     assert model["precision"] == "int8" and model["architecture"] == "kim-cnn" and model["opset"] == 18 and model["params"] > 0
     assert model["inputs"] == [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]}]
     assert model["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", "num_labels"]}]
-    assert manifest["export_settings"]["quantize"] == "int8" and manifest["export_settings"]["mobile"] is True
+    settings = json.loads((kim_bundle / "settings.json").read_text())
+    assert settings["quantize"] == "int8" and settings["mobile"] is True and settings["upstream"]["distill"]
+    assert json.loads((kim_bundle / "metrics.json").read_text())["int8_test_accuracy"] == manifest["metrics"]["int8_test_accuracy"]
     assert set(manifest["versions"]) == {"gendistill", "torch", "onnx", "onnxruntime", "sentencepiece"}
 
 
 def test_examples_are_correctly_classified_real_test_texts(kim_bundle, student_run):
-    from compressor.rundir import load_split
-    from runtime import Classifier
+    from gendistill.compressor.rundir import load_split
+    from gendistill.runtime import Classifier
 
     manifest = load_manifest(kim_bundle)
     texts, labels = load_split(student_run, "test")
@@ -89,7 +93,7 @@ def test_checks_recorded_and_within_limits(kim_bundle):
 
 
 def test_onnx_graph_has_dynamic_named_axes(kim_bundle):
-    from export.onnx_export import session
+    from gendistill.runtime.classifier import onnx_session as session
 
     for name in ("model.onnx", "model.fp32.onnx"):
         onnx_session = session(kim_bundle / name)
@@ -102,9 +106,9 @@ def test_onnx_graph_has_dynamic_named_axes(kim_bundle):
 
 
 def test_golden_file_reproduces_tokenizer_and_model(kim_bundle, student_run):
-    from export.golden import EDGE_CASES
-    from runtime.classifier import softmax
-    from export.onnx_export import session
+    from gendistill.export.golden import EDGE_CASES
+    from gendistill.runtime.classifier import onnx_session as session
+    from gendistill.runtime.classifier import softmax
 
     rows = [json.loads(line) for line in (kim_bundle / "golden.jsonl").read_text(encoding="utf-8").splitlines()]
     texts = [row["text"] for row in rows]
@@ -113,10 +117,10 @@ def test_golden_file_reproduces_tokenizer_and_model(kim_bundle, student_run):
     test_texts = [json.loads(line)["text"] for line in (student_run / "data/test.jsonl").read_text().splitlines()]
     assert set(test_texts) <= set(texts)
 
-    tokenizer, onnx_session = _tokenizer(student_run), session(kim_bundle / "model.onnx")
-    assert [row["ids"] for row in rows] == tokenizer.encode(texts)
+    inputs, onnx_session = _inputs(student_run), session(kim_bundle / "model.onnx")
+    assert [row["ids"] for row in rows] == inputs.encode(texts)
     assert any(row["ids"] == [] for row in rows)  # the runtime feeds [pad] * min_length
-    assert any(len(row["ids"]) == tokenizer.config.max_length for row in rows)  # truncated
+    assert any(len(row["ids"]) == inputs.spec.max_length for row in rows)  # truncated
     assert any(len(row["text"]) >= 3000 for row in rows)
     for row in rows[::7]:
         padded = np.zeros((1, max(5, len(row["ids"]))), dtype=np.int64)
@@ -127,12 +131,12 @@ def test_golden_file_reproduces_tokenizer_and_model(kim_bundle, student_run):
 
 
 def test_mobile_ort_model_loads_and_matches(kim_bundle, student_run):
-    from export.onnx_export import session
+    from gendistill.runtime.classifier import onnx_session as session
 
     config_text = (kim_bundle / "required_operators_and_types.config").read_text()
     assert "ai.onnx" in config_text and "Conv" in config_text
     texts = [json.loads(line)["text"] for line in (student_run / "data/test.jsonl").read_text().splitlines()]
-    batch = _tokenizer(student_run)(texts).numpy()
+    batch = _inputs(student_run)(texts)
     onnx_logits = session(kim_bundle / "model.onnx").run(None, {"input_ids": batch})[0]
     ort_logits = session(kim_bundle / "model.ort").run(None, {"input_ids": batch})[0]
     np.testing.assert_allclose(ort_logits, onnx_logits, rtol=0, atol=1e-4)
@@ -159,17 +163,18 @@ def _perturb_initializer(path: Path, name_part: str, change) -> None:
 
 
 def test_broken_fp32_export_is_refused_and_nothing_left(student_run, tmp_path, monkeypatch):
-    import export.onnx_export
-    from export.bundle import ExportSettings, run_export
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export import onnx_export
+    from gendistill.export.bundle import ExportSettings
 
-    real_export = export.onnx_export.export_fp32
+    real_export = onnx_export.export_fp32
 
-    def export_with_wrong_bias(model, config, path, opset):
-        written = real_export(model, config, path, opset)
+    def export_with_wrong_bias(model, min_length, path, opset):
+        written = real_export(model, min_length, path, opset)
         _perturb_initializer(path, "classifier.bias", lambda bias: bias + 0.01)
         return written
 
-    monkeypatch.setattr(export.onnx_export, "export_fp32", export_with_wrong_bias)
+    monkeypatch.setattr(onnx_export, "export_fp32", export_with_wrong_bias)
     out = tmp_path / "bundle"
     with pytest.raises(GendistillError, match=r"differ from PyTorch's by up to 1\.00e-02"):
         run_export(ExportSettings(), student_run, out)
@@ -178,12 +183,14 @@ def test_broken_fp32_export_is_refused_and_nothing_left(student_run, tmp_path, m
 
 def test_res_cnn_bundle_is_replaced_only_by_one_that_passes(tmp_path, toy_rows, monkeypatch):
     """The pipeline re-making its bundle: a failing export keeps the old one intact, a passing one replaces it."""
-    import export.quantize
-    from export.bundle import ExportSettings, run_export
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export import quantize
+    from gendistill.export.bundle import ExportSettings
 
     run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="res-cnn")
-    bundle = run_export(ExportSettings(quantize="none"), run_dir)
-    assert bundle == run_dir / "bundle" and {p.name for p in bundle.iterdir()} == BASE_FILES
+    run_export(ExportSettings(quantize="none"), run_dir)
+    bundle = run_dir / "bundle"
+    assert {p.name for p in bundle.iterdir()} == BASE_FILES
     manifest = load_manifest(bundle)
     assert manifest["model"]["precision"] == "fp32" and manifest["model"]["architecture"] == "res-cnn"
     assert manifest["metrics"]["int8_vs_fp32_agreement"] is None and manifest["metrics"]["bytes"]["int8"] is None
@@ -194,7 +201,7 @@ def test_res_cnn_bundle_is_replaced_only_by_one_that_passes(tmp_path, toy_rows, 
         _perturb_initializer(Path(int8_path), "classifier.bias", lambda bias: bias + np.array([100, 0, 0], dtype=bias.dtype))
 
     with monkeypatch.context() as patch:
-        patch.setattr(export.quantize, "quantize_int8", quantize_to_one_label)
+        patch.setattr(quantize, "quantize_int8", quantize_to_one_label)
         with pytest.raises(GendistillError, match="picks the fp32 model's label on only"):
             run_export(ExportSettings(), run_dir)
     assert load_manifest(bundle) == manifest  # old bundle untouched, hashes still verify
@@ -207,7 +214,7 @@ def test_res_cnn_bundle_is_replaced_only_by_one_that_passes(tmp_path, toy_rows, 
 
 
 def test_cli_export_prints_table(student_run, tmp_path):
-    from compressor.cli import main
+    from gendistill.runtime.cli import main
 
     out = tmp_path / "bundle"
     result = CliRunner().invoke(main, ["export", str(student_run), "--out", str(out)])
@@ -219,7 +226,7 @@ def test_cli_export_prints_table(student_run, tmp_path):
 
 
 def test_cli_refuses_bad_input_without_damage(student_run, tmp_path):
-    from compressor.cli import main
+    from gendistill.runtime.cli import main
 
     runner = CliRunner()
     not_a_run = tmp_path / "empty-run"
@@ -243,9 +250,9 @@ def test_cli_refuses_bad_input_without_damage(student_run, tmp_path):
 
 
 def test_settings_are_validated():
-    from export.bundle import ExportSettings
+    from gendistill.export.bundle import ExportSettings
 
-    for bad in ({"quantize": "int4"}, {"threads": 0}, {"calibration_size": 0}, {"opset": 3}, {"quantize": "none", "keep_fp32": True}):
+    for bad in ({"quantize": "int4"}, {"latency_threads": 0}, {"calibration_size": 0}, {"opset": 3}, {"quantize": "none", "keep_fp32": True}):
         with pytest.raises(GendistillError):
             ExportSettings(**bad)
     assert ExportSettings().quantize == "int8"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import main
-from runtime import Classifier, GendistillError
-from runtime.preprocess import normalize
+from gendistill.runtime.cli import main
+from gendistill.runtime import Classifier, GendistillError
+from gendistill.runtime.preprocess import normalize
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +89,14 @@ def test_batching_restores_order_for_any_batch_size(bundle, classifier):
 
 def test_batches_bound_texts_and_padded_ids(classifier):
     """Length-sorted texts are cut so no run exceeds batch_size texts or its padded-id budget."""
-    from runtime.classifier import BATCH_TOKENS
+    from gendistill.runtime.classifier import BATCH_TOKENS
 
     lengths = sorted([3] * 500 + [40] * 300 + [128] * 100)
     batches = list(classifier._batches(list(range(len(lengths))), lengths))
     assert [row for batch in batches for row in batch] == list(range(len(lengths)))
     for batch in batches:
         assert len(batch) <= classifier.batch_size
-        assert len(batch) == 1 or len(batch) * max(lengths[batch[-1]], classifier.min_length) <= classifier.batch_size * BATCH_TOKENS
+        assert len(batch) == 1 or len(batch) * max(lengths[batch[-1]], classifier.inputs.spec.min_length) <= classifier.batch_size * BATCH_TOKENS
 
 
 def test_one_megabyte_text(classifier):
@@ -113,20 +113,21 @@ def test_one_megabyte_text(classifier):
 
 def full_tokenization(classifier: Classifier, text: str) -> list[int]:
     """What training does: normalize, tokenize everything, then truncate."""
-    ids = classifier._tokenizer.encode(normalize(text, classifier.lowercase, classifier.digits_to_zero), out_type=int)
-    return ids[: classifier.max_length]
+    spec = classifier.inputs.spec
+    ids = classifier.inputs.tokenizer.encode(normalize(text, spec.lowercase, spec.digits_to_zero), out_type=int)
+    return ids[: spec.max_length]
 
 
 def test_long_texts_are_cut_exactly(classifier):
     """The shortcut for long texts must give exactly the ids of tokenizing everything."""
-    assert classifier._can_cut_long_texts  # sentencepiece's default split_by_whitespace
+    assert classifier.inputs._can_cut_long_texts  # sentencepiece's default split_by_whitespace
     rng = random.Random(2)
     pieces = list("abcdefghijklmnopqrstuvwxyz0123456789 .,!?'") + [
         " ", "  ", "\t", "\n", "\u3000", "\u00a0", "\u200b", "Σ", "ΣΑΣ ", "İ", "ß", "ﬁ", "é", "e\u0301", "😀", "👍🏽",
         "the ", "match ", "Shares ", "<unk> ", "▁", "xxxxxxxx",
     ]
     for _ in range(150):
-        length = rng.choice([classifier._long_text_chars + 1, 1_000, 3_000, 20_000])
+        length = rng.choice([classifier.inputs._long_text_chars + 1, 1_000, 3_000, 20_000])
         text = "".join(rng.choice(pieces) for _ in range(length))
         assert classifier.encode(text) == full_tokenization(classifier, text)
 

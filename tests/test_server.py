@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import main
-from runtime import Classifier
-from runtime.server import PredictionServer, ServerLimits
+from gendistill.runtime.cli import main
+from gendistill.runtime import Classifier
+from gendistill.runtime.server import PredictionServer, ServerLimits
 
 LIMITS = ServerLimits(max_body_bytes=8192, max_texts=8, max_text_chars=1000, socket_timeout_s=5.0)
 
@@ -275,7 +275,7 @@ def test_shutdown_lets_a_request_in_flight_finish(classifier):
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_command_stops_gracefully(bundle, classifier, stop_signal):
     process = subprocess.Popen(
-        [sys.executable, "-m", "compressor.cli", "serve", str(bundle), "--port", "0"],
+        [sys.executable, "-m", "gendistill.runtime.cli", "serve", str(bundle), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

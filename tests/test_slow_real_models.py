@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from compressor.cli import main
+from gendistill.runtime.cli import main
 
 pytestmark = pytest.mark.slow
 

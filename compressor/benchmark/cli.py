@@ -1,4 +1,4 @@
-"""`gendistill benchmark`: parse options, call compressor.benchmark.run_benchmark, print the headline."""
+"""`gendistill benchmark`: parse options, call benchmark.run.run_benchmark, print the headline."""
 
 from __future__ import annotations
 
@@ -23,38 +23,18 @@ def _words(ctx, param, value):
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-# Pipeline options a benchmark may override; unset ones keep `gendistill compress`'s own defaults.
-PIPELINE_OPTIONS = [
-    click.option("--teacher", default=None, help="Classifier to fine-tune (default: the pipeline's)."),
-    click.option("--teacher-model", default=None, help="An already fine-tuned teacher."),
-    click.option("--teacher-epochs", type=int, default=None),
-    click.option("--teacher-lr", type=float, default=None),
-    click.option("--max-length", type=int, default=None),
-    click.option("--generator", default=None),
-    click.option("--generator-epochs", type=int, default=None),
-    click.option("--generator-lr", type=float, default=None),
-    click.option("--temperature", type=float, default=None, help="Sampling temperature."),
-    click.option("--max-new-tokens", type=int, default=None),
-    click.option("--synthesis-batch", type=int, default=None),
-    click.option("--student", type=click.Choice(["kim-cnn", "res-cnn"]), default=None),
-    click.option("--embeddings", type=click.Choice(["teacher", "glove", "bpemb", "random"]), default=None),
-    click.option("--vocab-size", type=int, default=None),
-    click.option("--lambda", "alpha", type=float, default=None, help="λ of the students (default: the pipeline's)."),
-    click.option("--kd-temperature", type=float, default=None),
-    click.option("--student-epochs", type=int, default=None),
-    click.option("--dev-size", type=int, default=None),
-    click.option("--test-size", type=int, default=None),
-]
-
-
 def _pipeline_options(function):
-    for option in reversed(PIPELINE_OPTIONS):
-        function = option(function)
-    return function
+    """The pipeline's own options (teacher, generator, synthesis, student), generated from its settings
+    classes like `compress`'s; what the benchmark sets per row or seed itself is left out."""
+    from gendistill.compressor.pipeline import STAGE_SETTINGS
+    from gendistill.runtime.settings import click_options
+
+    stages = [cls for stage, cls in STAGE_SETTINGS.items() if stage != "export"]
+    return click_options(stages, exclude={"per_class", "seed", "synthetic", "annotate_unlabeled", "labeled_only_baseline"})(function)
 
 
 @click.command()
-@click.option("--dataset", "datasets", multiple=True, required=True,
+@click.option("--dataset", "datasets", multiple=True,
               help="rotten-tomatoes, bbc-news or a data file (as for `compress`); repeat for several.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1: one split, teacher, generator and students each.")
 @click.option("--per-class", type=int, default=100, show_default=True, help="Labeled examples per class (papers: 100).")
@@ -71,23 +51,36 @@ def _pipeline_options(function):
               help="Start no further seed once this many minutes are spent (or the next would overrun); results keep the finished seeds.")
 @click.option("--out", "out_dir", type=click.Path(), required=True, help="Where results.json, RESULTS.md and the plots go.")
 @click.option("--runs-dir", type=click.Path(), default=None, help="Where the per-seed pipeline runs are cached (default OUT/runs).")
+@click.option("--report-only", is_flag=True, help="Re-render RESULTS.md and the plots from OUT/results.json; run nothing.")
 @_pipeline_options
-def benchmark(datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lambdas, kd_temperatures, architectures,
-              embedding_inits, no_export, latency_texts, time_budget_min, out_dir, runs_dir, **pipeline):
+@click.pass_context
+def benchmark(ctx, datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lambdas, kd_temperatures, architectures,
+              embedding_inits, no_export, latency_texts, time_budget_min, out_dir, runs_dir, report_only, **pipeline):
     """Reproduce the papers' tables on real data: peers, teacher, and every student, over seeds."""
-    from compressor import require_extra
+    from gendistill.runtime.errors import GendistillError, require_extra
 
     require_extra("torch", "transformers", "onnx", "sklearn", "matplotlib")
+    if report_only:
+        from gendistill.compressor.benchmark.report import render_from
+
+        render_from(out_dir)
+        click.echo(f"Rendered {out_dir}/RESULTS.md and the plots from {out_dir}/results.json")
+        return
+    if not datasets:
+        raise GendistillError("Give at least one --dataset (rotten-tomatoes, bbc-news or a data file).")
     import transformers
 
-    from compressor.benchmark import BenchmarkSettings, headline, run_benchmark
+    from gendistill.compressor.benchmark.report import headline
+    from gendistill.compressor.benchmark.run import BenchmarkSettings, run_benchmark
 
     transformers.utils.logging.disable_progress_bar()
+    # Only what the command line changed is recorded; everything else is the pipeline's default.
+    changed = {k: v for k, v in pipeline.items() if ctx.get_parameter_source(k).name != "DEFAULT"}
     bench = BenchmarkSettings(
         datasets=list(datasets), seeds=list(range(seeds)), per_class=per_class, synthetic_counts=synthetic_counts,
         oracle_curve=not no_oracle_curve, lambdas=lambdas, kd_temperatures=kd_temperatures, architectures=architectures,
         embeddings=embedding_inits, export=not no_export, latency_texts=latency_texts, time_budget_minutes=time_budget_min,
-        pipeline={k: v for k, v in pipeline.items() if v is not None},
+        pipeline=changed,
     )
     argv = sys.argv[1:]
     command = "gendistill " + " ".join(shlex.quote(a) for a in argv) if "benchmark" in argv else None

@@ -1,0 +1,76 @@
+"""The student rows: each trained from the seed's cached run through the distill stage's own
+`distill_student`, measured in PyTorch and, exported, as an int8 bundle."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from gendistill.compressor.benchmark.measure import files_bytes, median_ms, scores
+from gendistill.runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+
+def student_data(run_dir: Path, settings, transfer: str, count: int | None) -> dict:
+    """The training set of one student: `transfer` is none, synthetic or unlabeled; `count` a prefix of it."""
+    from gendistill.compressor.distill import training_set
+    from gendistill.compressor.rundir import load_split
+
+    data = training_set(run_dir, settings, transfer=transfer)
+    if transfer != "none" and count is not None:
+        keep = len(load_split(run_dir, "train")[0]) + count
+        data = {"texts": data["texts"][:keep], "hard": data["hard"][:keep], "soft": data["soft"][:keep]}
+    return data
+
+
+def train_student_row(run_dir: Path, settings, data: dict, work_dir: Path, desc: str, labeled_only: bool = False) -> Path:
+    """Train one student on `data` exactly as the distill stage does; saves it to `work_dir/student/`."""
+    from gendistill.compressor.distill import distill_student
+
+    student_dir = work_dir / "student"
+    distill_student(settings, run_dir, data, student_dir, labeled_only=labeled_only, desc=desc)
+    return student_dir
+
+
+def measure_student(run_dir: Path, student_dir: Path, test_texts, test_y, num_labels: int, export: bool,
+                    latency_texts: list[str]) -> dict:
+    """Test scores in PyTorch; with `export`, the int8 bundle's accuracy, size and batch-1 latency too."""
+    from gendistill.compressor.student import count_parameters, load_student, predict_logits, student_input
+
+    model, config = load_student(student_dir)
+    result = {**scores(predict_logits(model, student_input(student_dir, config), test_texts).argmax(1), test_y, num_labels),
+              "params": count_parameters(model), "vocab_size": config.vocab_size,
+              "fp32_bytes": files_bytes([student_dir / "student.safetensors", student_dir / "tokenizer.model"]),
+              "bytes": None, "latency_ms": None, "int8_accuracy": None}
+    if export:
+        result.update(export_student(run_dir, student_dir, latency_texts))
+    return result
+
+
+def export_student(run_dir: Path, student_dir: Path, latency_texts: list[str]) -> dict:
+    """Export the student as the pipeline's export stage would (checked on the run's test split) and time it."""
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export.bundle import ExportSettings
+    from gendistill.runtime import Classifier
+    from gendistill.runtime.bundle import LAYOUT
+
+    bundle = student_dir.parent / "bundle"
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    settings = ExportSettings(golden_size=20)
+    note = None
+    try:
+        metrics = run_export(settings, run_dir, bundle, student_dir=student_dir)
+    except GendistillError as exc:
+        # The export refuses an int8 model that disagrees with fp32 too often; measure the fp32 bundle then.
+        note = f"int8 export refused ({exc}); fp32 bundle measured instead"
+        log.warning("%s: %s", student_dir.parent.name, note)
+        metrics = run_export(replace(settings, quantize="none"), run_dir, bundle, student_dir=student_dir)
+    classifier = Classifier.load(bundle, threads=1)
+    latency = median_ms(lambda t: classifier.predict_proba([t]), latency_texts)
+    precision = metrics["precision"]
+    return {"precision": precision, "export_note": note, "int8_accuracy": metrics["int8_test_accuracy"], "latency_ms": latency,
+            "bytes": files_bytes([bundle / LAYOUT.model, bundle / LAYOUT.tokenizer]),
+            "onnx_batch1_ms": metrics["latency_ms"][f"{precision}_batch1"]}

@@ -1,0 +1,77 @@
+"""Stage `export`: bundle the run's distilled student (gendistill.export does the exporting and checking).
+
+Calibrates int8 on real texts from data/train.jsonl (topped up from dev and unlabeled when train is
+short) and checks on data/test.jsonl. The bundle is built in `<dir>.partial/` and renamed into place
+only after every check passed, like every stage: a failed or killed export leaves the previous bundle
+(if any) intact. `gendistill export RUN_DIR --out DIR` is the same stage written to another directory.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from gendistill.compressor import rundir
+from gendistill.export.bundle import ExportSettings, export_bundle
+from gendistill.runtime.errors import GendistillError
+
+
+def run_export(settings: ExportSettings, run_dir: str | Path, out: str | Path | None = None, *, student_dir: Path | None = None) -> dict:
+    """Export RUN_DIR's student to RUN_DIR/bundle, or to `out` (which must not exist or be empty).
+
+    `student_dir` exports another student trained on the run (the benchmark's rows) instead of the
+    distill stage's. Returns the stage's metrics (the bundle's check figures).
+    """
+    from gendistill.compressor.student import load_student
+
+    started = time.time()
+    run_dir = Path(run_dir)
+    if not rundir.is_complete(run_dir, "distill"):
+        raise GendistillError(
+            f"{run_dir} has no finished student ({rundir.stage_path(run_dir, 'distill') / 'metrics.json'} is missing); "
+            "run `gendistill compress` into it first."
+        )
+    final = None if out is None else Path(out)
+    if final is not None:
+        if final.exists() and not final.is_dir():
+            raise GendistillError(f"{final} is a file, not a directory; pass a new folder with --out.")
+        if final.is_dir() and any(final.iterdir()):
+            raise GendistillError(f"{final} already exists and is not empty; pass a new folder with --out or delete it first.")
+    student_dir = rundir.stage_path(run_dir, "distill") / "student" if student_dir is None else Path(student_dir)
+    for name in ("student.json", "student.safetensors", "tokenizer.model"):
+        if not (student_dir / name).is_file():
+            raise GendistillError(f"{student_dir} has no {name}, so it is not a trained student; run `gendistill compress` first.")
+    model, config = load_student(student_dir)
+    labels = rundir.load_labels(run_dir)
+    if config.num_labels != len(labels):
+        raise GendistillError(f"The student has {config.num_labels} outputs but the run has {len(labels)} labels; re-run distillation.")
+    test_texts, test_labels = rundir.load_split(run_dir, "test")
+    partial = rundir.begin_stage(run_dir, "export", final=final)
+    try:
+        manifest = export_bundle(
+            model, config.input_spec, student_dir / "tokenizer.model", partial, architecture=config.architecture, labels=labels,
+            calibration_texts=calibration_texts_of(run_dir, settings.calibration_size),
+            test_texts=test_texts, test_labels=test_labels, settings=settings,
+        )
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    metrics = {**manifest["metrics"], "precision": manifest["model"]["precision"], "seconds": time.time() - started}
+    rundir.finish_stage(run_dir, "export", asdict(settings), metrics, final=final)
+    return metrics
+
+
+def calibration_texts_of(run_dir: Path, size: int) -> list[str]:
+    """`size` real texts, drawn reproducibly from train first, then dev and unlabeled if train is short."""
+    texts: list[str] = []
+    for split in ("train", "dev", "unlabeled"):
+        if len(texts) >= size:
+            break
+        if (rundir.stage_path(run_dir, "data") / f"{split}.jsonl").is_file():
+            split_texts = [t for t in rundir.load_split(run_dir, split)[0] if t.strip()]
+            random.Random(0).shuffle(split_texts)
+            texts += split_texts[: size - len(texts)]
+    return texts

@@ -1,0 +1,133 @@
+"""The one table reader: `gendistill compress DATA`, `--dev/--test` files and `gendistill predict --input`.
+
+Tables are .csv, .tsv, .csv.bz2, .jsonl/.ndjson (one object per line) and .json (an array of objects),
+read as UTF-8 (a byte-order mark is dropped). A .txt file is a table when its first line holds a tab (TSV)
+for `read_table`; `read_texts` reads any other file as one text per non-blank line.
+Standard library only: part of the core install.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from gendistill.runtime.errors import GendistillError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".csv.bz2", ".jsonl", ".ndjson", ".json")
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "body", "utterance", "question")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target", "sentiment", "topic", "intent")
+
+
+def suffix_of(path: Path) -> str:
+    return ("".join(path.suffixes[-2:]) if path.suffix == ".bz2" else path.suffix).lower()
+
+
+def is_table(path: Path) -> bool:
+    return suffix_of(path) in TABLE_SUFFIXES
+
+
+def read_text(path: Path) -> str:
+    try:
+        if suffix_of(path) == ".csv.bz2":
+            import bz2
+
+            with bz2.open(path, "rt", encoding="utf-8-sig") as handle:
+                return handle.read()
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GendistillError(f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); re-save it as UTF-8.") from None
+
+
+def read_table(path: str | Path) -> list[dict]:
+    """Rows of a table file as dicts (column -> value)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GendistillError(f"{path} does not exist or is not a file; give a .csv, .tsv or .jsonl file.")
+    suffix = suffix_of(path)
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        text = read_text(path)
+        if suffix == ".json" and text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise GendistillError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix it or convert it to JSONL.") from None
+        else:
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise GendistillError(f"{path} line {number} is not valid JSON; fix that line or convert the file to CSV.") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise GendistillError(f"{path} must hold one JSON object per line, like {{\"text\": ..., \"label\": ...}}.")
+        return rows
+    if suffix in (".csv", ".tsv", ".txt", ".csv.bz2"):
+        text = read_text(path)
+        delimiter = "\t" if suffix == ".tsv" or (suffix == ".txt" and "\t" in text.split("\n", 1)[0]) else ","
+        try:
+            return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+        except csv.Error as exc:
+            raise GendistillError(f"{path} is not a readable CSV/TSV file ({exc}); check its quoting.") from None
+    raise GendistillError(f"{path} has an unsupported extension {suffix!r}; give a .csv, .tsv or .jsonl file, or a `datasets` directory.")
+
+
+def pick_column(columns: list[str], given: str | None, candidates: tuple[str, ...], kind: str, flag: str, source) -> str:
+    """The column holding `kind`: `given` if it exists, else the one column named like a candidate."""
+    if given is not None:
+        if given not in columns:
+            raise GendistillError(f"{source} has no column {given!r} (columns: {', '.join(map(str, columns)) or 'none'}); fix {flag}.")
+        return given
+    found = [c for c in columns if isinstance(c, str) and c.lower() in candidates]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise GendistillError(f"Cannot tell which column of {source} holds the {kind} (columns: {', '.join(map(str, columns))}); name it with {flag}.")
+    raise GendistillError(f"{source} has several possible {kind} columns ({', '.join(found)}); choose one with {flag}.")
+
+
+def read_texts(path: str | Path, text_column: str | None = None, label_column: str | None = None,
+               with_labels: bool = False) -> list[tuple[str, str | None]]:
+    """(text, label) pairs from a table, or (line, None) from any other file ('-': stdin).
+
+    Columns are detected by name (text, sentence, ...; label, category, ...) unless given. Labels are
+    read only `with_labels`, and then a file without a label column is refused.
+    """
+    if str(path) == "-":
+        if with_labels:
+            raise GendistillError("Labels cannot be read from stdin; pass a .csv, .tsv or .jsonl file.")
+        return [(line, None) for line in plain_lines(sys.stdin)]
+    path = Path(path)
+    if not path.is_file():
+        raise GendistillError(f"Input file {path} does not exist.")
+    if not is_table(path):
+        if with_labels:
+            raise GendistillError(f"{path} is a plain text file without labels; give a .csv, .tsv or .jsonl file with a label column.")
+        return [(line, None) for line in plain_lines(read_text(path).splitlines())]
+    rows = read_table(path)
+    if not rows:
+        return []
+    columns = list(rows[0].keys())
+    text_key = pick_column(columns, text_column, TEXT_COLUMNS, "texts", "--text-column", path)
+    label_key = pick_column(columns, label_column, LABEL_COLUMNS, "labels", "--label-column", path) if with_labels else None
+    out = []
+    for number, row in enumerate(rows, 1):
+        text = row.get(text_key)
+        if not isinstance(text, str):
+            if text is None and suffix_of(path) not in (".jsonl", ".ndjson", ".json"):
+                text = ""  # a short CSV row
+            else:
+                raise GendistillError(f"Row {number} of {path} has no string field {text_key!r}; pick the field with --text-column.")
+        label = None
+        if label_key is not None:
+            if row.get(label_key) is None:
+                raise GendistillError(f"Row {number} of {path} has no {label_key!r}; every row needs a label.")
+            label = str(row[label_key]).strip()
+        out.append((text, label))
+    return out
+
+
+def plain_lines(lines) -> list[str]:
+    return [line.rstrip("\r\n") for line in lines if line.strip()]
