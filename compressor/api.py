@@ -1,8 +1,8 @@
 """The Python API of the pipeline; the `compress`, `demo` and `export` commands are thin wrappers over it.
 
-    from gendistill import compress, export
+    from gendistill import compress, export_run
     report = compress("reviews.csv", "runs/reviews", per_class=100)
-    export("runs/reviews", "my-bundle", quantize="none")
+    export_run("runs/reviews", "my-bundle", quantize="none")
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def compress(data: str, out: str | Path, *, from_stage: str | None = None, force
     return run_compress(build_settings(data, **settings), out, from_stage=from_stage, force=force, redo_changed=redo_changed)
 
 
-def export(run_dir: str | Path, out: str | Path, **settings) -> dict:
+def export_run(run_dir: str | Path, out: str | Path, **settings) -> dict:
     """Export the student of the finished run RUN_DIR to a verified bundle at `out` (new or empty);
     returns its bundle.json. `settings` are `gendistill export`'s options (`quantize`, `mobile`, ...)."""
     require_extra("torch", "onnx")

@@ -83,7 +83,7 @@ def demo(run_dir, from_stage, force, **settings):
 @click_options([ExportSettings])
 def export(run_dir: Path, out_dir: Path, **settings):
     """Export RUN_DIR's student to a verified ONNX bundle (int8 by default) and print its figures."""
-    from gendistill.compressor.api import export as run
+    from gendistill.compressor.api import export_run as run
 
     click.echo(format_export(run(run_dir, out_dir, **settings), out_dir))
 

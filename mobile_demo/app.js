@@ -1,6 +1,6 @@
 // The gendistill student on the device: sentencepiece (wasm) + onnxruntime-web (wasm), no server work.
-// Everything here must reproduce the Python runtime exactly (runtime/preprocess.py and
-// compressor/student.py StudentTokenizer); the bundle's golden.jsonl is the arbiter, and
+// Everything here must reproduce the Python input path exactly (runtime/preprocess.py StudentInput,
+// which training uses too); the bundle's golden.jsonl is the arbiter, and
 // tests/test_browser.py checks every golden text through window.gendistill.
 import * as ort from './vendor/ort/ort.wasm.min.mjs';
 import { SentencePieceProcessor } from './vendor/sentencepiece.js';

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gendistill.runtime.cli import main
@@ -112,9 +113,23 @@ def test_out_dir_holding_a_run_on_other_data(tmp_path, toy_csv, student_run):
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
-def test_bad_option_values(tmp_path, toy_csv):
-    assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--lambda", 1.5), "--lambda")
-    assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--sampling-temperature", 0), "--sampling-temperature")
+@pytest.mark.parametrize("flag, value", [
+    ("--lambda", 1.5), ("--sampling-temperature", 0), ("--student-epochs", 0), ("--teacher-epochs", 0), ("--generator-epochs", 0),
+    ("--teacher-lr", 0), ("--generator-lr", -1), ("--student-lr", 0), ("--synthesis-batch", 0), ("--synthesis-shard", 0),
+    ("--top-p", 0), ("--top-k", -1), ("--max-new-tokens", 0), ("--synthetic", -1), ("--vocab-size", 10), ("--kd-temperature", 0),
+    ("--per-class", 0), ("--dev-size", 0), ("--max-length", 2), ("--annotate-batch-size", 0), ("--calibration-size", 0),
+    ("--export-opset", 3), ("--latency-threads", 0), ("--student-patience", 0),
+])
+def test_bad_option_values(tmp_path, toy_csv, flag, value):
+    """Every setting is checked before any stage runs: one sentence naming the flag, nothing written."""
+    assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", flag, value), flag)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--student", "lstm"), ("--embeddings", "word2vec"), ("--teacher-labels", "fuzzy"), ("--quantize", "int4")])
+def test_bad_choices(tmp_path, toy_csv, flag, value):
+    result = run("compress", toy_csv, "--out", tmp_path / "run", flag, value)
+    assert result.exit_code == 2 and "Traceback" not in result.output and flag in result.output and value in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -108,6 +108,22 @@ def test_rerun_skips_finished_stages(finished_run, tiny_models, toy_csv):
     assert before == {p: p.stat().st_mtime_ns for p in run_dir.glob("*/metrics.json")}
 
 
+def test_python_api_is_the_same_pipeline(finished_run, tiny_models, toy_csv):
+    """`gendistill.compress` takes the options by their Python names and returns the report; on a finished
+    run with the same settings it re-makes nothing."""
+    import gendistill
+
+    run_dir, _ = finished_run
+    args = finished_run_args(tiny_models)
+    settings = {args[i].lstrip("-").replace("-", "_"): args[i + 1] for i in range(0, len(args), 2)}
+    settings = {"teacher": settings.pop("teacher"), "generator": settings.pop("generator"), "quantize": settings.pop("quantize"),
+                **{k: float(v) if "lr" in k else int(v) for k, v in settings.items()}}
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/metrics.json")}
+    report = gendistill.compress(str(toy_csv), run_dir, per_class=20, **settings)
+    assert report == json.loads((run_dir / "report.json").read_text())
+    assert before == {p: p.stat().st_mtime_ns for p in run_dir.glob("*/metrics.json")}
+
+
 def test_changed_settings_are_refused_without_from(finished_run, tiny_models, toy_csv):
     run_dir, _ = finished_run
     before = (run_dir / "distill" / "metrics.json").read_bytes()

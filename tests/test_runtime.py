@@ -262,8 +262,11 @@ def test_predict_input_files(bundle, classifier, tmp_path):
         writer.writerows(enumerate(texts))
     lines = tmp_path / "texts.jsonl"
     lines.write_text("".join(json.dumps({"content": t}) + "\n" for t in texts), encoding="utf-8")
+    tsv = tmp_path / "texts.tsv"  # the same reader as `compress`: a header line is a header, not a text
+    tsv.write_text("text\tlabel\n" + "".join(f"{t}\tsport\n" for t in texts), encoding="utf-8")
     expected = classifier.predict(texts)
-    for args in (["--input", plain], ["--input", table, "--text-column", "body"], ["--input", lines, "--text-column", "content"]):
+    for args in (["--input", plain], ["--input", table, "--text-column", "body"], ["--input", lines, "--text-column", "content"],
+                 ["--input", lines], ["--input", tsv]):
         result = invoke("predict", bundle, "--format", "jsonl", *args)
         assert result.exit_code == 0, result.output
         assert [json.loads(line)["label"] for line in result.output.splitlines()] == expected
