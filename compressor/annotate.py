@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits
-from gendistill.compressor.training import accuracy
+from gendistill.compressor.training import accuracy, resolve_device
 from gendistill.runtime.classifier import softmax
 from gendistill.runtime.settings import Settings
 
@@ -25,11 +26,14 @@ from gendistill.runtime.settings import Settings
 @dataclass
 class AnnotateSettings(Settings):
     PREFIX = "annotate_"
+    NAMES = {"device": "device"}
 
     batch_size: int = 64
     """Texts the teacher reads together (sorted by length, so little padding)."""
     unlabeled: int = 0
     """Also annotate this many real unlabeled texts of the training pool: the benchmark's oracle student (GAL)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("batch_size", 1)
@@ -41,7 +45,7 @@ SPLITS = ("train", "dev", "test")
 
 def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     started = time.time()
-    model, tokenizer = load_teacher(run_dir)
+    model, tokenizer = load_teacher(run_dir, resolve_device(settings.device))
     max_length = read_json(stage_path(run_dir, "teacher") / "settings.json")["max_length"]
     out = begin_stage(run_dir, "annotate")
     texts = {"synthetic": load_synthetic(run_dir)}

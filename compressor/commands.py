@@ -118,3 +118,23 @@ def format_export(manifest: dict, bundle_dir: Path) -> str:
     files = ", ".join(sorted(manifest["files"]))
     lines += ["", f"Bundle ({model['precision']} model.onnx, opset {model['opset']}) written to {bundle_dir}: bundle.json, {files}"]
     return "\n".join(lines)
+
+
+@click.command("bench-synthesize")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", type=click.IntRange(min=1), default=512, show_default=True, help="Texts each backend samples.")
+@click.option("--backends", default=None, help="Comma-separated backends to compare (default: every installed one of hf, ctranslate2).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Texts sampled together (default: the run's --synthesis-batch).")
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"backends": {"hf": {...}, "ctranslate2": {...}}, ...}.')
+def bench_synthesize(run_dir: Path, count: int, backends: str | None, batch_size: int | None, as_json: bool):
+    """Sample with every backend side by side from RUN_DIR's generator: speed, memory and sample quality."""
+    import json
+
+    from gendistill.compressor.bench_synthesize import bench_synthesize as run
+    from gendistill.compressor.bench_synthesize import format_table
+    from gendistill.runtime.errors import require_extra
+
+    require_extra()
+    names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
+    result = run(run_dir, count=count, backends=names, batch_size=batch_size)
+    click.echo(json.dumps(result, indent=2) if as_json else format_table(result))

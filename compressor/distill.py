@@ -23,7 +23,7 @@ from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.embeddings import Embeddings, initial_vectors
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
 from gendistill.compressor.synthesize import load_synthetic
-from gendistill.compressor.training import BestCheckpoint, accuracy, progress, seed_everything
+from gendistill.compressor.training import BestCheckpoint, accuracy, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import Settings
 
@@ -39,7 +39,7 @@ class DistillSettings(Settings):
     NAMES = {"architecture": "student", "embeddings": "embeddings", "bpemb_model": "bpemb_model", "bpemb_vectors": "bpemb_vectors",
              "bpemb": "bpemb", "vocab_size": "vocab_size", "teacher_labels": "teacher_labels", "lam": "lam",
              "kd_temperature": "kd_temperature", "kd_on_real": "kd_on_real", "max_length": "max_length", "seed": "seed",
-             "labeled_only_baseline": "labeled_only_baseline"}
+             "labeled_only_baseline": "labeled_only_baseline", "device": "device"}
     FLAGS = {"lam": "--lambda"}
 
     architecture: Architecture = "kim-cnn"
@@ -80,6 +80,8 @@ class DistillSettings(Settings):
     """Seed of every random choice: splits, initialisations, sampling."""
     labeled_only_baseline: bool = True
     """Also train the same student on the labeled data alone, for the report."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("vocab_size", 50)
@@ -167,15 +169,18 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     from gendistill.compressor.student import build_student
 
     seed_everything(settings.seed)
+    device = resolve_device(settings.device)
     model = build_student(config)
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(vectors))
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ids = inputs.encode(texts)
-    dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])) for i in range(0, len(dev_texts), 512)]
-    hard_t = torch.as_tensor(hard, dtype=torch.long)
+    dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])).to(device) for i in range(0, len(dev_texts), 512)]
+    hard_t = torch.as_tensor(hard, dtype=torch.long).to(device)
     has_soft = torch.zeros(len(texts), dtype=torch.bool) if soft is None else torch.as_tensor(~np.isnan(soft).any(1))
     soft_t = torch.zeros((len(texts), config.num_labels)) if soft is None else torch.nan_to_num(torch.as_tensor(soft, dtype=torch.float32))
+    has_soft, soft_t = has_soft.to(device), soft_t.to(device)
     T, lam = settings.kd_temperature, settings.lam
     rng = torch.Generator().manual_seed(settings.seed)
     best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
@@ -186,7 +191,8 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         order = torch.randperm(len(texts), generator=rng)
         for start in range(0, len(texts), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])))
+            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
+            batch = batch.to(device)
             loss = logits.new_zeros(())
             real = hard_t[batch] >= 0
             if real.any() and lam > 0:
@@ -204,7 +210,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            dev_pred = np.concatenate([model(x).argmax(1).numpy() for x in dev_inputs]) if dev_inputs else np.zeros(0)
+            dev_pred = np.concatenate([model(x).argmax(1).cpu().numpy() for x in dev_inputs]) if dev_inputs else np.zeros(0)
         dev_accuracy = accuracy(dev_pred, dev_y)
         history.append({"epoch": epoch, "dev_accuracy": dev_accuracy})
         bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", best=f"{max(best.best_score or 0.0, dev_accuracy):.3f}")
@@ -212,7 +218,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
             break
     bar.close()
     best.restore()
-    model.eval()
+    model.to("cpu").eval()  # what the stage saves, evaluates and exports runs on the CPU
     return model, history
 
 

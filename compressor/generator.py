@@ -10,11 +10,12 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 from gendistill.compressor.assets import EMBEDDED, load_hf
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, stage_path
-from gendistill.compressor.training import BestCheckpoint, progress, seed_everything
+from gendistill.compressor.training import BestCheckpoint, resolve_device, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import Settings
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class GeneratorSettings(Settings):
     PREFIX = "generator_"
-    NAMES = {"model": "generator", "seed": "seed"}
+    NAMES = {"model": "generator", "seed": "seed", "device": "device"}
 
     model: str = EMBEDDED
     """Causal LM to fine-tune on the texts alone: any AutoModelForCausalLM hub name or path (embedded: the packaged SmolLM2-135M; gpt2-medium with internet)."""
@@ -38,6 +39,8 @@ class GeneratorSettings(Settings):
     """Training texts are cut to this many LM tokens (BOS and EOS included)."""
     seed: int = 0
     """Seed of every random choice: splits, initialisations, sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("epochs", 1)
@@ -81,7 +84,7 @@ def perplexity(model, sequences: list[list[int]], pad_id: int, batch_size: int =
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(sequences), batch_size):
-            ids, mask, labels = _batch(sequences[start : start + batch_size], pad_id)
+            ids, mask, labels = (t.to(model.device) for t in _batch(sequences[start : start + batch_size], pad_id))
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
             target = labels[:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100, reduction="sum")
@@ -105,8 +108,9 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
 
     started = time.time()
     seed_everything(settings.seed)
+    device = resolve_device(settings.device)
     tokenizer = load_hf(AutoTokenizer, settings.model, "generator")
-    model = load_hf(AutoModelForCausalLM, settings.model, "generator", dtype=torch.float32)
+    model = load_hf(AutoModelForCausalLM, settings.model, "generator", dtype=torch.float32).to(device)
     _, eos = special_ids(tokenizer)
     train_texts, _ = load_split(run_dir, "train")
     dev_texts, _ = load_split(run_dir, "dev")
@@ -125,7 +129,7 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
         order = torch.randperm(len(train), generator=rng).tolist()
         bar = progress(range(0, len(order), settings.batch_size), desc=f"generator epoch {epoch}/{settings.epochs}", unit="batch")
         for start in bar:
-            ids, mask, labels = _batch([train[i] for i in order[start : start + settings.batch_size]], eos)
+            ids, mask, labels = (t.to(device) for t in _batch([train[i] for i in order[start : start + settings.batch_size]], eos))
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             optimizer.step()

@@ -92,9 +92,13 @@ def _check_run_dir(run_dir: Path) -> None:
         raise GendistillError(f"--out {run_dir} already holds files that are not a gendistill run; choose a new or empty directory.")
 
 
+EXECUTION_ONLY = {"upstream", "device"}
+"""Recorded in settings.json, but a stage made on a GPU is reused on a CPU and the other way round."""
+
+
 def _difference(saved: dict, wanted: dict) -> str | None:
     for key in sorted(set(saved) | set(wanted)):
-        if key == "upstream":
+        if key in EXECUTION_ONLY:
             continue
         if saved.get(key) != wanted.get(key):
             return f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}"

@@ -1,8 +1,9 @@
 """Stage `synthesize`: sample new in-domain texts from the fine-tuned generator.
 
-Sampling starts from BOS alone (no prompt) with the KV cache, batched; paper default: temperature 1,
-the full distribution (no top-k/top-p). Empty texts, exact duplicates and copies of training texts are
-dropped. Shards are written as they complete, so a killed run loses at most one shard and resumes.
+Sampling starts from BOS alone (no prompt), batched, with one of the backends of `samplers` (CTranslate2
+int8 or transformers); paper default: temperature 1, the full distribution (no top-k/top-p). Empty
+texts, exact duplicates and copies of training texts are dropped. Shards are written as they complete,
+so a killed run loses at most one shard and resumes; a shard's seed depends only on its index.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
-from gendistill.compressor.generator import load_generator, special_ids
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
+from gendistill.compressor.samplers import open_sampler
 from gendistill.compressor.training import progress
 from gendistill.runtime.settings import Settings
 
@@ -24,10 +26,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class SynthesizeSettings(Settings):
     NAMES = {"count": "synthetic", "batch_size": "synthesis_batch", "shard_size": "synthesis_shard",
-             "max_attempts_factor": "synthesis_max_attempts", "seed": "seed"}
+             "max_attempts_factor": "synthesis_max_attempts", "seed": "seed", "device": "device"}
 
     count: int = 2000
     """Unique synthetic texts to keep (0 skips the generator: plain KD on the labeled texts)."""
+    sampler: Literal["auto", "hf", "ctranslate2"] = "auto"
+    """Sampling engine: ctranslate2 (int8, several times faster on CPU), hf (transformers generate, the reference), auto (ctranslate2 when installed)."""
     sampling_temperature: float = 1.0
     """Temperature of sampling from the generator (paper: 1)."""
     top_k: int = 0
@@ -44,6 +48,8 @@ class SynthesizeSettings(Settings):
     """Give up after sampling this many times the requested count (a generator that only repeats itself)."""
     seed: int = 0
     """Seed of every random choice: splits, initialisations, sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("count", 0)
@@ -60,28 +66,9 @@ def _key(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def sample_texts(model, tokenizer, n: int, settings: SynthesizeSettings, seed: int) -> list[dict]:
-    """Sample `n` texts from BOS: {"text", "tokens" generated, "capped": hit max_new_tokens} each."""
-    import torch
-    from transformers import GenerationConfig
-
-    bos, eos = special_ids(tokenizer)
-    torch.manual_seed(seed)
-    config = GenerationConfig(
-        do_sample=True, temperature=settings.sampling_temperature, top_k=settings.top_k or None, top_p=settings.top_p,
-        max_new_tokens=settings.max_new_tokens, eos_token_id=eos, pad_token_id=eos, bos_token_id=bos,
-    )
-    rows = []
-    with torch.inference_mode():
-        for start in range(0, n, settings.batch_size):
-            size = min(settings.batch_size, n - start)
-            prompt = torch.full((size, 1), bos, dtype=torch.long)
-            output = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), generation_config=config)[:, 1:]
-            for row in output.tolist():
-                length = row.index(eos) if eos in row else len(row)
-                text = tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-                rows.append({"text": text, "tokens": length, "capped": eos not in row})
-    return rows
+def sample_shard(sampler, n: int, settings: SynthesizeSettings, seed: int) -> list[dict]:
+    """`n` rows from `sampler` (the seam a test uses to interrupt synthesis between shards)."""
+    return sampler.sample(n, settings, seed)
 
 
 def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
@@ -114,18 +101,18 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     if shards:
         log.info("Resuming synthesis: %d shards, %d texts kept so far.", len(shards), len(kept))
 
-    model = tokenizer = None
+    sampler = None
     limit = int(settings.count * settings.max_attempts_factor) + settings.shard_size
     bar = progress(total=settings.count, initial=min(len(kept), settings.count), desc="synthesize", unit="text")
     shard_index = len(shards)
-    sample_seconds, sampled_now, tokens_now = 0.0, 0, 0
+    sample_seconds, sampled_now, kept_now, tokens_now = 0.0, 0, 0, 0
     while len(kept) < settings.count and stats["sampled"] < limit:
-        if model is None:
-            model, tokenizer = load_generator(run_dir)
+        if sampler is None:
+            sampler = open_sampler(settings, run_dir)
         tick = time.time()
         # The last shard asks only for what is missing (plus a margin for duplicates).
         wanted = min(settings.shard_size, math.ceil((settings.count - len(kept)) * 1.05) + 1)
-        rows = sample_texts(model, tokenizer, wanted, settings, settings.seed * 100_003 + shard_index)
+        rows = sample_shard(sampler, wanted, settings, settings.seed * 100_003 + shard_index)
         sample_seconds += time.time() - tick
         sampled_now += len(rows)
         tokens_now += sum(row["tokens"] for row in rows)
@@ -133,8 +120,10 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         shard_index += 1
         before = len(kept)
         admit(rows)
+        kept_now += len(kept) - before
         bar.update(min(len(kept), settings.count) - min(before, settings.count))
-        bar.set_postfix(texts_s=f"{sampled_now / sample_seconds:.1f}", tokens_s=f"{tokens_now / sample_seconds:.0f}")
+        bar.set_postfix(kept_s=f"{kept_now / sample_seconds:.1f}", tokens_s=f"{tokens_now / sample_seconds:.0f}",
+                        dropped=f"{1 - kept_now / max(sampled_now, 1):.0%}")
     bar.close()
     if len(kept) < settings.count:
         log.warning("Kept %d unique texts after sampling %d; the generator repeats itself.", len(kept), stats["sampled"])
@@ -146,6 +135,10 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         "requested": settings.count,
         "kept": len(kept),
         **stats,
+        "dropped_share": 1 - len(kept) / stats["sampled"] if stats["sampled"] else None,
+        "sampler": sampler.name if sampler is not None else None,
+        # This invocation's sampling only (a resumed run replays earlier shards without sampling them).
+        "kept_texts_per_second": kept_now / sample_seconds if sample_seconds else None,
         "tokens_per_second": tokens_now / sample_seconds if sample_seconds else None,
         "seconds": time.time() - started,
     }

@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
 
 from gendistill.compressor.assets import EMBEDDED, load_hf
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
-from gendistill.compressor.training import BestCheckpoint, accuracy, progress, seed_everything
+from gendistill.compressor.training import BestCheckpoint, resolve_device, accuracy, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import Settings
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TeacherSettings(Settings):
     PREFIX = "teacher_"
-    NAMES = {"model": "teacher", "finetuned": "teacher_model", "max_length": "max_length", "seed": "seed"}
+    NAMES = {"model": "teacher", "finetuned": "teacher_model", "max_length": "max_length", "seed": "seed", "device": "device"}
 
     model: str = EMBEDDED
     """Classifier to fine-tune: any AutoModelForSequenceClassification hub name or path (embedded: the packaged all-MiniLM-L6-v2)."""
@@ -42,6 +43,8 @@ class TeacherSettings(Settings):
     """Stop after this many epochs without a better dev accuracy."""
     seed: int = 0
     """Seed of every random choice: splits, initialisations, sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("epochs", 1)
@@ -51,12 +54,12 @@ class TeacherSettings(Settings):
         self.at_least("patience", 1)
 
 
-def load_teacher(run_dir: str | Path):
+def load_teacher(run_dir: str | Path, device: str = "cpu"):
     """The fine-tuned teacher and its tokenizer from a finished run."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model_dir = stage_path(run_dir, "teacher") / "model"
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(device)
     model.eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
 
@@ -72,7 +75,7 @@ def teacher_logits(model, tokenizer, texts: list[str], max_length: int, batch_si
     with torch.inference_mode():
         for batch in progress(batches, desc=desc, unit="batch", disable=desc is None):
             encoded = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            out[batch] = model(**encoded).logits.float().numpy()
+            out[batch] = model(**encoded.to(model.device)).logits.float().cpu().numpy()
     return out
 
 
@@ -102,6 +105,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
 
     started = time.time()
     seed_everything(settings.seed)
+    device = resolve_device(settings.device)
     labels = load_labels(run_dir)
     train_texts, train_y = load_split(run_dir, "train")
     dev_texts, dev_y = load_split(run_dir, "dev")
@@ -113,6 +117,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
         model = load_hf(AutoModelForSequenceClassification, settings.finetuned, "teacher")
         tokenizer = load_hf(AutoTokenizer, settings.finetuned, "teacher")
         _align_labels(model, labels)
+        model.to(device)
         best_epoch = 0
     else:
         tokenizer = load_hf(AutoTokenizer, settings.model, "teacher")
@@ -120,13 +125,13 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
             AutoModelForSequenceClassification, settings.model, "teacher", num_labels=len(labels),
             id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
             ignore_mismatched_sizes=True,
-        )
+        ).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.01)
         steps_per_epoch = (len(train_texts) + settings.batch_size - 1) // settings.batch_size
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps_per_epoch * settings.epochs), steps_per_epoch * settings.epochs)
         rng = torch.Generator().manual_seed(settings.seed)
         best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
-        targets = torch.tensor(train_y)
+        targets = torch.tensor(train_y, device=device)
         for epoch in range(1, settings.epochs + 1):
             model.train()
             order = torch.randperm(len(train_texts), generator=rng).tolist()
@@ -134,7 +139,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
             for start in bar:
                 batch = order[start : start + settings.batch_size]
                 encoded = tokenizer([train_texts[i] for i in batch], truncation=True, max_length=settings.max_length, padding=True, return_tensors="pt")
-                loss = torch.nn.functional.cross_entropy(model(**encoded).logits, targets[batch])
+                loss = torch.nn.functional.cross_entropy(model(**encoded.to(device)).logits, targets[batch])
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()

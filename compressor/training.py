@@ -7,6 +7,8 @@ import random
 
 import numpy as np
 
+from gendistill.runtime.errors import GendistillError
+
 
 def seed_everything(seed: int) -> None:
     import torch
@@ -14,6 +16,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> cuda when torch sees a GPU, else cpu; an explicit `cuda` without one is one sentence."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GendistillError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
+    return name
 
 
 def accuracy(predictions, targets) -> float:

@@ -189,7 +189,7 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
 
     run_dir = tmp_path / "run"
     calls = {"n": 0}
-    real = synthesize.sample_texts
+    real = synthesize.sample_shard
 
     def dying(*args, **kwargs):
         calls["n"] += 1
@@ -197,7 +197,7 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthesize, "sample_texts", dying)
+    monkeypatch.setattr(synthesize, "sample_shard", dying)
     args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models, "--synthetic", "40", "--synthesis-shard", "16", "--no-export")]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 130
@@ -205,7 +205,7 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
     assert len(shards) == 1
     first_shard = shards[0].read_text()
     teacher_before = (run_dir / "teacher" / "metrics.json").read_bytes()
-    monkeypatch.setattr(synthesize, "sample_texts", real)
+    monkeypatch.setattr(synthesize, "sample_shard", real)
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert (run_dir / "teacher" / "metrics.json").read_bytes() == teacher_before

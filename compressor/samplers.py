@@ -1,0 +1,164 @@
+"""Sampling backends for the synthesize stage: the same samples-from-BOS, two engines.
+
+- `hf`: transformers' `generate` on the fine-tuned generator (fp32 on CPU), the reference.
+- `ctranslate2`: the generator converted once to CTranslate2 (int8 on CPU, int8_float16 on CUDA) in
+  RUN_DIR/generator/ct2-<compute type>/, sampled with `generate_batch`. CTranslate2 drops finished rows
+  from the batch as they hit EOS and runs int8 matrix products, which `generate` does not.
+- `auto`: ctranslate2 when it is installed and converts this architecture, else hf (one logged sentence).
+
+Both sample with the same settings: temperature, top-k (0 = full distribution), top-p, max new tokens,
+EOS, a seed per shard. Each returns rows {"text", "tokens" generated, "capped": hit max_new_tokens}.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from gendistill.compressor.rundir import stage_path
+from gendistill.compressor.training import resolve_device
+from gendistill.runtime.errors import GendistillError
+
+log = logging.getLogger(__name__)
+
+
+class HFSampler:
+    """transformers `generate` with the KV cache, batched, from BOS alone."""
+
+    name = "hf"
+
+    def __init__(self, model_dir: Path, device: str):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from gendistill.compressor.generator import special_ids
+
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+        self.bos, self.eos = special_ids(self.tokenizer)
+
+    def sample(self, n: int, settings, seed: int) -> list[dict]:
+        import torch
+        from transformers import GenerationConfig
+
+        torch.manual_seed(seed)
+        config = GenerationConfig(
+            do_sample=True, temperature=settings.sampling_temperature, top_k=settings.top_k or None, top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens, eos_token_id=self.eos, pad_token_id=self.eos, bos_token_id=self.bos,
+        )
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, n, settings.batch_size):
+                size = min(settings.batch_size, n - start)
+                prompt = torch.full((size, 1), self.bos, dtype=torch.long, device=self.device)
+                output = self.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), generation_config=config)[:, 1:]
+                for ids in output.tolist():
+                    rows.append(_row(self.tokenizer, ids, self.eos, settings.max_new_tokens))
+        return rows
+
+
+class CT2Sampler:
+    """CTranslate2 `generate_batch` on the converted generator."""
+
+    name = "ctranslate2"
+
+    def __init__(self, model_dir: Path, ct2_dir: Path, device: str, compute_type: str):
+        import torch
+        from transformers import AutoTokenizer
+
+        from gendistill.compressor.generator import special_ids
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.bos, self.eos = special_ids(self.tokenizer)
+        self.options = {"model_path": str(ct2_dir), "device": device, "compute_type": compute_type,
+                        "intra_threads": torch.get_num_threads() if device == "cpu" else 0}
+        self.start = [self.tokenizer.convert_ids_to_tokens(self.bos)]
+        self.end = self.tokenizer.convert_ids_to_tokens(self.eos)
+        self._load()  # fail here, where `auto` can still fall back, rather than mid-synthesis
+
+    def _load(self):
+        import ctranslate2
+
+        try:
+            return ctranslate2.Generator(**self.options)
+        except (RuntimeError, ValueError) as exc:  # e.g. a tokenizer without the special tokens CTranslate2 expects
+            raise GendistillError(f"CTranslate2 cannot load the converted generator ({str(exc).splitlines()[0]}); use --sampler hf.") from None
+
+    def sample(self, n: int, settings, seed: int) -> list[dict]:
+        import ctranslate2
+
+        # CTranslate2's sampling threads seed their generators when they start, so `set_random_seed` alone
+        # does not repeat a sample (CTranslate2 issue #1757); seeding, then starting a generator, does.
+        # Loading an int8 model from the page cache per shard costs a fraction of a second.
+        ctranslate2.set_random_seed(seed)
+        generator = self._load()
+        results = generator.generate_batch(
+            [self.start] * n, max_batch_size=settings.batch_size, sampling_topk=settings.top_k, sampling_topp=settings.top_p,
+            sampling_temperature=settings.sampling_temperature, max_length=settings.max_new_tokens, end_token=self.end,
+            include_prompt_in_result=False,
+        )
+        return [_row(self.tokenizer, result.sequences_ids[0], self.eos, settings.max_new_tokens) for result in results]
+
+
+def _row(tokenizer, ids: list[int], eos: int, max_new_tokens: int) -> dict:
+    ended = eos in ids
+    length = ids.index(eos) if ended else len(ids)
+    text = tokenizer.decode(ids[:length], skip_special_tokens=True).strip()
+    return {"text": text, "tokens": length, "capped": not ended and length >= max_new_tokens}
+
+
+def compute_type(device: str) -> str:
+    return "int8" if device == "cpu" else "int8_float16"
+
+
+def ct2_available() -> bool:
+    return importlib.util.find_spec("ctranslate2") is not None
+
+
+def convert_ct2(model_dir: Path, ct2_dir: Path, quantization: str) -> Path:
+    """Convert the Hugging Face generator in `model_dir` to CTranslate2 at `ct2_dir`, once.
+
+    Written to `<ct2_dir>.partial` and renamed into place, so a conversion killed midway leaves nothing a
+    re-run mistakes for finished. Raises GendistillError when the architecture is not supported.
+    """
+    if (ct2_dir / "model.bin").is_file():
+        return ct2_dir
+    from ctranslate2.converters import TransformersConverter
+
+    partial = ct2_dir.with_name(ct2_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    log.info("Converting the generator to CTranslate2 (%s) once, into %s", quantization, ct2_dir)
+    try:
+        TransformersConverter(str(model_dir)).convert(str(partial), quantization=quantization, force=True)
+    except Exception as exc:  # the converter raises ValueError/NotImplementedError/KeyError for unsupported models
+        shutil.rmtree(partial, ignore_errors=True)
+        raise GendistillError(f"CTranslate2 cannot convert this generator ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unsupported'}); "
+                              "use --sampler hf.") from None
+    os.replace(partial, ct2_dir)
+    return ct2_dir
+
+
+def open_sampler(settings, run_dir: str | Path):
+    """The sampler `settings.sampler` asks for, on `settings.device`; `auto` falls back to hf with one sentence."""
+    model_dir = stage_path(run_dir, "generator") / "model"
+    device = resolve_device(settings.device)
+    wanted = settings.sampler
+    if wanted in ("auto", "ctranslate2"):
+        if not ct2_available():
+            if wanted == "ctranslate2":
+                raise GendistillError('--sampler ctranslate2 needs the ctranslate2 package: pip install "gendistill[compress]".')
+            log.info("ctranslate2 is not installed; sampling with transformers (--sampler hf), which is several times slower.")
+        else:
+            kind = compute_type(device)
+            try:
+                ct2_dir = convert_ct2(model_dir, stage_path(run_dir, "generator") / f"ct2-{kind}", kind)
+                return CT2Sampler(model_dir, ct2_dir, device, kind)
+            except GendistillError as exc:
+                if wanted == "ctranslate2":
+                    raise
+                log.info("%s Sampling with transformers instead.", str(exc).split(";")[0] + ".")
+    return HFSampler(model_dir, device)

@@ -1,0 +1,137 @@
+"""Synthesis backends on a tiny Llama built in code (SmolLM2's architecture; nothing downloads): the
+CTranslate2 conversion, seeded determinism per backend, resume after an interrupted shard, the fallback
+when ctranslate2 is missing, and `gendistill bench-synthesize`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gendistill.compressor.rundir import begin_stage, finish_stage, write_jsonl_atomic
+from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
+from gendistill.runtime.bundle import write_json_atomic
+from gendistill.runtime.cli import main
+from gendistill.runtime.errors import GendistillError
+from tiny_models import make_tiny_llama
+
+pytest.importorskip("ctranslate2")
+
+
+@pytest.fixture(scope="module")
+def generator_run(tmp_path_factory, toy_rows) -> Path:
+    """A run whose data and generator stages are finished; the generator is a tiny random Llama."""
+    run_dir = tmp_path_factory.mktemp("synth") / "run"
+    data = begin_stage(run_dir, "data")
+    for name, part in (("train", toy_rows[:60]), ("dev", toy_rows[60:90]), ("test", toy_rows[90:120])):
+        write_jsonl_atomic(data / f"{name}.jsonl", [{"text": t, "label": y} for t, y in part])
+    write_jsonl_atomic(data / "unlabeled.jsonl", [])
+    write_json_atomic(data / "labels.json", sorted({y for _, y in toy_rows}))
+    finish_stage(run_dir, "data", {}, {})
+    generator = begin_stage(run_dir, "generator")
+    make_tiny_llama(generator / "model", [t for t, _ in toy_rows])
+    finish_stage(run_dir, "generator", {}, {})
+    (run_dir / "run.json").write_text("{}")
+    return run_dir
+
+
+def settings(**changes) -> SynthesizeSettings:
+    return SynthesizeSettings(**{"count": 40, "max_new_tokens": 12, "batch_size": 8, "shard_size": 16, "device": "cpu", **changes})
+
+
+def synthesize(run_dir: Path, **changes) -> list[str]:
+    run_synthesize(settings(**changes), run_dir)
+    return [json.loads(line)["text"] for line in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
+
+
+def copy_run(generator_run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(generator_run, tmp_path / "run", ignore=shutil.ignore_patterns("synthesize*")))
+
+
+@pytest.mark.parametrize("sampler", ["hf", "ctranslate2"])
+def test_each_backend_is_deterministic_per_seed(generator_run, tmp_path, sampler):
+    first = synthesize(copy_run(generator_run, tmp_path / "a"), sampler=sampler)
+    second = synthesize(copy_run(generator_run, tmp_path / "b"), sampler=sampler)
+    other_seed = synthesize(copy_run(generator_run, tmp_path / "c"), sampler=sampler, seed=1)
+    assert len(first) == 40 and first == second and first != other_seed
+    metrics = json.loads((tmp_path / "a" / "run" / "synthesize" / "metrics.json").read_text())
+    assert metrics["sampler"] == sampler and metrics["kept_texts_per_second"] > 0 and metrics["tokens_per_second"] > 0
+    assert 0 <= metrics["dropped_share"] < 1
+
+
+def test_ctranslate2_conversion_is_made_once_and_atomically(generator_run, tmp_path):
+    run_dir = copy_run(generator_run, tmp_path)
+    synthesize(run_dir, sampler="ctranslate2")
+    converted = run_dir / "generator" / "ct2-int8"
+    assert (converted / "model.bin").is_file() and not converted.with_name("ct2-int8.partial").exists()
+    # A conversion killed midway leaves only a .partial, which the next run removes and redoes.
+    shutil.rmtree(converted)
+    (converted.with_name("ct2-int8.partial")).mkdir()
+    (converted.with_name("ct2-int8.partial") / "model.bin").write_bytes(b"half")
+    shutil.rmtree(run_dir / "synthesize")
+    assert synthesize(run_dir, sampler="ctranslate2") == synthesize(copy_run(generator_run, tmp_path / "fresh"), sampler="ctranslate2")
+
+
+def test_interrupted_ctranslate2_synthesis_resumes_from_its_shards(generator_run, tmp_path, monkeypatch):
+    import gendistill.compressor.synthesize as stage
+
+    reference = synthesize(copy_run(generator_run, tmp_path / "reference"), sampler="ctranslate2")
+    run_dir = copy_run(generator_run, tmp_path / "killed")
+    real, calls = stage.sample_shard, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "sample_shard", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_synthesize(settings(sampler="ctranslate2"), run_dir)
+    assert len(list((run_dir / "synthesize.partial").glob("shard-*.jsonl"))) == 1
+    monkeypatch.setattr(stage, "sample_shard", real)
+    assert synthesize(run_dir, sampler="ctranslate2") == reference  # shard seeds depend only on the shard's index
+
+
+def test_auto_falls_back_to_hf_in_one_sentence_and_explicit_refuses(generator_run, tmp_path, monkeypatch, caplog):
+    import gendistill.compressor.samplers as samplers
+
+    monkeypatch.setattr(samplers, "ct2_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="gendistill.compressor.samplers"):
+        texts = synthesize(copy_run(generator_run, tmp_path / "auto"), sampler="auto")
+    assert texts == synthesize(copy_run(generator_run, tmp_path / "hf"), sampler="hf")
+    assert [r.message for r in caplog.records if "ctranslate2 is not installed" in r.message]
+    with pytest.raises(GendistillError, match="needs the ctranslate2 package"):
+        run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
+
+
+def test_unconvertible_generator_falls_back_when_auto(generator_run, tmp_path, monkeypatch, caplog):
+    import gendistill.compressor.samplers as samplers
+
+    def refuse(model_dir, ct2_dir, quantization):
+        raise GendistillError("CTranslate2 cannot convert this generator (NotImplementedError: Toy); use --sampler hf.")
+
+    monkeypatch.setattr(samplers, "convert_ct2", refuse)
+    with caplog.at_level(logging.INFO, logger="gendistill.compressor.samplers"):
+        synthesize(copy_run(generator_run, tmp_path / "auto"), sampler="auto")
+    assert json.loads((tmp_path / "auto" / "run" / "synthesize" / "metrics.json").read_text())["sampler"] == "hf"
+    assert any("cannot convert" in r.message for r in caplog.records)
+    with pytest.raises(GendistillError, match="cannot convert"):  # asked for explicitly: refused, no silent fallback
+        run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
+
+
+def test_bench_synthesize_compares_backends(generator_run):
+    result = CliRunner().invoke(main, ["bench-synthesize", str(generator_run), "--count", "24", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["backends"]) == {"hf", "ctranslate2"}
+    for figures in report["backends"].values():
+        assert figures["sampled"] == 24 and figures["texts_per_second"] > 0 and figures["tokens_per_second"] > 0
+        assert figures["peak_rss_mib"] > 0 and figures["nll_per_token"] > 0
+        assert 0 <= figures["distinct_2"] <= 1 and figures["length_words"]["mean"] >= 0
+    table = CliRunner().invoke(main, ["bench-synthesize", str(generator_run), "--count", "8", "--backends", "hf"])
+    assert table.exit_code == 0 and "kept texts/s" in table.stdout and "NLL per token" in table.stdout
