@@ -82,7 +82,7 @@ def demo(run_dir, from_stage, force, **settings):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Bundle directory to create (must not exist or be empty).")
 @click_options([ExportSettings])
 def export(run_dir: Path, out_dir: Path, **settings):
-    """Export RUN_DIR's student to a verified ONNX bundle (int8 by default) and print its figures."""
+    """Export RUN_DIR's student to a verified ONNX bundle (int8 when it keeps fp32's labels, see --quantize) and print its figures."""
     from gendistill.compressor.api import export_run as run
 
     click.echo(format_export(run(run_dir, out_dir, **settings), out_dir))
@@ -90,7 +90,7 @@ def export(run_dir: Path, out_dir: Path, **settings):
 
 def format_export(manifest: dict, bundle_dir: Path) -> str:
     """The table `gendistill export` prints: sizes, parameters, batch-1 latency and the check figures."""
-    from gendistill.export.verify import MAX_FP32_DIFF, MIN_INT8_AGREEMENT
+    from gendistill.export.verify import MAX_FP32_DIFF, MAX_INT8_DISAGREEMENT
 
     m, model = manifest["metrics"], manifest["model"]
     latency, sizes = m["latency_ms"], m["bytes"]
@@ -112,7 +112,9 @@ def format_export(manifest: dict, bundle_dir: Path) -> str:
         f"{'fp32 vs PyTorch max |logit diff|':<34}{m['fp32_vs_torch_max_abs_diff']:>12.1e}   (limit {MAX_FP32_DIFF:.0e})",
     ]
     if m["int8_vs_fp32_agreement"] is not None:
-        lines.append(f"{'int8 vs fp32 label agreement':<34}{percent(m['int8_vs_fp32_agreement']):>12}   (limit {MIN_INT8_AGREEMENT:.0%})")
+        check = m["int8_check"]
+        lines.append(f"{'int8 vs fp32 label agreement':<34}{percent(m['int8_vs_fp32_agreement']):>12}   (on {check['texts']} texts, "
+                     f"recipe {check['recipe']}; at most {MAX_INT8_DISAGREEMENT:.0%} may differ at {check['confidence']:.1%} confidence)")
     if "mobile_vs_onnx_max_abs_diff" in m:
         lines.append(f"{'model.ort vs model.onnx max diff':<34}{m['mobile_vs_onnx_max_abs_diff']:>12.1e}")
     files = ", ".join(sorted(manifest["files"]))

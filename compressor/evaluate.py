@@ -1,7 +1,8 @@
 """Stage `evaluate` and the run report: teacher vs student vs the labeled-only student on the test split.
 
 `report.json` and `report.md` are derived from the stages' own metrics files, so they are rewritten
-after export too (adding the bundle's int8 figures) without re-running anything.
+after export too (adding the bundle's figures, and why it is fp32 when int8 was refused) without
+re-running anything.
 """
 
 from __future__ import annotations
@@ -132,8 +133,13 @@ def render_markdown(report: dict) -> str:
         latency = b.get("latency_ms") or {}
         checks = [f"fp32 vs PyTorch max |logit diff| {b['fp32_vs_torch_max_abs_diff']:.2e}", f"batch-1 latency fp32 {ms(latency.get('fp32_batch1'))}"]
         if b.get("precision") == "int8":
-            checks += [f"int8 {ms(latency.get('int8_batch1'))}", f"int8 vs fp32 agreement {pct(b.get('int8_vs_fp32_agreement'))}"]
+            agreement = f"int8 vs fp32 agreement {pct(b.get('int8_vs_fp32_agreement'))}"
+            if b.get("int8_check"):  # absent from bundles made before int8 had recipes
+                agreement += f" on {b['int8_check']['texts']} texts (recipe {b['int8_check']['recipe']})"
+            checks += [f"int8 {ms(latency.get('int8_batch1'))}", agreement]
         lines += ["", "## Exported bundle", "", f"`{b['path']}` ({b.get('precision')}): " + ", ".join(checks) + " (onnxruntime, 1 thread)."]
+        if b.get("int8_refused"):
+            lines += ["", f"The bundle is fp32 because {b['int8_refused']}."]
     if "student" in report:
         lines += ["", "## Per class (student / teacher F1)", "", "| label | student F1 | teacher F1 | support |", "|---|---|---|---|"]
         for i, label in enumerate(report["labels"]):

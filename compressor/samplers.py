@@ -46,8 +46,9 @@ class HFSampler:
         from transformers import GenerationConfig
 
         torch.manual_seed(seed)
+        # top_k=0 disables top-k; None would mean transformers' default of 50, not the full distribution.
         config = GenerationConfig(
-            do_sample=True, temperature=settings.sampling_temperature, top_k=settings.top_k or None, top_p=settings.top_p,
+            do_sample=True, temperature=settings.sampling_temperature, top_k=settings.top_k, top_p=settings.top_p,
             max_new_tokens=settings.max_new_tokens, eos_token_id=self.eos, pad_token_id=self.eos, bos_token_id=self.bos,
         )
         rows = []

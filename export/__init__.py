@@ -1,4 +1,4 @@
-"""Export a trained student to a verified, int8-quantized ONNX bundle (see gendistill.runtime.bundle for the layout).
+"""Export a trained student to a verified ONNX bundle, int8 when it keeps fp32's labels (layout: gendistill.runtime.bundle).
 
 Imports only gendistill.runtime below it; the pipeline (gendistill.compressor) calls it.
 """

@@ -2,8 +2,10 @@
 
 `export_bundle` takes the student as a PyTorch module plus what the runtime needs to feed it (its
 sentencepiece file and `InputSpec`), exports, quantizes and checks it, and writes every bundle file into
-an empty directory. Where that directory lives, and how a finished bundle moves into place, is the
-caller's business: the pipeline's export stage (compressor.export_stage) builds it as a stage.
+an empty directory. int8 ships only when it passes its checks against fp32 (export.verify), trying the
+quantization recipes of export.quantize in turn; otherwise `--quantize auto` ships the fp32 model and
+`--quantize int8` refuses. Where that directory lives, and how a finished bundle moves into place, is
+the caller's business: the pipeline's export stage (compressor.export_stage) builds it as a stage.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from gendistill.runtime.settings import Settings
 BATCH_SIZE = 64
 """Texts per padded batch for calibration and checks: batches make both fast, and padding is exact."""
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ExportSettings(Settings):
@@ -34,10 +38,10 @@ class ExportSettings(Settings):
 
     NAMES = {"opset": "export_opset"}
 
-    quantize: Literal["int8", "none"] = "int8"
-    """int8: static QDQ calibrated on real training texts, per-channel weights; none: ship the fp32 graph."""
+    quantize: Literal["auto", "int8", "none"] = "auto"
+    """auto: int8 (static QDQ, calibrated on real texts) when it passes its checks against fp32, else fp32 with a warning; int8: int8 or an error; none: fp32."""
     keep_fp32: bool = False
-    """Also keep the fp32 graph as model.fp32.onnx (with --quantize int8; with none model.onnx is fp32)."""
+    """Also keep the fp32 graph as model.fp32.onnx when int8 ships."""
     mobile: bool = False
     """Also write model.ort and the operator config for onnxruntime-mobile."""
     opset: int = 18
@@ -51,7 +55,7 @@ class ExportSettings(Settings):
 
     def validate(self):
         if self.keep_fp32 and self.quantize == "none":
-            raise GendistillError("--keep-fp32 only applies with --quantize int8: with --quantize none model.onnx already is the fp32 model.")
+            raise GendistillError("--keep-fp32 only applies when int8 may ship (--quantize auto or int8): with --quantize none model.onnx already is the fp32 model.")
         self.between("opset", 7, 23)
         self.at_least("calibration_size", 1)
         self.at_least("golden_size", 0)
@@ -59,16 +63,19 @@ class ExportSettings(Settings):
 
 
 def export_bundle(model, spec: InputSpec, tokenizer_file, out_dir, *, architecture: str, labels: list[str],
-                  calibration_texts: list[str], test_texts: list[str], test_labels: list[int], settings: ExportSettings) -> dict:
+                  calibration_texts: list[str], check_texts: list[str], test_texts: list[str], test_labels: list[int],
+                  settings: ExportSettings) -> dict:
     """Export, quantize and check the student `model` and write the bundle's files into the empty
-    directory `out_dir`; returns the manifest written. Raises GendistillError (one sentence) when the
-    input is bad or a check fails; scratch files go to a temporary directory that is always removed.
+    directory `out_dir`; returns the manifest written. int8 is calibrated on `calibration_texts` and must
+    agree with fp32 on `check_texts` (other texts, as many as there are: see export.verify) and keep its
+    accuracy on the test split. Raises GendistillError (one sentence) when the input is bad or a check
+    fails; scratch files go to a temporary directory that is always removed.
     """
     out_dir = Path(out_dir)
     _check_inputs(out_dir, labels, test_texts, test_labels)
     with tempfile.TemporaryDirectory(prefix="gendistill-export-") as work:
         return _build(model, spec, Path(tokenizer_file), architecture, out_dir, Path(work), labels, calibration_texts,
-                      test_texts, test_labels, settings)
+                      check_texts, test_texts, test_labels, settings)
 
 
 def _check_inputs(out_dir: Path, labels, test_texts, test_labels) -> None:
@@ -81,22 +88,17 @@ def _check_inputs(out_dir: Path, labels, test_texts, test_labels) -> None:
 
 
 def _build(model, spec: InputSpec, tokenizer_file: Path, architecture: str, partial: Path, work: Path, labels,
-           calibration_texts, test_texts, test_labels, settings: ExportSettings) -> dict:
+           calibration_texts, check_texts, test_texts, test_labels, settings: ExportSettings) -> dict:
     """Write every bundle file into `partial`, checking as it goes; scratch files go to `work`."""
     import torch
 
     from gendistill.export import golden, verify
     from gendistill.export.onnx_export import INPUT_AXES, INPUT_NAME, OUTPUT_AXES, OUTPUT_NAME, export_fp32, run_logits
-    from gendistill.export.quantize import quantize_int8
     from gendistill.runtime.classifier import onnx_session
 
     num_labels = len(labels)
     inputs = StudentInput.load(tokenizer_file, spec)
-    int8 = settings.quantize == "int8"
-    if not int8:
-        fp32_path = partial / LAYOUT.model  # the fp32 graph is what ships
-    else:  # the fp32 graph is quantized from, checked against, and shipped only with keep_fp32
-        fp32_path = (partial if settings.keep_fp32 else work) / LAYOUT.model_fp32
+    fp32_path = work / LAYOUT.model_fp32
     model.eval()
     opset = export_fp32(model, spec.min_length, fp32_path, settings.opset)
 
@@ -117,18 +119,31 @@ def _build(model, spec: InputSpec, tokenizer_file: Path, architecture: str, part
         "fp32_test_accuracy": verify.accuracy(fp32_logits, labels_array),
         "int8_test_accuracy": None,
         "test_examples": len(test_texts),
+        "int8_check": None,
+        "int8_refused": None,
     }
 
-    # Check 2: int8 vs fp32.
-    if int8:
-        if not calibration_texts:
-            raise GendistillError("There are no real texts to calibrate int8 on; the run's data/train.jsonl must not be empty.")
-        quantize_int8(fp32_path, partial / LAYOUT.model, _padded_batches(inputs, calibration_texts))
-        int8_session = onnx_session(partial / LAYOUT.model)
-        verify.check_io(int8_session, num_labels, "int8")
-        metrics.update(verify.check_int8_against_fp32(fp32_logits, run_logits(int8_session, test_batches), labels_array))
+    # Check 2: int8 vs fp32, recipe after recipe; what fails every one is refused or replaced by fp32.
+    int8_path = None
+    if settings.quantize != "none":
+        int8_path, metrics["int8_check"], refused = _int8_model(
+            fp32_path, fp32_session, work, inputs, num_labels, calibration_texts, check_texts, fp32_logits, test_batches, labels_array)
+        if int8_path is None and settings.quantize == "int8":
+            raise GendistillError(f"--quantize int8 was refused because {refused}, so no bundle was written; "
+                                  "export with --quantize auto to ship fp32 when int8 fails.")
+        if int8_path is None:
+            log.warning("The bundle is fp32 because %s.", refused)
+            metrics["int8_refused"] = refused
+        else:
+            passed = metrics["int8_check"]["attempts"][-1]  # attempts stop at the first that passes
+            metrics["int8_vs_fp32_agreement"] = passed["agreement"]
+            metrics["int8_test_accuracy"] = passed["int8_test_accuracy"]
+    int8 = int8_path is not None
+    shutil.copyfile(int8_path if int8 else fp32_path, partial / LAYOUT.model)
+    if int8 and settings.keep_fp32:
+        shutil.copyfile(fp32_path, partial / LAYOUT.model_fp32)
 
-    shipped_logits = run_logits(int8_session, test_batches) if int8 else fp32_logits
+    shipped_logits = run_logits(onnx_session(partial / LAYOUT.model), test_batches)
     if settings.mobile:
         metrics["mobile_vs_onnx_max_abs_diff"] = _write_mobile(partial, work, test_batches)
 
@@ -163,6 +178,40 @@ def _build(model, spec: InputSpec, tokenizer_file: Path, architecture: str, part
         "versions": _versions(),
     }
     return write_manifest(partial, manifest)
+
+
+def _int8_model(fp32_path: Path, fp32_session, work: Path, inputs: StudentInput, num_labels: int, calibration_texts,
+                check_texts, fp32_test_logits, test_batches, test_labels) -> tuple[Path | None, dict, str | None]:
+    """Quantize with each recipe in turn until one passes verify.judge_int8. Returns the int8 model that
+    passed (None if none did), the record of every attempt for the metrics, and why none passed."""
+    from gendistill.export import quantize, verify
+    from gendistill.export.onnx_export import run_logits
+    from gendistill.runtime.classifier import onnx_session
+
+    confidence = 1 - (1 - verify.INT8_CONFIDENCE) / len(quantize.RECIPES)
+    record = {"texts": len(check_texts), "min_texts": verify.min_check_texts(confidence), "limit": verify.MAX_INT8_DISAGREEMENT,
+              "confidence": confidence, "recipe": None, "attempts": []}
+    if len(check_texts) < record["min_texts"]:
+        return None, record, (f"only {len(check_texts)} texts were there to check int8 against fp32, too few to show "
+                              f"that they agree (at least {record['min_texts']} are needed)")
+    if not calibration_texts:
+        raise GendistillError("There are no real texts to calibrate int8 on; the run's data/train.jsonl must not be empty.")
+    calibration_batches, check_batches = _padded_batches(inputs, calibration_texts), _padded_batches(inputs, check_texts)
+    fp32_check_logits = run_logits(fp32_session, check_batches)
+    for recipe in quantize.RECIPES:
+        int8_path = work / f"model.int8.{recipe.name}.onnx"
+        quantize.quantize_int8(fp32_path, int8_path, calibration_batches, recipe)
+        int8_session = onnx_session(int8_path)
+        verify.check_io(int8_session, num_labels, "int8")
+        attempt = verify.judge_int8(fp32_check_logits, run_logits(int8_session, check_batches), fp32_test_logits,
+                                    run_logits(int8_session, test_batches), test_labels, confidence)
+        record["attempts"].append({"recipe": recipe.name, **attempt})
+        if attempt["passed"]:
+            record["recipe"] = recipe.name
+            return int8_path, record, None
+    best = min(record["attempts"], key=lambda attempt: attempt["disagreements"])
+    reason = verify.refusal_reason(best, len(check_texts), confidence)
+    return None, record, f"{reason} with the best of its {len(quantize.RECIPES)} recipes ({best['recipe']})"
 
 
 def _examples(test_texts: list[str], test_labels: np.ndarray, predicted: np.ndarray, num_labels: int) -> list[str]:

@@ -3,11 +3,11 @@
 A bundle directory holds:
 
     bundle.json      manifest: schema version, labels, preprocessing, model I/O, file hashes, metrics
-    model.onnx       the student (int8 static QDQ by default, fp32 with `--quantize none`)
+    model.onnx       the student: int8 static QDQ when it passes the export's checks against fp32, else fp32
     tokenizer.model  the student's sentencepiece model, byte for byte the one it was trained with
     labels.json      the label strings, in output order
     golden.jsonl     {"text", "ids", "probabilities"} per line: what every runtime must reproduce
-    model.fp32.onnx  optional (`--keep-fp32`)
+    model.fp32.onnx  optional (`--keep-fp32`, when model.onnx is int8)
     model.ort, required_operators_and_types.config   optional (`--mobile`)
     settings.json, metrics.json   the export stage's record (how it was made, its checks); not needed to predict
 

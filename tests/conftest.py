@@ -60,7 +60,8 @@ def make_student_run(run_dir: Path, rows, architecture: str = "kim-cnn", epochs:
     data = begin_stage(run_dir, "data")
     for name, part in split.items():
         write_jsonl_atomic(data / f"{name}.jsonl", [{"text": t, "label": y} for t, y in part])
-    write_jsonl_atomic(data / "unlabeled.jsonl", [])
+    # Texts for the export's int8 agreement check: it needs several hundred to show 99% agreement.
+    write_jsonl_atomic(data / "unlabeled.jsonl", [{"text": t} for t, _ in toy_corpus(1000, seed=1)])
     write_json_atomic(data / "labels.json", LABELS)
     finish_stage(run_dir, "data", {"dataset": "toy"}, {"train": len(split["train"])})
 

@@ -24,6 +24,7 @@ def benchmark_out(tmp_path_factory, toy_csv, toy_rows):
     args = [
         "benchmark", "--dataset", toy_csv, "--seeds", 1, "--per-class", 6, "--synthetic-counts", "0,8,16",
         "--lambdas", "0.2", "--kd-temperatures", "2", "--architectures", "res-cnn", "--embedding-inits", "random",
+        "--samplers", "hf,ctranslate2", "--top-ks", "5", "--synthesis-count", 8,
         "--latency-texts", 10, "--out", out,
         "--teacher", teacher, "--generator", generator, "--teacher-epochs", 2, "--teacher-lr", "1e-3",
         "--synthesis-batch", 8, "--max-new-tokens", 12, "--vocab-size", 150, "--student-epochs", 2,
@@ -84,7 +85,7 @@ def test_curve_and_ablations(benchmark_out):
     assert curve[("synthetic", 8)]["transfer_texts_per_seed"] == [8]
     ablations = {(a["ablation"], str(a["value"])) for a in toy["ablations"]}
     assert {("lambda", "0.2"), ("kd_temperature", "2.0"), ("architecture", "res-cnn"), ("embeddings", "random")} <= ablations
-    assert sum(a["default"] for a in toy["ablations"]) == 4
+    assert sum(a["default"] for a in toy["ablations"]) == 6  # one default per ablation: 4 of the student, sampler and top-k
 
 
 def test_markdown_and_plots_are_written(benchmark_out):
@@ -146,3 +147,24 @@ def test_time_budget_keeps_the_finished_seeds(benchmark_out, tmp_path):
     assert results["skipped_for_time_budget"] == [{"dataset": "toy", "seed": 1}]
     assert "toy seed 1" in (tmp_path / "budget" / "RESULTS.md").read_text()
     assert not (out / "runs" / "toy" / "seed1").exists()
+
+
+def test_sampler_ablation_shares_teacher_and_generator(benchmark_out):
+    """Each other sampler samples its own texts from the seed's own generator, at the same count as the curve point."""
+    out, _, _ = benchmark_out
+    toy = json.loads((out / "results.json").read_text())["datasets"]["toy"]
+    entries = [a for a in toy["ablations"] if a["ablation"].startswith("sampler")]
+    assert sorted(a["value"] for a in entries) == ["ctranslate2", "hf"]
+    default = next(a for a in entries if a["default"])
+    assert default["value"] == toy["per_seed"]["0"]["synthesis"]["sampler"] == "ctranslate2" and default["row"] == "curve-synthetic-8"
+    assert sorted(a["value"] for a in toy["ablations"] if a["ablation"].startswith("top_k")) == [0, 5]
+    other = next(a for a in entries if not a["default"])
+    assert other["row"] == "ablation-sampler-hf" and 0 <= other["accuracy_mean"] <= 1
+    seed_dir = out / "runs" / "toy" / "seed0"
+    variant = seed_dir.with_name("seed0-sampler-hf")
+    for stage in ("teacher", "generator"):
+        assert (variant / stage / "metrics.json").read_text() == (seed_dir / stage / "metrics.json").read_text()
+        assert (variant / stage / "model" / "config.json").stat().st_ino == (seed_dir / stage / "model" / "config.json").stat().st_ino
+    assert json.loads((variant / "synthesize" / "metrics.json").read_text())["sampler"] == "hf"
+    assert "sampler (8 synthetic texts)" in (out / "RESULTS.md").read_text()
+    assert json.loads((seed_dir.with_name("seed0-top_k-5") / "synthesize" / "settings.json").read_text())["top_k"] == 5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def test_bundle_layout_hashes_and_manifest(kim_bundle, student_run):
     assert model["inputs"] == [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]}]
     assert model["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", "num_labels"]}]
     settings = json.loads((kim_bundle / "settings.json").read_text())
-    assert settings["quantize"] == "int8" and settings["mobile"] is True and settings["upstream"]["distill"]
+    assert settings["quantize"] == "auto" and settings["mobile"] is True and settings["upstream"]["distill"]
     assert json.loads((kim_bundle / "metrics.json").read_text())["int8_test_accuracy"] == manifest["metrics"]["int8_test_accuracy"]
     assert set(manifest["versions"]) == {"gendistill", "torch", "onnx", "onnxruntime", "sentencepiece"}
 
@@ -85,11 +87,54 @@ def test_examples_are_correctly_classified_real_test_texts(kim_bundle, student_r
 def test_checks_recorded_and_within_limits(kim_bundle):
     metrics = load_manifest(kim_bundle)["metrics"]
     assert metrics["fp32_vs_torch_max_abs_diff"] < 1e-4
-    assert metrics["int8_vs_fp32_agreement"] >= 0.99
-    assert metrics["int8_test_accuracy"] >= metrics["fp32_test_accuracy"] - 0.005
+    check = metrics["int8_check"]
+    # dev, test and unlabeled texts less the calibration texts: far more than the 45 test texts
+    assert check["texts"] > 2000 and check["min_texts"] == 408 and check["recipe"] == "all-int8"
+    (attempt,) = check["attempts"]
+    assert attempt["passed"] and attempt["failed_rule"] is None and attempt["disagreement_bound"] < check["limit"] == 0.01
+    assert metrics["int8_vs_fp32_agreement"] == attempt["agreement"] == 1 - attempt["disagreements"] / check["texts"]
+    assert metrics["int8_test_accuracy"] == attempt["int8_test_accuracy"] >= metrics["fp32_test_accuracy"] - 0.005
+    assert metrics["int8_refused"] is None
     assert metrics["test_examples"] == 45
     assert metrics["latency_ms"]["fp32_batch1"] > 0 and metrics["latency_ms"]["int8_batch1"] > 0
     assert metrics["bytes"] == {"fp32": (kim_bundle / "model.fp32.onnx").stat().st_size, "int8": (kim_bundle / "model.onnx").stat().st_size}
+
+
+def test_int8_rule_accounts_for_how_many_texts_it_rests_on():
+    from gendistill.export.verify import disagreement_bound, judge_int8, loss_p_value, min_check_texts, refusal_reason
+
+    # One-sided Clopper-Pearson bounds; the reference values are scipy.stats.beta.ppf(0.95, k + 1, n - k).
+    assert disagreement_bound(0, 59, 0.95) == pytest.approx(1 - 0.05 ** (1 / 59))
+    assert disagreement_bound(1, 59, 0.95) == pytest.approx(0.077898, abs=1e-6)  # 1 of 59 says nothing about a 1% rate
+    assert disagreement_bound(9, 799, 0.95) == pytest.approx(0.019574, abs=1e-6)  # 9 of 799: not shown to be under 1%
+    assert disagreement_bound(25, 5000, 0.95) == pytest.approx(0.006976, abs=1e-6)  # 0.5% of 5000 texts: shown to be under 1%
+    assert disagreement_bound(0, 0, 0.95) == 1.0 and disagreement_bound(3, 3, 0.95) == 1.0
+    assert min_check_texts(0.95) == 299
+    assert disagreement_bound(0, 299, 0.95) < 0.01 <= disagreement_bound(0, 298, 0.95)
+    assert loss_p_value(1, 0) == 0.5 and loss_p_value(0, 0) == 1.0 and loss_p_value(12, 1) == pytest.approx(14 / 2**13)
+
+    def logits(labels, num_labels=3):
+        return np.eye(num_labels, dtype=np.float32)[np.asarray(labels)]
+
+    def judge(check_fp32, check_int8, test_labels, test_fp32, test_int8):
+        return judge_int8(logits(check_fp32), logits(check_int8), logits(test_fp32), logits(test_int8), np.asarray(test_labels), 0.95)
+
+    right = [0] * 5000
+    one_of_59 = judge([0] * 59, [1] + [0] * 58, [0] * 59, [0] * 59, [0] * 59)
+    assert one_of_59["failed_rule"] == "agreement" and one_of_59["disagreement_bound"] > 0.07
+    nine_of_799 = judge([0] * 799, [1] * 9 + [0] * 790, [0] * 59, [0] * 59, [0] * 59)
+    assert nine_of_799["failed_rule"] == "agreement"
+    # A 1.7-point loss on 59 test texts is one text: chance, so it does not refuse int8 by itself.
+    one_test_text = judge(right, right, [0] * 59, [0] * 59, [1] + [0] * 58)
+    assert one_test_text["passed"] and one_test_text["test_accuracy_loss"] == pytest.approx(1 / 59)
+    # 12 of 2000 test texts newly wrong, 1 newly right: a 0.55-point loss the test split resolves.
+    twelve = judge(right, right, [0] * 2000, [0] * 2000, [1] * 12 + [0] * 1988)
+    twelve_one = judge(right, right, [0] * 2000, [1] + [0] * 1999, [0] + [1] * 12 + [0] * 1987)
+    assert twelve["failed_rule"] == twelve_one["failed_rule"] == "accuracy" and twelve_one["test_texts_better"] == 1
+    assert refusal_reason(twelve, 5000, 0.95) == ("int8 lost 0.6 points of test accuracy against fp32 (12 test texts newly wrong, "
+                                                  "0 newly right, p = 0.00024; limit 0.5 points)")
+    assert refusal_reason(nine_of_799, 799, 0.95) == ("int8 disagreed with fp32 on 9 of 799 texts (1.1%; up to 2.0% at 95.0% confidence, "
+                                                      "limit 1%)")
 
 
 def test_onnx_graph_has_dynamic_named_axes(kim_bundle):
@@ -181,8 +226,14 @@ def test_broken_fp32_export_is_refused_and_nothing_left(student_run, tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
+def _quantize_to_one_label(fp32_path, int8_path, calibration_batches, recipe):
+    """A broken int8 model, whatever the recipe: it says "sport" to everything."""
+    shutil.copyfile(fp32_path, int8_path)
+    _perturb_initializer(Path(int8_path), "classifier.bias", lambda bias: bias + np.array([100, 0, 0], dtype=bias.dtype))
+
+
 def test_res_cnn_bundle_is_replaced_only_by_one_that_passes(tmp_path, toy_rows, monkeypatch):
-    """The pipeline re-making its bundle: a failing export keeps the old one intact, a passing one replaces it."""
+    """The pipeline re-making its bundle: an int8 demand that fails keeps the old one intact, a passing export replaces it."""
     from gendistill.compressor.export_stage import run_export
     from gendistill.export import quantize
     from gendistill.export.bundle import ExportSettings
@@ -194,23 +245,101 @@ def test_res_cnn_bundle_is_replaced_only_by_one_that_passes(tmp_path, toy_rows, 
     manifest = load_manifest(bundle)
     assert manifest["model"]["precision"] == "fp32" and manifest["model"]["architecture"] == "res-cnn"
     assert manifest["metrics"]["int8_vs_fp32_agreement"] is None and manifest["metrics"]["bytes"]["int8"] is None
+    assert manifest["metrics"]["int8_check"] is None and manifest["metrics"]["int8_refused"] is None
     assert manifest["metrics"]["fp32_vs_torch_max_abs_diff"] < 1e-4
 
-    def quantize_to_one_label(fp32_path, int8_path, calibration_batches):
-        shutil.copyfile(fp32_path, int8_path)
-        _perturb_initializer(Path(int8_path), "classifier.bias", lambda bias: bias + np.array([100, 0, 0], dtype=bias.dtype))
-
     with monkeypatch.context() as patch:
-        patch.setattr(quantize, "quantize_int8", quantize_to_one_label)
-        with pytest.raises(GendistillError, match="picks the fp32 model's label on only"):
-            run_export(ExportSettings(), run_dir)
+        patch.setattr(quantize, "quantize_int8", _quantize_to_one_label)
+        with pytest.raises(GendistillError, match=r"--quantize int8 was refused because int8 disagreed with fp32 on \d+ of \d+ texts"):
+            run_export(ExportSettings(quantize="int8"), run_dir)
     assert load_manifest(bundle) == manifest  # old bundle untouched, hashes still verify
     assert sorted(p.name for p in run_dir.iterdir()) == ["bundle", "data", "distill"]
 
-    run_export(ExportSettings(), run_dir)
+    run_export(ExportSettings(quantize="int8"), run_dir)
     replaced = load_manifest(bundle)
-    assert replaced["model"]["precision"] == "int8" and replaced["metrics"]["int8_vs_fp32_agreement"] >= 0.99
+    assert replaced["model"]["precision"] == "int8" and replaced["metrics"]["int8_check"]["attempts"][-1]["passed"]
     assert sorted(p.name for p in run_dir.iterdir()) == ["bundle", "data", "distill"]
+
+
+def _report_markdown(export_metrics: dict) -> str:
+    """The run report's markdown for a run whose only finished stage is this export."""
+    from gendistill.compressor.evaluate import render_markdown
+
+    return render_markdown({"dataset": "toy", "labels": ["sport", "business", "tech"], "splits": {}, "per_class": None,
+                            "seconds": {}, "bundle": {"path": "bundle", **export_metrics}})
+
+
+def test_int8_that_fails_every_recipe_ships_fp32_by_default(student_run, tmp_path, monkeypatch, caplog):
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export import quantize
+    from gendistill.export.bundle import ExportSettings
+    from gendistill.runtime.cli import main
+
+    monkeypatch.setattr(quantize, "quantize_int8", _quantize_to_one_label)
+    out = tmp_path / "bundle"
+    with caplog.at_level(logging.WARNING):
+        stage_metrics = run_export(ExportSettings(keep_fp32=True), student_run, out)
+    manifest = load_manifest(out)
+    assert manifest["model"]["precision"] == stage_metrics["precision"] == "fp32"
+    assert {p.name for p in out.iterdir()} == BASE_FILES  # model.onnx is the fp32 model: no model.fp32.onnx beside it
+    reason = manifest["metrics"]["int8_refused"]
+    assert reason == stage_metrics["int8_refused"] == json.loads((out / "metrics.json").read_text())["int8_refused"]
+    texts = manifest["metrics"]["int8_check"]["texts"]
+    assert re.fullmatch(rf"int8 disagreed with fp32 on \d+ of {texts} texts \(.*\) with the best of its 3 recipes \(.+\)", reason)
+    attempts = manifest["metrics"]["int8_check"]["attempts"]
+    assert [a["recipe"] for a in attempts] == ["all-int8", "fp32-classifier", "fp32-classifier-per-tensor"]
+    assert all(a["failed_rule"] == "agreement" for a in attempts) and manifest["metrics"]["int8_check"]["recipe"] is None
+    assert manifest["metrics"]["int8_vs_fp32_agreement"] is None and manifest["metrics"]["int8_test_accuracy"] is None
+    warnings = [r for r in caplog.records if r.name.startswith("gendistill") and r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [f"The bundle is fp32 because {reason}."]
+
+    assert f"The bundle is fp32 because {reason}.\n" in _report_markdown(stage_metrics)
+
+    result = CliRunner().invoke(main, ["export", str(student_run), "--out", str(tmp_path / "demanded"), "--quantize", "int8"])
+    _assert_one_sentence(result)
+    assert "--quantize int8 was refused because int8 disagreed" in result.output and not (tmp_path / "demanded").exists()
+
+
+def test_int8_is_not_tried_on_too_few_texts(student_run, tmp_path, monkeypatch):
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export import quantize
+    from gendistill.export.bundle import ExportSettings
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(student_run, run_dir)
+    (run_dir / "data" / "unlabeled.jsonl").write_text("")
+    monkeypatch.setattr(quantize, "quantize_int8", lambda *args: pytest.fail("quantized although int8 could not pass"))
+    metrics = run_export(ExportSettings(), run_dir)
+    assert metrics["precision"] == "fp32" and metrics["int8_check"]["attempts"] == []
+    # dev and test, less the dev texts that calibrated int8 (train is shorter than --calibration-size)
+    assert metrics["int8_refused"] == "only 45 texts were there to check int8 against fp32, too few to show that they agree (at least 408 are needed)"
+    with pytest.raises(GendistillError, match="only 45 texts were there to check int8"):
+        run_export(ExportSettings(quantize="int8"), run_dir, tmp_path / "demanded")
+
+
+def test_fp32_classifier_rescues_int8_when_logits_are_spread_wide(student_run, tmp_path):
+    """Not a mock: a student whose logits share a large per-text offset (argmax unchanged) loses its
+    near-ties when the logits are rounded to 256 levels; keeping the classifier in fp32 keeps them."""
+    from safetensors.torch import load_file, save_file
+
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export.bundle import ExportSettings
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(student_run, run_dir)
+    weights_file = run_dir / "distill" / "student" / "student.safetensors"
+    weights = load_file(str(weights_file))
+    weights["classifier.weight"] += 3.0  # every logit gains 3 * (sum of the pooled features)
+    save_file(weights, str(weights_file))
+
+    metrics = run_export(ExportSettings(), run_dir)
+    assert metrics["precision"] == "int8" and metrics["int8_refused"] is None
+    first, rescue = metrics["int8_check"]["attempts"]
+    assert (first["recipe"], first["failed_rule"]) == ("all-int8", "agreement")
+    assert (rescue["recipe"], rescue["passed"]) == ("fp32-classifier", True) and metrics["int8_check"]["recipe"] == "fp32-classifier"
+    assert rescue["disagreements"] * 5 < first["disagreements"]
+    assert metrics["int8_vs_fp32_agreement"] == rescue["agreement"]
+    assert f"on {metrics['int8_check']['texts']} texts (recipe fp32-classifier)" in _report_markdown(metrics)
 
 
 def test_cli_export_prints_table(student_run, tmp_path):
@@ -255,7 +384,8 @@ def test_settings_are_validated():
     for bad in ({"quantize": "int4"}, {"latency_threads": 0}, {"calibration_size": 0}, {"opset": 3}, {"quantize": "none", "keep_fp32": True}):
         with pytest.raises(GendistillError):
             ExportSettings(**bad)
-    assert ExportSettings().quantize == "int8"
+    assert ExportSettings().quantize == "auto"
+    assert ExportSettings(keep_fp32=True).keep_fp32 and ExportSettings(quantize="int8", keep_fp32=True).keep_fp32
 
 
 def test_bundle_files_get_ordinary_permissions(kim_bundle):

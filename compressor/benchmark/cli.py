@@ -45,6 +45,11 @@ def _pipeline_options(function):
 @click.option("--kd-temperatures", default="", callback=_numbers(float), help="Ablation: KD temperatures, e.g. 2,4.")
 @click.option("--architectures", default="", callback=_words, help="Ablation: student architectures, e.g. res-cnn.")
 @click.option("--embedding-inits", default="", callback=_words, help="Ablation: embedding initialisations, e.g. random,glove.")
+@click.option("--samplers", default="", callback=_words,
+              help="Ablation: sampling backends, e.g. hf: each samples its own texts from the same generator (see --synthesis-count).")
+@click.option("--top-ks", default="", callback=_numbers(int), help="Ablation: top-k of sampling, e.g. 50 (0 = full distribution).")
+@click.option("--synthesis-count", type=int, default=None,
+              help="Synthetic texts per sampler/top-k ablation, one of --synthetic-counts (default: the largest).")
 @click.option("--no-export", is_flag=True, help="Skip the int8 export (no student size or latency).")
 @click.option("--latency-texts", type=int, default=100, show_default=True, help="Test texts timed one by one per model.")
 @click.option("--time-budget-min", type=float, default=None,
@@ -55,7 +60,7 @@ def _pipeline_options(function):
 @_pipeline_options
 @click.pass_context
 def benchmark(ctx, datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lambdas, kd_temperatures, architectures,
-              embedding_inits, no_export, latency_texts, time_budget_min, out_dir, runs_dir, report_only, **pipeline):
+              embedding_inits, samplers, top_ks, synthesis_count, no_export, latency_texts, time_budget_min, out_dir, runs_dir, report_only, **pipeline):
     """Reproduce the papers' tables on real data: peers, teacher, and every student, over seeds."""
     from gendistill.runtime.errors import GendistillError, require_extra
 
@@ -79,7 +84,7 @@ def benchmark(ctx, datasets, seeds, per_class, synthetic_counts, no_oracle_curve
     bench = BenchmarkSettings(
         datasets=list(datasets), seeds=list(range(seeds)), per_class=per_class, synthetic_counts=synthetic_counts,
         oracle_curve=not no_oracle_curve, lambdas=lambdas, kd_temperatures=kd_temperatures, architectures=architectures,
-        embeddings=embedding_inits, export=not no_export, latency_texts=latency_texts, time_budget_minutes=time_budget_min,
+        embeddings=embedding_inits, samplers=samplers, top_ks=top_ks, synthesis_count=synthesis_count, export=not no_export, latency_texts=latency_texts, time_budget_minutes=time_budget_min,
         pipeline=changed,
     )
     argv = sys.argv[1:]

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 ABLATIONS = {"lambda": "lam", "kd_temperature": "kd_temperature", "architecture": "architecture", "embeddings": "embeddings"}
 """ablation name -> the DistillSettings field it changes (on the generation-distillation student)."""
+SYNTHESIS_ABLATIONS = {"sampler": "sampler", "top_k": "top_k"}
+"""ablation name -> the SynthesizeSettings field it changes: these sample their own synthetic texts."""
 
 
 @dataclass
@@ -42,6 +44,14 @@ class BenchmarkSettings:
     kd_temperatures: list[float] = field(default_factory=list)
     architectures: list[str] = field(default_factory=list)
     embeddings: list[str] = field(default_factory=list)
+    samplers: list[str] = field(default_factory=list)
+    """Ablation: sampling backends (hf, ctranslate2). Each synthesis ablation gets its own synthesize,
+    annotate and distill stages (`synthesis_count` texts) from the seed's own teacher and generator, and
+    is compared with the pipeline's student at the same count of synthetic texts."""
+    top_ks: list[int] = field(default_factory=list)
+    """Ablation: top-k of sampling (0 = the full distribution), as for `samplers`."""
+    synthesis_count: int | None = None
+    """Synthetic texts per synthesis ablation; a point of the curve (default: the largest count)."""
     export: bool = True
     """Export the student rows to int8 bundles (size and batch-1 latency); else only PyTorch figures."""
     latency_texts: int = 100
@@ -72,6 +82,18 @@ class BenchmarkSettings:
             raise GendistillError("--time-budget-min must be positive.")
         if self.latency_texts < 1:
             raise GendistillError("--latency-texts must be at least 1.")
+        for value in self.samplers:
+            if value not in ("hf", "ctranslate2"):
+                raise GendistillError(f"--samplers values must be hf or ctranslate2, not {value!r}.")
+        for value in self.top_ks:
+            if value < 0:
+                raise GendistillError(f"--top-ks values must be 0 or more, not {value}.")
+        if (self.samplers or self.top_ks) and self.synthesis_count is None:
+            self.synthesis_count = max(self.synthetic_counts)
+        if self.synthesis_count is not None and self.synthesis_count not in self.synthetic_counts:
+            raise GendistillError(f"--synthesis-count {self.synthesis_count} must be one of --synthetic-counts, so the pipeline's own "
+                                  "student at that count is there to compare with.")
+
 
 def compress_settings(bench: BenchmarkSettings, dataset: str, seed: int):
     """The pipeline settings of the shared stages for one dataset and seed."""
@@ -113,6 +135,33 @@ class _RowCache:
 
 
 # --- one seed --------------------------------------------------------------------------------------
+
+
+def synthesis_variant(settings, run_dir: Path, field_name: str, value, count: int) -> Path:
+    """A sibling run that shares the seed's data, teacher and generator (hard links, nothing re-made) and
+    synthesizes `count` texts with one synthesis setting changed; its distill stage is that setting's student."""
+    from gendistill.compressor.pipeline import run_compress
+    from gendistill.compressor.rundir import is_complete, read_json, stage_path
+
+    variant = run_dir.with_name(f"{run_dir.name}-{field_name}-{value}")
+    variant.mkdir(exist_ok=True)
+    for stage in ("data", "teacher", "generator"):
+        shared, own = stage_path(run_dir, stage), stage_path(variant, stage)
+        if not is_complete(variant, stage) or read_json(own / "metrics.json") != read_json(shared / "metrics.json"):
+            shutil.rmtree(own, ignore_errors=True)
+            shutil.copytree(shared, own, copy_function=os.link)
+    shutil.copyfile(run_dir / "run.json", variant / "run.json")
+    variant_settings = replace(settings, synthesize=replace(settings.synthesize, **{field_name: value, "count": count}),
+                               distill=replace(settings.distill, labeled_only_baseline=False))
+    run_compress(variant_settings, variant, redo_changed=True)
+    return variant
+
+
+def synthesis_defaults(run_dir: Path, settings) -> dict:
+    """The synthesis settings the seed's own run used: its top-k, and the sampler `auto` resolved to."""
+    from gendistill.compressor.rundir import read_json, stage_path
+
+    return {"sampler": read_json(stage_path(run_dir, "synthesize") / "metrics.json").get("sampler"), "top_k": settings.synthesize.top_k}
 
 
 def _student_plan(bench: BenchmarkSettings, distill) -> list[dict]:
@@ -208,6 +257,19 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
             row_settings["distill_stage"] = distill_id
         row(name, row_settings, make)
 
+    shared_synthesis = synthesis_defaults(run_dir, settings)
+    for ablation, values in (("sampler", bench.samplers), ("top_k", bench.top_ks)):
+        for value in values:
+            if value == shared_synthesis[ablation]:
+                continue  # the pipeline's own student (at synthesis_count) is this row
+            variant = synthesis_variant(settings, run_dir, SYNTHESIS_ABLATIONS[ablation], value, bench.synthesis_count)
+            variant_id = read_json(stage_path(variant, "distill") / "metrics.json")["stage_id"]
+            row(f"ablation-{ablation}-{value}", {"variant": [ablation, value], "distill_stage": variant_id, "latency_texts": bench.latency_texts},
+                lambda variant=variant: {**measure_student(variant, stage_path(variant, "distill") / "student", test_texts, test_y, k, False,
+                                                           latency_texts),
+                                         **{key: read_json(stage_path(variant, "synthesize") / "metrics.json").get(key)
+                                            for key in ("sampler", "kept", "kept_texts_per_second", "tokens_per_second")}})
+
     report = read_json(run_dir / "report.json")
     annotate_metrics = read_json(stage_path(run_dir, "annotate") / "metrics.json")
     return {
@@ -222,6 +284,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         "synthetic_mean_max_probability": annotate_metrics.get("synthetic_mean_max_probability"),
         "synthetic_label_counts": annotate_metrics.get("synthetic_label_counts"),
         "unlabeled_available": len(load_split(run_dir, "unlabeled")[0]),
+        "synthesis": shared_synthesis,
         "settings": jsonable({stage: settings.of(stage) for stage in settings.stages()}),
     }
 
@@ -281,6 +344,17 @@ def aggregate(bench: BenchmarkSettings, seeds: dict[int, dict]) -> dict:
               "embeddings": bench.embeddings}
     defaults = first["settings"]["distill"]
     ablations = []
+    for ablation, chosen in (("sampler", bench.samplers), ("top_k", bench.top_ks)):
+        if not chosen:
+            continue
+        # The pipeline's own setting is the default; its student at synthesis_count is a point of the curve.
+        shared = first["synthesis"][ablation]
+        own_row = "student-gendist" if bench.synthesis_count == top else f"curve-synthetic-{bench.synthesis_count}"
+        for value in sorted({*chosen, shared}, key=str):
+            name = own_row if value == shared else f"ablation-{ablation}-{value}"
+            per_seed = [s["rows"][name] for s in seeds.values()]
+            ablations.append({"ablation": f"{ablation} ({bench.synthesis_count} synthetic texts)", "value": value, "default": value == shared,
+                              "row": name, **_summary(per_seed), "params": int(np.mean([r["params"] for r in per_seed])), "latency_ms": None})
     for ablation, field_name in ABLATIONS.items():
         if not values[ablation]:
             continue
