@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +19,17 @@ from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits
 from gendistill.compressor.training import accuracy, resolve_device
 from gendistill.runtime.classifier import softmax
-from gendistill.runtime.settings import Settings
+from gendistill.runtime.settings import OnDevice
 
 
 @dataclass
-class AnnotateSettings(Settings):
+class AnnotateSettings(OnDevice):
     PREFIX = "annotate_"
-    NAMES = {"device": "device"}
 
     batch_size: int = 64
     """Texts the teacher reads together (sorted by length, so little padding)."""
     unlabeled: int = 0
     """Also annotate this many real unlabeled texts of the training pool: the benchmark's oracle student (GAL)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("batch_size", 1)

@@ -21,7 +21,7 @@ from gendistill.compressor import assets
 from gendistill.compressor.rundir import begin_stage, finish_stage, write_jsonl_atomic
 from gendistill.runtime.bundle import write_json_atomic
 from gendistill.runtime.errors import GendistillError
-from gendistill.runtime.settings import Settings
+from gendistill.runtime.settings import Seeded
 from gendistill.runtime.tables import LABEL_COLUMNS, TEXT_COLUMNS, pick_column, read_table
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ EMBEDDED_DATASETS = ("rotten-tomatoes", "bbc-news")
 
 
 @dataclass
-class DataSettings(Settings):
+class DataSettings(Seeded):
     INTERNAL = ("source",)  # the DATA argument
 
     source: str = "rotten-tomatoes"
@@ -49,8 +49,6 @@ class DataSettings(Settings):
     """Dev examples split from DATA when no --dev file is given (at most 10% of the data)."""
     test_size: int = 2000
     """Test examples split from DATA when no --test file is given (at most 20% of the data)."""
-    seed: int = 0
-    """Seed of every random choice: splits, initialisations, sampling."""
 
     def validate(self):
         if not isinstance(self.source, str) or not self.source:

@@ -25,7 +25,7 @@ from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels,
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.training import BestCheckpoint, accuracy, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
-from gendistill.runtime.settings import Settings
+from gendistill.runtime.settings import OnDevice, Seeded
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,12 @@ ARCHITECTURES = get_args(Architecture)
 
 
 @dataclass
-class DistillSettings(Settings):
+class DistillSettings(Seeded, OnDevice):
     PREFIX = "student_"
     NAMES = {"architecture": "student", "embeddings": "embeddings", "bpemb_model": "bpemb_model", "bpemb_vectors": "bpemb_vectors",
              "bpemb": "bpemb", "vocab_size": "vocab_size", "teacher_labels": "teacher_labels", "lam": "lam",
-             "kd_temperature": "kd_temperature", "kd_on_real": "kd_on_real", "max_length": "max_length", "seed": "seed",
-             "labeled_only_baseline": "labeled_only_baseline", "device": "device"}
+             "kd_temperature": "kd_temperature", "kd_on_real": "kd_on_real", "max_length": "max_length",
+             "labeled_only_baseline": "labeled_only_baseline"}
     FLAGS = {"lam": "--lambda"}
 
     architecture: Architecture = "kim-cnn"
@@ -76,12 +76,8 @@ class DistillSettings(Settings):
     """Teacher and student input length (tokens)."""
     lowercase: bool = True
     """Lowercase texts before the student's tokenizer."""
-    seed: int = 0
-    """Seed of every random choice: splits, initialisations, sampling."""
     labeled_only_baseline: bool = True
     """Also train the same student on the labeled data alone, for the report."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("vocab_size", 50)

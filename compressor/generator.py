@@ -10,22 +10,21 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
 from pathlib import Path
 
 from gendistill.compressor.assets import EMBEDDED, load_hf
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, stage_path
 from gendistill.compressor.training import BestCheckpoint, resolve_device, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
-from gendistill.runtime.settings import Settings
+from gendistill.runtime.settings import OnDevice, Seeded
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class GeneratorSettings(Settings):
+class GeneratorSettings(Seeded, OnDevice):
     PREFIX = "generator_"
-    NAMES = {"model": "generator", "seed": "seed", "device": "device"}
+    NAMES = {"model": "generator"}
 
     model: str = EMBEDDED
     """Causal LM to fine-tune on the texts alone: any AutoModelForCausalLM hub name or path (embedded: the packaged SmolLM2-135M; gpt2-medium with internet)."""
@@ -37,10 +36,6 @@ class GeneratorSettings(Settings):
     """Texts per fine-tuning step (paper: 1)."""
     max_length: int = 64
     """Training texts are cut to this many LM tokens (BOS and EOS included)."""
-    seed: int = 0
-    """Seed of every random choice: splits, initialisations, sampling."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("epochs", 1)

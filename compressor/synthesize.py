@@ -18,15 +18,15 @@ from typing import Literal
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
 from gendistill.compressor.samplers import open_sampler
 from gendistill.compressor.training import progress
-from gendistill.runtime.settings import Settings
+from gendistill.runtime.settings import OnDevice, Seeded
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SynthesizeSettings(Settings):
+class SynthesizeSettings(Seeded, OnDevice):
     NAMES = {"count": "synthetic", "batch_size": "synthesis_batch", "shard_size": "synthesis_shard",
-             "max_attempts_factor": "synthesis_max_attempts", "seed": "seed", "device": "device"}
+             "max_attempts_factor": "synthesis_max_attempts"}
 
     count: int = 2000
     """Unique synthetic texts to keep (0 skips the generator: plain KD on the labeled texts)."""
@@ -46,10 +46,6 @@ class SynthesizeSettings(Settings):
     """Texts per shard file; a killed run loses at most one shard."""
     max_attempts_factor: float = 4.0
     """Give up after sampling this many times the requested count (a generator that only repeats itself)."""
-    seed: int = 0
-    """Seed of every random choice: splits, initialisations, sampling."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("count", 0)

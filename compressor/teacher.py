@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,15 @@ from gendistill.compressor.assets import EMBEDDED, load_hf
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
 from gendistill.compressor.training import BestCheckpoint, resolve_device, accuracy, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
-from gendistill.runtime.settings import Settings
+from gendistill.runtime.settings import OnDevice, Seeded
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TeacherSettings(Settings):
+class TeacherSettings(Seeded, OnDevice):
     PREFIX = "teacher_"
-    NAMES = {"model": "teacher", "finetuned": "teacher_model", "max_length": "max_length", "seed": "seed", "device": "device"}
+    NAMES = {"model": "teacher", "finetuned": "teacher_model", "max_length": "max_length"}
 
     model: str = EMBEDDED
     """Classifier to fine-tune: any AutoModelForSequenceClassification hub name or path (embedded: the packaged all-MiniLM-L6-v2)."""
@@ -41,10 +40,6 @@ class TeacherSettings(Settings):
     """Teacher and student input length (tokens)."""
     patience: int = 3
     """Stop after this many epochs without a better dev accuracy."""
-    seed: int = 0
-    """Seed of every random choice: splits, initialisations, sampling."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
     def validate(self):
         self.at_least("epochs", 1)

@@ -29,6 +29,7 @@ import functools
 import inspect
 import textwrap
 import typing
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from gendistill.runtime.errors import GendistillError
@@ -43,6 +44,8 @@ class Settings:
     """API name -> command-line flag, where it is not the API name with dashes (`lam` -> `--lambda`)."""
     INTERNAL: ClassVar[tuple] = ()
     """Fields that are set from code (the Python API), not from the command line."""
+    SHARED: ClassVar[tuple] = ()
+    """Fields that keep their own name in every stage (`seed`): one option sets them all."""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -59,6 +62,8 @@ class Settings:
 
     @classmethod
     def api_name(cls, field: str) -> str:
+        if any(field in getattr(klass, "SHARED", ()) for klass in cls.__mro__):
+            return field
         return cls.NAMES.get(field, cls.PREFIX + field)
 
     @classmethod
@@ -86,6 +91,26 @@ class Settings:
         if not inside:
             interval = f"{'(' if low_open else '['}{low}, {high}]"
             raise GendistillError(f"{self.flag(field)} must lie in {interval}, not {value}.")
+
+
+@dataclass
+class Seeded(Settings):
+    """Settings of a stage that draws random numbers."""
+
+    SHARED = ("seed",)
+
+    seed: int = 0
+    """Seed of every random choice: splits, initialisations, sampling."""
+
+
+@dataclass
+class OnDevice(Settings):
+    """Settings of a stage that runs torch (or CTranslate2)."""
+
+    SHARED = ("device",)
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where torch (and CTranslate2) run: a CUDA GPU when there is one (auto), or as asked."""
 
 
 def choices_of(cls, field: str) -> tuple:
