@@ -37,7 +37,7 @@ class Student {
     await sp._loadModel(new Uint8Array(tokenizerBytes));
 
     ort.env.wasm.wasmPaths = new URL('./vendor/ort/', location.href).href;
-    // One thread: for a model this small, extra threads cost more in hand-offs than they save (EDGE.md).
+    // One thread: for a model this small, extra threads cost more in hand-offs than they save (measured).
     ort.env.wasm.numThreads = 1;
     const session = await ort.InferenceSession.create(new Uint8Array(modelBytes), {
       executionProviders: ['wasm'],

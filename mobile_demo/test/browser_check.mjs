@@ -16,7 +16,8 @@ const [url, inputPath, outputPath, screenshotPath] = process.argv.slice(2);
 const input = JSON.parse(readFileSync(inputPath, 'utf8'));
 const PHONE = { width: 390, height: 844 };
 
-// Chromium as root in a container needs no sandbox; the rest keeps it from calling home (EDGE.md).
+// Chromium as root in a container needs no sandbox; the rest keeps it from calling home (its connections
+// are refused on a closed network, many at a time).
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync'];
 
