@@ -22,7 +22,8 @@ from pathlib import Path
 
 from gendistill.compressor import rundir
 from gendistill.compressor.samplers import ct2_available
-from gendistill.compressor.synthesize import SynthesizeSettings, _key
+from gendistill.compressor.data import text_key
+from gendistill.compressor.synthesize import SynthesizeSettings
 from gendistill.runtime.errors import GendistillError
 
 BACKENDS = ("hf", "ctranslate2")
@@ -104,11 +105,11 @@ def _sample_here(run_dir: str, settings: SynthesizeSettings, count: int) -> dict
 
 def quality(rows: list[dict], train_texts: list[str]) -> dict:
     """Drop rates as the synthesize stage counts them, and diversity and length of what is kept."""
-    training = {_key(t) for t in train_texts}
+    training = {text_key(t) for t in train_texts}
     seen, kept = set(), []
     empty = duplicate = copies = 0
     for row in rows:
-        key = _key(row["text"])
+        key = text_key(row["text"])
         if not key:
             empty += 1
         elif key in training:

@@ -4,6 +4,12 @@ DATA is a CSV/TSV/JSONL file with a text and a label column, a directory saved b
 (`save_to_disk`), or an embedded dataset name (`rotten-tomatoes`, `bbc-news`; see compressor.assets).
 `per_class` reproduces the papers' low-data protocol: that many labeled examples per class are drawn
 from the training pool, and the rest of the pool is kept only as `unlabeled.jsonl` (GAL's oracle).
+
+Two texts are the same text when their `text_key`s are equal (whitespace collapsed, lowercased). DATA
+keeps one copy of each exact text; a dev or test text split from DATA whose key is also in the training
+pool is dropped (counted in the stage's metrics), so near-copies never straddle the split. A --dev/--test
+file may not share a text with DATA or with the other file, else the accuracy it reports is partly
+measured on training texts: such overlap is refused, or with `drop_overlap` dropped from dev/test.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class DataSettings(Seeded):
     """Dev examples split from DATA when no --dev file is given (at most 10% of the data)."""
     test_size: int = 2000
     """Test examples split from DATA when no --test file is given (at most 20% of the data)."""
+    drop_overlap: bool = False
+    """Drop texts of the --dev/--test files that also appear in DATA (or in the other file) instead of refusing them; the counts go into the data stage's metrics."""
 
     def validate(self):
         if not isinstance(self.source, str) or not self.source:
@@ -59,6 +67,12 @@ class DataSettings(Seeded):
 
 
 # --- reading ---------------------------------------------------------------------------------------
+
+
+def text_key(text: str) -> str:
+    """What makes two texts the same text: equal after collapsing whitespace and lowercasing. The one
+    rule for DATA's dedupe, the dev/test overlap check and (compressor.synthesize) synthetic texts."""
+    return " ".join(text.split()).lower()
 
 
 def _read_datasets_dir(path: Path) -> list[dict]:
@@ -123,6 +137,8 @@ def read_labeled(source: str, text_column: str | None = None, label_column: str 
             dropped["empty_text"] += 1
             continue
         text = text.strip()
+        # Exact copies go here; near-copies (case, whitespace) are kept apart by the split instead
+        # (see `_drop_split_overlap`), which leaves the embedded datasets' seeded splits as they were.
         if text in seen:
             dropped["duplicate_text"] += 1
             continue
@@ -155,6 +171,61 @@ def stratified_take(labels: list[str], size: int, rng: np.random.RandomState) ->
     return sorted(taken), [i for i in range(total) if i not in taken_set]
 
 
+def resolve_overlap(settings: DataSettings, texts: list[str], extra: dict[str, tuple[list[str], list[str]]]) -> dict[str, int]:
+    """Refuse the --dev/--test files' texts that are also in DATA, or in both files; with `drop_overlap`
+    remove them from `extra` (in place) instead, and return how many went from each file."""
+    data_keys = {text_key(text) for text in texts}
+    test_keys = {text_key(text) for text in extra["test"][0]} if "test" in extra else set()
+    counts = {}
+    # The test file goes first and loses nothing to the dev file: its accuracy is the one reported.
+    for name in ("test", "dev"):
+        if name not in extra:
+            continue
+        file_texts, file_labels = extra[name]
+        others = [(data_keys, f"{settings.source}, the training data", "its accuracy would partly be measured on training texts")]
+        if name == "dev" and test_keys:
+            others.append((test_keys, f"the {DataSettings.flag('test')} file", "choices made on dev would be tuned to test texts"))
+        shared = set()
+        for keys, where, harm in others:
+            found = [i for i, text in enumerate(file_texts) if text_key(text) in keys]
+            if found and not settings.drop_overlap:
+                first = file_texts[found[0]]
+                first = first if len(first) <= 60 else first[:57] + "..."
+                raise GendistillError(
+                    f"{_texts(len(found))} of the {DataSettings.flag(name)} file also {'appears' if len(found) == 1 else 'appear'} in {where} "
+                    f"(first: {first!r}), so {harm}; remove them, "
+                    f"or pass {DataSettings.flag('drop_overlap')} to drop them from dev/test."
+                )
+            shared.update(found)
+        counts[name] = len(shared)
+        if shared:
+            if len(shared) == len(file_texts):
+                raise GendistillError(f"Every text of the {DataSettings.flag(name)} file also appears in {settings.source} or the other file; give one with other texts.")
+            keep = [i for i in range(len(file_texts)) if i not in shared]
+            extra[name] = ([file_texts[i] for i in keep], [file_labels[i] for i in keep])
+            log.info("Dropped %s of the %s file that also appear in %s.", _texts(len(shared)), DataSettings.flag(name),
+                     " or ".join(where for _, where, _ in others))
+    return counts
+
+
+def _drop_split_overlap(splits: dict[str, list[int]], texts: list[str]) -> dict[str, int]:
+    """Drop from the dev and test splits taken from DATA the texts whose `text_key` is also in the training
+    pool (train + unlabeled), and from dev those also in test; returns how many went from each."""
+    pool = {text_key(texts[i]) for name in ("train", "unlabeled") for i in splits.get(name, [])}
+    test = {text_key(texts[i]) for i in splits.get("test", [])}
+    counts = {}
+    for name, others in (("test", pool), ("dev", pool | test)):
+        if name in splits:
+            kept = [i for i in splits[name] if text_key(texts[i]) not in others]
+            counts[f"{name}_split"] = len(splits[name]) - len(kept)
+            splits[name] = kept
+    return counts
+
+
+def _texts(count: int) -> str:
+    return f"{count} text" if count == 1 else f"{count} texts"
+
+
 def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
     started = time.time()
     texts, labels, dropped = read_labeled(settings.source, settings.text_column, settings.label_column)
@@ -174,6 +245,7 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
             taken, rest = stratified_take(pool_labels, size, rng)
             splits[name] = [pool[i] for i in taken]
             pool = [pool[i] for i in rest]
+    overlap_dropped = resolve_overlap(settings, texts, extra)
     label_names = sorted(set(labels))
     if len(label_names) < 2:
         raise GendistillError(f"{settings.source} has {len(label_names)} class ({', '.join(label_names)}); a classifier needs at least 2.")
@@ -201,6 +273,7 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
         rng.shuffle(splits["unlabeled"])
     else:
         splits["train"], splits["unlabeled"] = pool, []
+    overlap_dropped.update(_drop_split_overlap(splits, texts))
     counts = Counter(labels[i] for i in splits["train"])
     if min(counts.get(label, 0) for label in label_names) < 1:
         raise GendistillError("Some class has no training examples after splitting; add data or pass a smaller --test-size/--dev-size.")
@@ -212,7 +285,8 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
         write_jsonl_atomic(out / f"{name}.jsonl", ({"text": t, "label": y} for t, y in zip(other_texts, other_labels)))
     write_json_atomic(out / "labels.json", label_names)
     sizes = {name: len(indices) for name, indices in splits.items()} | {name: len(t) for name, (t, _) in extra.items()}
-    metrics = {"sizes": sizes, "dropped": dropped, "train_per_class": dict(counts), "seconds": time.time() - started}
+    metrics = {"sizes": sizes, "dropped": dropped, "overlap_dropped": overlap_dropped, "train_per_class": dict(counts),
+               "seconds": time.time() - started}
     finish_stage(run_dir, "data", {**asdict(settings), "fingerprint": fingerprint(settings)}, metrics)
     return metrics
 

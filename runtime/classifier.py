@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gendistill.runtime.bundle import LAYOUT, load_manifest
+from gendistill.runtime.bundle import LAYOUT, load_manifest, opened_file
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.preprocess import InputSpec, StudentInput
 
@@ -59,7 +59,7 @@ class Classifier:
         """Load a bundle directory, checking its schema version and (with `verify`) every file's SHA-256.
 
         `threads` is onnxruntime's intra-op thread count; 1 is the default because more threads were
-        often slower on small shared CPUs (EDGE.md).
+        often slower on small shared CPUs (measured on 2-vCPU machines).
         """
         if not isinstance(threads, int) or threads < 1:
             raise GendistillError(f"threads must be a positive integer, not {threads!r}.")
@@ -69,15 +69,17 @@ class Classifier:
         manifest = load_manifest(bundle, verify=verify)
         _check_manifest(manifest, bundle)
 
-        model_path = bundle / manifest["model"].get("file", LAYOUT.model)
-        tokenizer_path = bundle / manifest["tokenizer"].get("file", LAYOUT.tokenizer)
+        # load_manifest has checked that both are hashed files of the bundle, not paths out of it.
+        model_path = bundle / opened_file(manifest, "model")
+        tokenizer_path = bundle / opened_file(manifest, "tokenizer")
         try:
             session = onnx_session(model_path, threads)
         except Exception as exc:  # onnxruntime raises its own exception types, all of which mean "bad model file"
             raise GendistillError(f"onnxruntime cannot load {model_path} ({exc}); re-export the bundle.") from None
+        _check_session(session, manifest, model_path)
         p = manifest["preprocessing"]
-        spec = InputSpec(lowercase=bool(p["lowercase"]), digits_to_zero=bool(p["digits_to_zero"]), max_length=int(p["max_length"]),
-                         min_length=int(p["min_length"]), pad_id=int(p["pad_id"]))
+        spec = InputSpec(lowercase=p["lowercase"], digits_to_zero=p["digits_to_zero"], max_length=p["max_length"],
+                         min_length=p["min_length"], pad_id=p["pad_id"])
         try:
             inputs = StudentInput.load(tokenizer_path, spec)
         except (OSError, RuntimeError) as exc:
@@ -101,7 +103,7 @@ class Classifier:
     def logits(self, texts: str | list[str]) -> np.ndarray:
         """The student's raw float32 outputs, shaped like `predict_proba`'s."""
         if isinstance(texts, str):
-            return self._run(self.inputs.pad([self.inputs.encode_one(texts)]))[0]
+            return self._run(self.inputs.pad([self._encode_one(texts)]))[0]
         texts = _checked_list(texts)
         ids = self.encode(texts)
         # Sorting by length makes each batch's texts similar in length, so little compute goes to padding.
@@ -126,10 +128,23 @@ class Classifier:
     def encode(self, texts: str | list[str]) -> list[int] | list[list[int]]:
         """The student's input ids (truncated, not padded): what golden.jsonl records as "ids"."""
         if isinstance(texts, str):
-            return self.inputs.encode_one(texts)
-        return self.inputs.encode(_checked_list(texts))
+            return self._encode_one(texts)
+        return [self._encode_one(text) for text in _checked_list(texts)]
 
     # --- internals ---------------------------------------------------------------------------------
+
+    def _encode_one(self, text: str) -> list[int]:
+        try:
+            return self.inputs.encode_one(text)
+        except (UnicodeEncodeError, RuntimeError):  # sentencepiece's binding raises either, by version
+            # A surrogate code point (JSON "\\ud800" decodes to one) has no UTF-8 form, so sentencepiece
+            # cannot take it. Read it as JavaScript does (UTF-16): a high+low pair is one character, a
+            # lone one U+FFFD, which is what the browser's TextEncoder hands sentencepiece. Only texts
+            # that fail pay for this second pass.
+            readable = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+            if readable == text:
+                raise
+            return self.inputs.encode_one(readable)
 
     def _run(self, input_ids: np.ndarray) -> np.ndarray:
         return self._session.run(self._output_names, {self._input_name: input_ids})[0]
@@ -155,17 +170,41 @@ def _checked_list(texts) -> list[str]:
 
 def _check_manifest(manifest: dict, bundle: Path) -> None:
     """The fields this runtime reads, so that a hand-edited bundle.json fails here with one sentence."""
+    where = bundle / LAYOUT.manifest
     try:
         preprocessing = manifest["preprocessing"]
-        for key in ("lowercase", "digits_to_zero", "max_length", "min_length", "pad_id"):
-            preprocessing[key]
+        values = {key: preprocessing[key] for key in ("lowercase", "digits_to_zero", "max_length", "min_length", "pad_id")}
         labels = manifest["labels"]
-        manifest["model"]["inputs"][0]["name"]
-        manifest["model"]["outputs"][0]["name"]
+        names = [manifest["model"]["inputs"][0]["name"], manifest["model"]["outputs"][0]["name"]]
         tokenizer = manifest["tokenizer"]
     except (KeyError, IndexError, TypeError) as exc:
-        raise GendistillError(f"{bundle / LAYOUT.manifest} lacks the field {exc}; re-export the bundle.") from None
+        raise GendistillError(f"{where} lacks the field {exc}; re-export the bundle.") from None
+    # bool is an int in Python, so each check names the exact type.
+    for key in ("lowercase", "digits_to_zero"):
+        if type(values[key]) is not bool:
+            raise GendistillError(f"{where} gives preprocessing {key} as {values[key]!r}, not true or false; re-export the bundle.")
+    for key, minimum in (("max_length", 1), ("min_length", 1), ("pad_id", 0)):
+        if type(values[key]) is not int or values[key] < minimum:
+            raise GendistillError(f"{where} gives preprocessing {key} as {values[key]!r}, not an integer of at least {minimum}; re-export the bundle.")
+    if not all(isinstance(name, str) for name in names):
+        raise GendistillError(f"{where} names the model's input or output with something other than a string; re-export the bundle.")
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(label, str) for label in labels):
-        raise GendistillError(f"{bundle / LAYOUT.manifest} must list at least two string labels; re-export the bundle.")
-    if tokenizer.get("type", "sentencepiece") != "sentencepiece" or tokenizer.get("add_bos") or tokenizer.get("add_eos"):
-        raise GendistillError(f"{bundle / LAYOUT.manifest} asks for a tokenizer this runtime does not implement; upgrade gendistill.")
+        raise GendistillError(f"{where} must list at least two string labels; re-export the bundle.")
+    if not isinstance(tokenizer, dict) or tokenizer.get("type", "sentencepiece") != "sentencepiece" or tokenizer.get("add_bos") or tokenizer.get("add_eos"):
+        raise GendistillError(f"{where} asks for a tokenizer this runtime does not implement; upgrade gendistill.")
+
+
+def _check_session(session, manifest: dict, model_path: Path) -> None:
+    """bundle.json is not hashed: its model names and label count must fit the model, or the first
+    prediction would fail inside onnxruntime instead of here."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    wanted_input, wanted_output = manifest["model"]["inputs"][0]["name"], manifest["model"]["outputs"][0]["name"]
+    if [i.name for i in inputs] != [wanted_input] or wanted_output not in [o.name for o in outputs]:
+        raise GendistillError(
+            f"{model_path} does not have the input {wanted_input!r} and output {wanted_output!r} that {LAYOUT.manifest} names; re-export the bundle."
+        )
+    width = next(o for o in outputs if o.name == wanted_output).shape[-1:]
+    if width and isinstance(width[0], int) and width[0] != len(manifest["labels"]):
+        raise GendistillError(
+            f"{model_path} scores {width[0]} labels but {LAYOUT.manifest} lists {len(manifest['labels'])}; re-export the bundle."
+        )
