@@ -10,6 +10,8 @@ written to another directory.
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import shutil
 import time
@@ -20,6 +22,8 @@ from gendistill.compressor import rundir
 from gendistill.export.bundle import ExportSettings, export_bundle
 from gendistill.runtime.errors import GendistillError
 
+log = logging.getLogger(__name__)
+
 CHECK_TEXTS = 5000
 """At most this many texts for int8's agreement with fp32: enough to show a disagreement rate of 0.7% to
 be under 1% (export.verify), and quick: for a 100-filter Kim-CNN on rotten-tomatoes texts (2 cores),
@@ -27,7 +31,8 @@ be under 1% (export.verify), and quick: for a 100-filter Kim-CNN on rotten-tomat
 
 
 def run_export(settings: ExportSettings, run_dir: str | Path, out: str | Path | None = None, *, student_dir: Path | None = None) -> dict:
-    """Export RUN_DIR's student to RUN_DIR/bundle, or to `out` (which must not exist or be empty).
+    """Export RUN_DIR's student to RUN_DIR/bundle, or to `out` (which must not exist or be empty, or hold
+    this very export already: then nothing is done).
 
     `student_dir` exports another student trained on the run (the benchmark's rows) instead of the
     distill stage's. Returns the stage's metrics (the bundle's check figures).
@@ -45,6 +50,12 @@ def run_export(settings: ExportSettings, run_dir: str | Path, out: str | Path | 
     if final is not None:
         if final.exists() and not final.is_dir():
             raise GendistillError(f"{final} is a file, not a directory; pass a new folder with --out.")
+        finished = rundir.partial_path(run_dir, "export", final)
+        if student_dir is None and not (final.is_dir() and any(final.iterdir())) and _same_export(run_dir, finished, settings):
+            rundir.replace_dir(finished, final)  # this export, killed just before its rename: finish the move
+        if student_dir is None and _same_export(run_dir, final, settings):
+            log.info("%s already holds this run's student exported with these settings.", final)
+            return rundir.read_json(final / "metrics.json")
         if final.is_dir() and any(final.iterdir()):
             raise GendistillError(f"{final} already exists and is not empty; pass a new folder with --out or delete it first.")
     student_dir = rundir.stage_path(run_dir, "distill") / "student" if student_dir is None else Path(student_dir)
@@ -70,6 +81,15 @@ def run_export(settings: ExportSettings, run_dir: str | Path, out: str | Path | 
     metrics = {**manifest["metrics"], "precision": manifest["model"]["precision"], "seconds": time.time() - started}
     rundir.finish_stage(run_dir, "export", asdict(settings), metrics, final=final)
     return metrics
+
+
+def _same_export(run_dir: Path, bundle: Path, settings: ExportSettings) -> bool:
+    """Whether `bundle` is a finished export of the run's current student with `settings`: the same command
+    run again (say after a kill that came after the bundle's rename) then has nothing left to do."""
+    if not (bundle / "metrics.json").is_file() or not (bundle / "settings.json").is_file():
+        return False
+    wanted = json.loads(json.dumps({**asdict(settings), "upstream": rundir.upstream_ids(run_dir, "export")}))
+    return rundir.read_json(bundle / "settings.json") == wanted
 
 
 def calibration_texts_of(run_dir: Path, size: int) -> list[str]:

@@ -21,7 +21,8 @@ from gendistill.compressor.distill import DistillSettings, run_distill
 from gendistill.compressor.evaluate import EvaluateSettings, run_evaluate, write_report
 from gendistill.compressor.export_stage import run_export
 from gendistill.compressor.generator import GeneratorSettings, run_generator
-from gendistill.compressor.rundir import STAGES, depends_on, is_complete, read_json, stage_path, upstream_ids
+from gendistill.compressor.rundir import (STAGES, depends_on, is_complete, kill_point, partial_path, read_json, recover_run, remove_dir,
+                                         stage_path, upstream_ids)
 from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
 from gendistill.compressor.teacher import TeacherSettings, run_teacher
 from gendistill.export.bundle import ExportSettings
@@ -88,7 +89,8 @@ RUNNERS = {
 def _check_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise GendistillError(f"--out {run_dir} is a file; give a directory for the run.")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_FILE).is_file():
+    # A run killed while writing its run.json leaves only that write's temporary file.
+    if run_dir.is_dir() and not (run_dir / RUN_FILE).is_file() and any(not p.name.startswith(f".{RUN_FILE}.") for p in run_dir.iterdir()):
         raise GendistillError(f"--out {run_dir} already holds files that are not a gendistill run; choose a new or empty directory.")
 
 
@@ -149,6 +151,7 @@ def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: st
     """Run (or resume) every stage into `run_dir`; returns the report (also written as report.json/.md)."""
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
+    recover_run(run_dir)  # a run killed inside a stage's move into place: finish or undo that move first
     steps = plan(settings, run_dir, from_stage, force, redo_changed)
     to_run = {stage for stage, reuse in steps if not reuse}
     if "teacher" in to_run:
@@ -161,7 +164,10 @@ def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: st
     for stage, reuse in steps:
         if reuse:
             log.info("%-10s done already, skipped", stage)
+            if partial_path(run_dir, stage).exists():  # left by a re-make of this stage that was killed
+                remove_dir(partial_path(run_dir, stage))
             continue
+        kill_point(f"{stage}:start")
         log.info("%-10s running", stage)
         started = time.time()
         RUNNERS[stage](getattr(settings, stage), run_dir)

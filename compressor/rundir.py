@@ -4,7 +4,7 @@
       data/        train.jsonl dev.jsonl test.jsonl unlabeled.jsonl labels.json   (splits; label strings)
       teacher/     model/ (a Hugging Face classifier)
       generator/   model/ (a Hugging Face causal LM)
-      synthesize/  synthetic.jsonl  ({"text"} per line, unique, not copies of training texts)
+      synthesize/  synthetic.jsonl  ({"text"} per line, unique, not copies of training texts), sampling.json
       annotate/    synthetic.npy train.npy dev.npy test.npy  (teacher class logits)
       distill/     student/ labeled_only/  (student.json, student.safetensors, tokenizer.model)
       evaluate/    (metrics only)
@@ -14,7 +14,7 @@
 Every stage directory also holds `settings.json` (what made it, and the ids of the stages it was built
 on) and `metrics.json`, written last: a stage is complete exactly when its `metrics.json` exists. Stages
 write into `<dir>.partial/` and are renamed into place, so a killed run never leaves a stage
-half-written under its real name.
+half-written under its real name; `recover` finishes (or undoes) a rename a kill interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -63,8 +65,9 @@ def begin_stage(run_dir: str | Path, stage: str, keep_partial: bool = False, fin
     `final` puts the stage's output somewhere else than the run directory (`gendistill export --out`).
     """
     partial = partial_path(run_dir, stage, final)
+    kill_point(f"{partial.name[: -len('.partial')]}:begin")
     if partial.exists() and not keep_partial:
-        shutil.rmtree(partial)
+        remove_dir(partial)
     partial.mkdir(parents=True, exist_ok=True)
     return partial
 
@@ -100,25 +103,96 @@ def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict,
     final = stage_path(run_dir, stage) if final is None else Path(final)
     partial = partial_path(run_dir, stage, final)
     write_json_atomic(partial / "settings.json", {**settings, "upstream": upstream_ids(run_dir, stage)})
+    kill_point(f"{final.name}:settings-written")
     write_json_atomic(partial / "metrics.json", {**metrics, "stage_id": uuid.uuid4().hex})
+    kill_point(f"{final.name}:metrics-written")
     replace_dir(partial, final)
     return final
 
 
 def replace_dir(new: Path, final: Path) -> None:
     """Rename the finished directory `new` to `final`; an old `final` is moved aside first, then removed,
-    so that at every moment either the old or the new directory is complete."""
+    so that at every moment either the old or the new directory is complete (`recover` tidies up after a
+    kill between these steps)."""
     old = final.with_name(final.name + ".old")
-    if old.exists():  # left by a replacement that was killed after its first rename
-        shutil.rmtree(old)
     if final.is_dir() and any(final.iterdir()):
+        if old.exists():  # left by a replacement that was killed after its first rename
+            remove_dir(old)
         os.replace(final, old)
+        kill_point(f"{final.name}:moved-aside")
         os.replace(new, final)
-        shutil.rmtree(old)
+        kill_point(f"{final.name}:moved-in")
+        remove_dir(old)
     else:
         if final.is_dir():
             final.rmdir()  # empty: os.replace cannot rename a directory onto it on every platform
         os.replace(new, final)
+        kill_point(f"{final.name}:moved-in")
+
+
+def recover(final: Path) -> None:
+    """Finish what a kill inside `finish_stage` or `replace_dir` left of the stage directory `final`.
+
+    A `<dir>.partial/` holding metrics.json is finished (metrics.json is written last, just before the
+    rename): it is moved into place, being the newest complete output. Else, when `final` is missing, a
+    `<dir>.old/` is the complete previous output (killed between replace_dir's two renames): it is put
+    back. A `<dir>.old/` beside a complete `final` (killed before its removal) is removed. Unfinished
+    partials are left alone: re-making the stage removes them, or resumes from them (synthesize).
+    """
+    final = Path(final)
+    partial, old = final.with_name(final.name + ".partial"), final.with_name(final.name + ".old")
+    if (partial / "metrics.json").is_file():
+        replace_dir(partial, final)
+    elif not (final / "metrics.json").is_file() and (old / "metrics.json").is_file():
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()
+        if not final.exists():
+            os.replace(old, final)
+    if old.exists() and (final / "metrics.json").is_file():
+        remove_dir(old)
+
+
+def recover_run(run_dir: str | Path) -> None:
+    """`recover` every stage directory of a run, and remove the temporary files a killed atomic write left."""
+    run_dir = Path(run_dir)
+    for stage in STAGES:
+        recover(stage_path(run_dir, stage))
+    remove_temporaries(run_dir)
+
+
+def remove_dir(path: Path) -> None:
+    """Remove a stage directory, its completion marker first: a removal cut short by a kill never leaves
+    a directory that looks complete with files missing."""
+    path = Path(path)
+    (path / "metrics.json").unlink(missing_ok=True)
+    shutil.rmtree(path)
+
+
+def remove_temporaries(directory: Path) -> None:
+    """Remove the `.NAME.XXXX.tmp` files of atomic writes (write_json_atomic, write_jsonl_atomic) that a
+    kill cut off before their rename; nothing else reads them."""
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+def kill_point(point: str) -> None:
+    """A named moment of a run where tests/test_kill.py SIGKILLs the process: the narrow windows between
+    two writes or renames that a kill at a random time would rarely hit.
+
+    Inert unless the test sets these environment variables: GENDISTILL_TEST_TRACE=FILE appends
+    "<time> <point>" to FILE at every point; GENDISTILL_TEST_PAUSE=POINT stops the process (SIGSTOP)
+    when it reaches POINT, so the test can kill it exactly there. Points: "<dir>:begin",
+    "<dir>:settings-written", "<dir>:metrics-written", "<dir>:moved-aside", "<dir>:moved-in" (dir: a
+    stage directory's name, e.g. teacher, bundle), "<stage>:start" (pipeline), "synthesize:sampling:<shard>",
+    "synthesize:sampled:<shard>", "synthesize:written:<shard>", "ct2:converted", "benchmark:row:<row>".
+    """
+    trace = os.environ.get("GENDISTILL_TEST_TRACE")
+    if trace:
+        with open(trace, "a", encoding="utf-8") as handle:
+            handle.write(f"{time.time():.3f} {point}\n")
+    if os.environ.get("GENDISTILL_TEST_PAUSE") == point:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def read_json(path: str | Path):
@@ -134,10 +208,14 @@ def write_jsonl_atomic(path: str | Path, rows) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    publish(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_labels(run_dir: str | Path) -> list[str]:

@@ -139,6 +139,9 @@ def convert_ct2(model_dir: Path, ct2_dir: Path, quantization: str) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         raise GendistillError(f"CTranslate2 cannot convert this generator ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unsupported'}); "
                               "use --sampler hf.") from None
+    from gendistill.compressor.rundir import kill_point
+
+    kill_point("ct2:converted")
     os.replace(partial, ct2_dir)
     return ct2_dir
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from gendistill.compressor.data import text_key
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
 from gendistill.compressor.samplers import open_sampler
 from gendistill.compressor.training import progress
@@ -58,20 +59,41 @@ class SynthesizeSettings(Seeded, OnDevice):
         self.at_least("max_attempts_factor", 1)
 
 
-def _key(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
 def sample_shard(sampler, n: int, settings: SynthesizeSettings, seed: int) -> list[dict]:
     """`n` rows from `sampler` (the seam a test uses to interrupt synthesis between shards)."""
     return sampler.sample(n, settings, seed)
 
 
 def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
+    import json
+
+    from gendistill.compressor.rundir import kill_point, read_json, remove_temporaries, stage_id
+    from gendistill.runtime.bundle import write_json_atomic
+
     started = time.time()
     out = begin_stage(run_dir, "synthesize", keep_partial=True)
+    remove_temporaries(out)  # a shard whose write a kill cut off
+    # sampling.json (kept in synthesize/): what the shards were sampled with, the sampler `auto` chose, and
+    # once sampling is done its figures. Shards of other settings or another generator (an interrupted
+    # --from synthesize with other settings) are not resumed from.
+    sampling = out / "sampling.json"
+    marker = json.loads(json.dumps({"settings": asdict(settings), "generator": stage_id(run_dir, "generator")}))
+    saved = read_json(sampling) if sampling.is_file() else None
+    if saved is not None and {k: saved.get(k) for k in marker} != marker:
+        log.info("Discarding %s's shards: they were sampled with other settings or another generator.", out)
+        for stale in [*out.glob("shard-*.jsonl"), out / "synthetic.jsonl", sampling]:
+            stale.unlink(missing_ok=True)
+        saved = None
+    if saved is None:
+        write_json_atomic(sampling, marker)
+        saved = marker
+    if "result" in saved and (out / "synthetic.jsonl").is_file():
+        # Sampling had finished (synthetic.jsonl written, shards removed) when the run was killed.
+        metrics = {**saved["result"], "seconds": time.time() - started}
+        finish_stage(run_dir, "synthesize", asdict(settings), metrics)
+        return metrics
     train_texts, _ = load_split(run_dir, "train")
-    seen = {_key(t) for t in train_texts}
+    seen = {text_key(t) for t in train_texts}
     kept: list[str] = []
     stats = {"sampled": 0, "tokens": 0, "capped": 0, "empty": 0, "duplicate": 0, "copy_of_training": 0}
 
@@ -81,7 +103,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         for row in rows:
             stats["tokens"] += row["tokens"]
             stats["capped"] += row["capped"]
-            key = _key(row["text"])
+            key = text_key(row["text"])
             if not key:
                 stats["empty"] += 1
             elif key in seen:
@@ -105,14 +127,20 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     while len(kept) < settings.count and stats["sampled"] < limit:
         if sampler is None:
             sampler = open_sampler(settings, run_dir)
+            if saved.get("sampler") != sampler.name:  # what `auto` chose, for a resumed run that samples nothing
+                saved = {**saved, "sampler": sampler.name}
+                write_json_atomic(sampling, saved)
         tick = time.time()
         # The last shard asks only for what is missing (plus a margin for duplicates).
         wanted = min(settings.shard_size, math.ceil((settings.count - len(kept)) * 1.05) + 1)
+        kill_point(f"synthesize:sampling:{shard_index}")
         rows = sample_shard(sampler, wanted, settings, settings.seed * 100_003 + shard_index)
+        kill_point(f"synthesize:sampled:{shard_index}")
         sample_seconds += time.time() - tick
         sampled_now += len(rows)
         tokens_now += sum(row["tokens"] for row in rows)
         write_jsonl_atomic(out / f"shard-{shard_index:05d}.jsonl", rows)
+        kill_point(f"synthesize:written:{shard_index}")
         shard_index += 1
         before = len(kept)
         admit(rows)
@@ -124,20 +152,22 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     if len(kept) < settings.count:
         log.warning("Kept %d unique texts after sampling %d; the generator repeats itself.", len(kept), stats["sampled"])
     kept = kept[: settings.count]
-    write_jsonl_atomic(out / "synthetic.jsonl", ({"text": t} for t in kept))
-    for shard in out.glob("shard-*.jsonl"):
-        shard.unlink()
     metrics = {
         "requested": settings.count,
         "kept": len(kept),
         **stats,
         "dropped_share": 1 - len(kept) / stats["sampled"] if stats["sampled"] else None,
-        "sampler": sampler.name if sampler is not None else None,
+        "sampler": sampler.name if sampler is not None else saved.get("sampler"),
         # This invocation's sampling only (a resumed run replays earlier shards without sampling them).
         "kept_texts_per_second": kept_now / sample_seconds if sample_seconds else None,
         "tokens_per_second": tokens_now / sample_seconds if sample_seconds else None,
-        "seconds": time.time() - started,
     }
+    write_jsonl_atomic(out / "synthetic.jsonl", ({"text": t} for t in kept))
+    # Recorded before the shards go, so a run killed from here on finishes without sampling again.
+    write_json_atomic(sampling, {**saved, "result": metrics})
+    for shard in out.glob("shard-*.jsonl"):
+        shard.unlink()
+    metrics["seconds"] = time.time() - started
     finish_stage(run_dir, "synthesize", asdict(settings), metrics)
     return metrics
 

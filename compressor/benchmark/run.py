@@ -110,8 +110,11 @@ class _RowCache:
     """`<run>/benchmark/<row>.json`: a row's result, reused when it was made with the same settings."""
 
     def __init__(self, run_dir: Path):
+        from gendistill.compressor.rundir import remove_temporaries
+
         self.root = run_dir / "benchmark"
         self.root.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(self.root)  # a row's write cut off by a kill
 
     def get(self, name: str, settings: dict) -> dict | None:
         path = self.root / f"{name}.json"
@@ -122,7 +125,10 @@ class _RowCache:
         return None
 
     def put(self, name: str, settings: dict, result: dict) -> dict:
+        from gendistill.compressor.rundir import kill_point
+
         write_json_atomic(self.root / f"{name}.json", {"settings": jsonable(settings), "result": jsonable(result)})
+        kill_point(f"benchmark:row:{name}")
         return result
 
     def work_dir(self, name: str) -> Path:
@@ -141,15 +147,22 @@ def synthesis_variant(settings, run_dir: Path, field_name: str, value, count: in
     """A sibling run that shares the seed's data, teacher and generator (hard links, nothing re-made) and
     synthesizes `count` texts with one synthesis setting changed; its distill stage is that setting's student."""
     from gendistill.compressor.pipeline import run_compress
-    from gendistill.compressor.rundir import is_complete, read_json, stage_path
+    from gendistill.compressor.rundir import is_complete, kill_point, partial_path, read_json, replace_dir, stage_path
 
     variant = run_dir.with_name(f"{run_dir.name}-{field_name}-{value}")
     variant.mkdir(exist_ok=True)
     for stage in ("data", "teacher", "generator"):
         shared, own = stage_path(run_dir, stage), stage_path(variant, stage)
         if not is_complete(variant, stage) or read_json(own / "metrics.json") != read_json(shared / "metrics.json"):
-            shutil.rmtree(own, ignore_errors=True)
-            shutil.copytree(shared, own, copy_function=os.link)
+            # Linked into <dir>.partial, metrics.json (the completion marker) last, then renamed into place:
+            # a copy cut off by a kill never looks like a complete stage with files missing.
+            partial = partial_path(variant, stage)
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(shared, partial, copy_function=os.link,
+                            ignore=lambda folder, names, top=shared: ["metrics.json"] if Path(folder) == top else [])
+            os.link(shared / "metrics.json", partial / "metrics.json")
+            kill_point(f"{variant.name}/{stage}:linked")
+            replace_dir(partial, own)
     shutil.copyfile(run_dir / "run.json", variant / "run.json")
     variant_settings = replace(settings, synthesize=replace(settings.synthesize, **{field_name: value, "count": count}),
                                distill=replace(settings.distill, labeled_only_baseline=False))
@@ -400,9 +413,12 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
     each finished seed, so a run stopped early, or by `time_budget_minutes`, still leaves complete
     results for the seeds it finished (results.json lists them per dataset).
     """
+    from gendistill.compressor.rundir import remove_temporaries
+
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out_dir)  # a results.json write cut off by a kill
     started = time.time()
     done: dict[str, dict[int, dict]] = {_dataset_slug(d): {} for d in bench.datasets}
     skipped = []
