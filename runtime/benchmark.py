@@ -112,7 +112,9 @@ def measure_server(bundle: str | Path, texts: list[str], clients: int, duration_
     sending one text per request for `duration_s`, read its memory, then stop it."""
     with tempfile.TemporaryFile() as stderr:
         server = subprocess.Popen(
-            [sys.executable, "-m", "gendistill.runtime.cli", "serve", str(bundle), "--host", "127.0.0.1", "--port", "0", "--threads", str(threads)],
+            [sys.executable, "-m", "gendistill.runtime.cli", "serve", str(bundle), "--host", "127.0.0.1", "--port", "0", "--threads", str(threads),
+             # Every load client comes from 127.0.0.1: one client address, as far as the server can tell.
+             "--max-connections-per-client", str(max(clients, 8))],
             stdout=subprocess.PIPE, stderr=stderr, text=True,
         )
         try:

@@ -147,7 +147,18 @@ def predict(bundle: Path, texts: tuple[str, ...], input_path: Path | None, text_
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=1 << 20, show_default=True, help="Largest request body.")
 @click.option("--max-texts", type=click.IntRange(min=1), default=256, show_default=True, help="Most texts in one request.")
 @click.option("--max-text-chars", type=click.IntRange(min=1), default=20_000, show_default=True, help="Longest text, in characters.")
-def serve(bundle: Path, host: str, port: int, threads: int, max_body_bytes: int, max_texts: int, max_text_chars: int):
+@click.option("--max-header-bytes", type=click.IntRange(min=1), default=16 * 1024, show_default=True,
+              help="Largest request line and headers together; more is answered 431.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Open connections (one thread each); more are answered 503.")
+@click.option("--max-connections-per-client", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Open connections from one client address; more are answered 503 without taking a slot from others.")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a request's headers and body may take to arrive, from its first byte; then 408.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds an idle keep-alive connection stays open; also the longest any one read or write may take.")
+def serve(bundle: Path, host: str, port: int, threads: int, max_body_bytes: int, max_texts: int, max_text_chars: int,
+          max_header_bytes: int, max_connections: int, max_connections_per_client: int, request_timeout: float, idle_timeout: float):
     """Serve BUNDLE over HTTP: POST /predict {"texts": [...]}, GET /health, GET /metadata.
 
     Stops gracefully on Ctrl-C or SIGTERM: requests in flight are answered first.
@@ -156,7 +167,10 @@ def serve(bundle: Path, host: str, port: int, threads: int, max_body_bytes: int,
     from gendistill.runtime.server import PredictionServer, ServerLimits, serve_until_signalled
 
     classifier = Classifier.load(bundle, threads=threads)
-    limits = ServerLimits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_text_chars=max_text_chars)
+    limits = ServerLimits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_text_chars=max_text_chars,
+                          max_header_bytes=max_header_bytes, max_connections=max_connections,
+                          max_connections_per_client=max_connections_per_client, request_timeout_s=request_timeout,
+                          socket_timeout_s=idle_timeout)
     try:
         server = PredictionServer((host, port), classifier, limits)
     except OSError as exc:
