@@ -275,13 +275,16 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         for value in values:
             if value == shared_synthesis[ablation]:
                 continue  # the pipeline's own student (at synthesis_count) is this row
+            variant_started = time.time()
             variant = synthesis_variant(settings, run_dir, SYNTHESIS_ABLATIONS[ablation], value, bench.synthesis_count)
+            variant_seconds = time.time() - variant_started  # its own synthesize, annotate and distill: part of the row's cost
             variant_id = read_json(stage_path(variant, "distill") / "metrics.json")["stage_id"]
             row(f"ablation-{ablation}-{value}", {"variant": [ablation, value], "distill_stage": variant_id, "latency_texts": bench.latency_texts},
-                lambda variant=variant: {**measure_student(variant, stage_path(variant, "distill") / "student", test_texts, test_y, k, False,
+                lambda variant=variant, variant_seconds=variant_seconds: {**measure_student(variant, stage_path(variant, "distill") / "student", test_texts, test_y, k, False,
                                                            latency_texts),
                                          **{key: read_json(stage_path(variant, "synthesize") / "metrics.json").get(key)
-                                            for key in ("sampler", "kept", "kept_texts_per_second", "tokens_per_second")}})
+                                            for key in ("sampler", "kept", "kept_texts_per_second", "tokens_per_second")},
+                                         "variant_seconds": variant_seconds})
 
     report = read_json(run_dir / "report.json")
     annotate_metrics = read_json(stage_path(run_dir, "annotate") / "metrics.json")
@@ -403,7 +406,8 @@ def _environment() -> dict:
 
 def _seed_cost(seed_result: dict) -> float:
     """Compute seconds one seed took when it was made (shared stages + rows), even if now read from cache."""
-    return seed_result["shared_stage_seconds"].get("total", 0.0) + sum(r.get("seconds", 0.0) for r in seed_result["rows"].values())
+    rows = seed_result["rows"].values()
+    return seed_result["shared_stage_seconds"].get("total", 0.0) + sum(r.get("seconds", 0.0) + r.get("variant_seconds", 0.0) for r in rows)
 
 
 def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str | Path | None = None, command: str | None = None) -> dict:
