@@ -86,3 +86,16 @@ def test_core_install_refuses_pipeline_commands_in_one_sentence(tmp_path, comman
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and 'pip install "gendistill[compress]"' in lines[0] and "Traceback" not in result.stderr
+
+
+def test_layers_import_one_way():
+    """runtime (core) <- export <- compressor: a lower layer never imports a higher one, not even lazily."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    higher = {"runtime": ("gendistill.export", "gendistill.compressor"), "export": ("gendistill.compressor",)}
+    for layer, forbidden in higher.items():
+        for path in (root / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                assert not [n for n in names if n.startswith(forbidden)], f"{path.relative_to(root)} imports {names}"
