@@ -104,3 +104,20 @@ def bundle(tmp_path_factory, student_run) -> Path:
     out = tmp_path_factory.mktemp("shared") / "bundle"
     run_export(ExportSettings(), student_run, out)
     return out
+
+
+def interrupt_second_shard(monkeypatch):
+    """Make synthesis raise KeyboardInterrupt when it asks for its second shard (an interruption between
+    shards); returns a function that restores the real sampling."""
+    import gendistill.compressor.synthesize as synthesize
+
+    real, calls = synthesize.sample_shard, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthesize, "sample_shard", dying)
+    return lambda: monkeypatch.setattr(synthesize, "sample_shard", real)

@@ -182,19 +182,10 @@ def test_from_teacher_keeps_the_generator_and_its_synthetic_texts(tmp_path, fini
 
 def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, tiny_models, toy_csv, monkeypatch):
     """Kill synthesis after its first shard; the re-run keeps that shard and finishes."""
-    import gendistill.compressor.synthesize as synthesize
+    from conftest import interrupt_second_shard
 
     run_dir = tmp_path / "run"
-    calls = {"n": 0}
-    real = synthesize.sample_shard
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(synthesize, "sample_shard", dying)
+    restore = interrupt_second_shard(monkeypatch)
     args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models, "--synthetic", "40", "--synthesis-shard", "16", "--no-export")]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 130
@@ -202,7 +193,7 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
     assert len(shards) == 1
     first_shard = shards[0].read_text()
     teacher_before = (run_dir / "teacher" / "metrics.json").read_bytes()
-    monkeypatch.setattr(synthesize, "sample_shard", real)
+    restore()
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert (run_dir / "teacher" / "metrics.json").read_bytes() == teacher_before

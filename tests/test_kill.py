@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import interrupt_second_shard
 from tiny_models import make_tiny_generator, make_tiny_llama, make_tiny_teacher
 
 kill_test = pytest.mark.skipif(not hasattr(signal, "SIGSTOP") or sys.platform == "win32", reason="needs POSIX signals")
@@ -434,19 +435,11 @@ def test_synthesis_does_not_resume_from_shards_of_other_settings(tmp_path, toy_r
     reference = Path(shutil.copytree(run_dir, tmp_path / "reference"))
     settings = stage.SynthesizeSettings(count=16, max_new_tokens=8, batch_size=8, shard_size=8, sampler="hf", device="cpu")
     other = stage.SynthesizeSettings(**{**settings.__dict__, "seed": 1})
-    real, calls = stage.sample_shard, {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(stage, "sample_shard", dying)
+    restore = interrupt_second_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         stage.run_synthesize(other, run_dir)
     assert len(list((run_dir / "synthesize.partial").glob("shard-*.jsonl"))) == 1
-    monkeypatch.setattr(stage, "sample_shard", real)
+    restore()
     stage.run_synthesize(settings, run_dir)
     stage.run_synthesize(settings, reference)
     assert (run_dir / "synthesize" / "synthetic.jsonl").read_text() == (reference / "synthesize" / "synthetic.jsonl").read_text()

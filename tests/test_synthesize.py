@@ -77,23 +77,15 @@ def test_ctranslate2_conversion_is_made_once_and_atomically(generator_run, tmp_p
 
 
 def test_interrupted_ctranslate2_synthesis_resumes_from_its_shards(generator_run, tmp_path, monkeypatch):
-    import gendistill.compressor.synthesize as stage
+    from conftest import interrupt_second_shard
 
     reference = synthesize(copy_run(generator_run, tmp_path / "reference"), sampler="ctranslate2")
     run_dir = copy_run(generator_run, tmp_path / "killed")
-    real, calls = stage.sample_shard, {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(stage, "sample_shard", dying)
+    restore = interrupt_second_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_synthesize(settings(sampler="ctranslate2"), run_dir)
     assert len(list((run_dir / "synthesize.partial").glob("shard-*.jsonl"))) == 1
-    monkeypatch.setattr(stage, "sample_shard", real)
+    restore()
     assert synthesize(run_dir, sampler="ctranslate2") == reference  # shard seeds depend only on the shard's index
 
 
