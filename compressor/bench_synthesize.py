@@ -18,12 +18,13 @@ import math
 import multiprocessing
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 from gendistill.compressor import rundir
 from gendistill.compressor.samplers import ct2_available
 from gendistill.compressor.data import text_key
-from gendistill.compressor.synthesize import SynthesizeSettings
+from gendistill.compressor.synthesize import SynthesizeSettings, drop_reason
 from gendistill.runtime.errors import GendistillError
 
 BACKENDS = ("hf", "ctranslate2")
@@ -107,15 +108,12 @@ def quality(rows: list[dict], train_texts: list[str]) -> dict:
     """Drop rates as the synthesize stage counts them, and diversity and length of what is kept."""
     training = {text_key(t) for t in train_texts}
     seen, kept = set(), []
-    empty = duplicate = copies = 0
+    dropped = Counter()
     for row in rows:
         key = text_key(row["text"])
-        if not key:
-            empty += 1
-        elif key in training:
-            copies += 1
-        elif key in seen:
-            duplicate += 1
+        reason = drop_reason(key, seen, training)
+        if reason:
+            dropped[reason] += 1
         else:
             seen.add(key)
             kept.append(row["text"])
@@ -124,7 +122,8 @@ def quality(rows: list[dict], train_texts: list[str]) -> dict:
     bigrams = [pair for ws in words for pair in zip(ws, ws[1:])]
     n = max(len(rows), 1)
     return {
-        "kept": len(kept), "empty_rate": empty / n, "duplicate_rate": duplicate / n, "training_copy_rate": copies / n,
+        "kept": len(kept), "empty_rate": dropped["empty"] / n, "duplicate_rate": dropped["duplicate"] / n,
+        "training_copy_rate": dropped["copy_of_training"] / n,
         "capped_rate": sum(r["capped"] for r in rows) / n,
         "distinct_1": len(set(unigrams)) / max(len(unigrams), 1), "distinct_2": len(set(bigrams)) / max(len(bigrams), 1),
         "length_words": _lengths(kept), "texts": kept,

@@ -59,6 +59,16 @@ class SynthesizeSettings(Seeded, OnDevice):
         self.at_least("max_attempts_factor", 1)
 
 
+def drop_reason(key: str, seen: set[str], training_keys: set[str]) -> str | None:
+    """Why a sampled text (by its `text_key`) is not kept: "empty", "copy_of_training" or "duplicate" of
+    a text in `seen`; None keeps it. The one filter the stage and `bench-synthesize` both count with."""
+    if not key:
+        return "empty"
+    if key in training_keys:
+        return "copy_of_training"
+    return "duplicate" if key in seen else None
+
+
 def sample_shard(sampler, n: int, settings: SynthesizeSettings, seed: int) -> list[dict]:
     """`n` rows from `sampler` (the seam a test uses to interrupt synthesis between shards)."""
     return sampler.sample(n, settings, seed)
@@ -104,10 +114,9 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
             stats["tokens"] += row["tokens"]
             stats["capped"] += row["capped"]
             key = text_key(row["text"])
-            if not key:
-                stats["empty"] += 1
-            elif key in seen:
-                stats["copy_of_training" if key in training_keys else "duplicate"] += 1
+            reason = drop_reason(key, seen, training_keys)
+            if reason:
+                stats[reason] += 1
             else:
                 seen.add(key)
                 kept.append(row["text"])
