@@ -147,24 +147,13 @@ class _Scorer:
         self.model, self.tokenizer = load_generator(run_dir)
 
     def nll_per_token(self, texts: list[str], batch_size: int = 32) -> float | None:
-        import torch
-
-        from gendistill.compressor.generator import _batch, frame, special_ids
+        from gendistill.compressor.generator import frame, perplexity, special_ids
 
         if not texts:
             return None
         _, eos = special_ids(self.tokenizer)
-        sequences = frame(self.tokenizer, texts, max_length=10_000)
-        total, tokens = 0.0, 0
-        with torch.inference_mode():
-            for start in range(0, len(sequences), batch_size):
-                ids, mask, labels = _batch(sequences[start : start + batch_size], eos)
-                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-                target = labels[:, 1:]
-                total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100,
-                                                           reduction="sum").item()
-                tokens += int((target != -100).sum())
-        return total / max(tokens, 1)
+        # The generator stage's own dev-perplexity loop: perplexity is exp(mean NLL per token).
+        return math.log(perplexity(self.model, frame(self.tokenizer, texts, max_length=10_000), eos, batch_size))
 
 
 def format_table(result: dict) -> str:
