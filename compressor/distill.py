@@ -19,7 +19,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.annotate import load_annotations, user_unlabeled
 from gendistill.compressor.embeddings import Embeddings, initial_vectors
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
 from gendistill.compressor.synthesize import load_synthetic
@@ -29,7 +29,7 @@ from gendistill.runtime.settings import OnDevice, Seeded
 
 log = logging.getLogger(__name__)
 
-Architecture = Literal["kim-cnn", "res-cnn"]
+Architecture = Literal["kim-cnn", "res-cnn", "static"]
 ARCHITECTURES = get_args(Architecture)
 
 
@@ -43,9 +43,9 @@ class DistillSettings(Seeded, OnDevice):
     FLAGS = {"lam": "--lambda"}
 
     architecture: Architecture = "kim-cnn"
-    """Student network: Kim-CNN (filters of several widths, max-pooling) or Res-CNN (residual conv blocks)."""
+    """Student network: Kim-CNN (filters of several widths, max-pooling), Res-CNN (residual conv blocks), or static (weighted mean of subword vectors + MLP)."""
     embeddings: Embeddings = "teacher"
-    """Initial subword vectors: the teacher's own embedding table (offline default), GloVe, BPEmb (the paper's), or random."""
+    """Initial subword vectors: the teacher's own input embedding table (offline default), the teacher encoder's output for each piece (teacher-output), GloVe, BPEmb (the paper's), or random."""
     bpemb_model: str | None = None
     """BPEmb sentencepiece .model file (with --bpemb-vectors): the student then uses BPEmb's vocabulary."""
     bpemb_vectors: str | None = None
@@ -138,7 +138,9 @@ def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_te
         architecture=settings.architecture, vocab_size=sp.get_piece_size(), embed_dim=settings.embed_dim,
         num_labels=num_labels, pad_id=max(sp.pad_id(), 0) if settings.embeddings != "bpemb" else _bpemb_pad(sp),
         max_length=settings.max_length, lowercase=settings.lowercase or settings.embeddings == "bpemb",
-        digits_to_zero=digits_to_zero, dropout=0.5,
+        digits_to_zero=digits_to_zero,
+        # static: the probe's MLP (128 hidden units, dropout 0.1); the CNNs: the paper's dropout 0.5.
+        **({"hidden": 128, "dropout": 0.1} if settings.architecture == "static" else {"dropout": 0.5}),
     )
     vectors, coverage = initial_vectors(
         settings.embeddings, sp, settings.embed_dim, teacher_dir=stage_path(run_dir, "teacher") / "model",
@@ -252,9 +254,12 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     nan = np.full((len(train_texts), k), np.nan, dtype=np.float32)
     real_soft = load_annotations(run_dir, "train") if settings.kd_on_real else nan
     texts, hard, soft = list(train_texts), list(train_y), [real_soft]
-    if transfer != "none":
-        transfer_logits = load_annotations(run_dir, transfer)
-        transfer_texts = load_synthetic(run_dir) if transfer == "synthetic" else load_split(run_dir, "unlabeled")[0][: len(transfer_logits)]
+    sources = [] if transfer == "none" else [transfer]
+    if transfer == "synthetic" and user_unlabeled(run_dir):
+        sources.append("unlabeled")  # the user's real unlabeled texts (--unlabeled FILE), beside the synthetic ones
+    for source in sources:
+        transfer_logits = load_annotations(run_dir, source)
+        transfer_texts = load_synthetic(run_dir) if source == "synthetic" else load_split(run_dir, "unlabeled")[0][: len(transfer_logits)]
         texts += transfer_texts
         hard += [-1] * len(transfer_texts)
         soft.append(transfer_logits)
@@ -276,6 +281,8 @@ def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
         baseline = distill_student(settings, run_dir, labeled, out / "labeled_only", labeled_only=True, desc="labeled-only student",
                                    tokenizer_model=out / "student" / "tokenizer.model")
         metrics["labeled_only_dev_accuracy"] = baseline["dev_accuracy"]
+        # Never ship a worse student: the bundle gets the labeled-only student when it scored higher on dev.
+        metrics["shipped"] = "labeled-only" if baseline["dev_accuracy"] > metrics["dev_accuracy"] else "generation-distillation"
     metrics["seconds"] = time.time() - started
     finish_stage(run_dir, "distill", asdict(settings), metrics)
     return metrics

@@ -3,6 +3,9 @@
 - `teacher`: each sentencepiece piece is split by the teacher's own WordPiece tokenizer and gets the
   mean of the teacher's input embeddings for those wordpieces, then PCA reduces 384 -> embed_dim.
   Works offline with any BERT-family teacher; the default.
+- `teacher-output`: model2vec's recipe on our vocabulary: each piece's text is run through the teacher's
+  encoder alone and pooled the teacher's way (its sentence vector for that piece), then PCA reduces
+  768 -> embed_dim. Contextual knowledge in static vectors; costs one encoder pass over the vocabulary.
 - `glove`: GloVe 6B 50d (packaged) for pieces that are whole words; the other dimensions random.
 - `bpemb`: BPEmb's own sentencepiece model and vectors (local files, or the `bpemb` package online).
 - `random`: N(0, 1), the ablation.
@@ -21,7 +24,7 @@ from gendistill.runtime.errors import GendistillError
 
 log = logging.getLogger(__name__)
 
-Embeddings = Literal["teacher", "glove", "bpemb", "random"]
+Embeddings = Literal["teacher", "teacher-output", "glove", "bpemb", "random"]
 EMBEDDINGS = get_args(Embeddings)
 WORD_BOUNDARY = "\u2581"
 
@@ -42,7 +45,7 @@ def _standardize(vectors: np.ndarray, known: np.ndarray, rng: np.random.RandomSt
 def teacher_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0) -> tuple[np.ndarray, float]:
     """(vectors [pieces, dim], fraction of pieces the teacher's vocabulary covered)."""
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     try:
@@ -53,7 +56,7 @@ def teacher_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0) -> tup
                 name = next((k for k in handle.keys() if k.endswith("word_embeddings.weight")), None)
                 table = handle.get_tensor(name).float().numpy() if name else None
         if table is None:
-            model = AutoModelForSequenceClassification.from_pretrained(teacher_dir, config=AutoConfig.from_pretrained(teacher_dir))
+            model = AutoModel.from_pretrained(teacher_dir, config=AutoConfig.from_pretrained(teacher_dir))
             table = model.get_input_embeddings().weight.detach().float().numpy()
     except OSError as exc:
         raise GendistillError(f"Could not read the teacher's embedding table from {teacher_dir}: {exc}") from None
@@ -76,6 +79,39 @@ def teacher_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0) -> tup
         if ids:
             raw[i] = table[ids].mean(0)
             known[i] = True
+    reduced = np.zeros((len(pieces), dim), dtype=np.float32)
+    if known.sum() > dim:
+        centered = raw[known] - raw[known].mean(0)
+        _, _, components = np.linalg.svd(centered, full_matrices=False)
+        reduced[known] = centered @ components[:dim].T
+    return _standardize(reduced, known, np.random.RandomState(seed)), float(known.mean())
+
+
+def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0, batch_size: int = 256) -> tuple[np.ndarray, float]:
+    """(vectors [pieces, dim], fraction of pieces encoded): the teacher encoder's pooled output for each piece."""
+    import torch
+
+    from gendistill.compressor.encoder import batches_by_length, load_teacher_dir, pool, Pooling
+    from gendistill.compressor.training import progress
+
+    model, tokenizer = load_teacher_dir(teacher_dir)
+    pieces = _pieces(sp)
+    surfaces = {i: piece.replace(WORD_BOUNDARY, " ").strip() for i, piece in enumerate(pieces)
+                if not (i == sp.pad_id() or sp.is_control(i) or sp.is_unknown(i))}
+    surfaces = {i: text for i, text in surfaces.items() if text}
+    ids, texts = list(surfaces), list(surfaces.values())
+    raw = np.zeros((len(pieces), model.encoder.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in progress(batches_by_length(texts, batch_size), desc="student vectors from the teacher", unit="batch"):
+            encoded = tokenizer([texts[i] for i in batch], truncation=True, max_length=16, padding=True, return_tensors="pt")
+            if model.pooling:
+                out = model.embed(encoded["input_ids"], encoded["attention_mask"])
+            else:  # a checkpoint with its own head: mean of its last hidden states
+                states = model.encoder(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], output_hidden_states=True).hidden_states[-1]
+                out = pool(states, encoded["attention_mask"], Pooling("mean"))
+            raw[[ids[i] for i in batch]] = out.float().numpy()
+    known = np.zeros(len(pieces), dtype=bool)
+    known[ids] = True
     reduced = np.zeros((len(pieces), dim), dtype=np.float32)
     if known.sum() > dim:
         centered = raw[known] - raw[known].mean(0)
@@ -155,6 +191,8 @@ def bpemb_vectors(sp, vectors_path: str | Path, dim: int, seed: int = 0) -> tupl
 def initial_vectors(kind: str, sp, dim: int, *, teacher_dir=None, bpemb_vectors_path=None, seed: int = 0) -> tuple[np.ndarray, float]:
     if kind == "teacher":
         vectors, coverage = teacher_vectors(sp, teacher_dir, dim, seed)
+    elif kind == "teacher-output":
+        vectors, coverage = teacher_output_vectors(sp, teacher_dir, dim, seed)
     elif kind == "glove":
         vectors, coverage = glove_vectors(sp, dim, seed)
     elif kind == "bpemb":

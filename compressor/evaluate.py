@@ -43,6 +43,23 @@ def _dir_bytes(path: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file())
 
 
+def reliability(logits, targets, bins: int = 10) -> dict:
+    """The teacher's calibration on the test texts: per confidence bin, mean confidence vs accuracy, and the
+    expected calibration error (the count-weighted mean gap)."""
+    import numpy as np
+
+    from gendistill.runtime.classifier import softmax
+
+    probabilities = softmax(np.asarray(logits, dtype=np.float64))
+    confidence, correct = probabilities.max(1), probabilities.argmax(1) == np.asarray(targets)
+    edges = np.linspace(1 / probabilities.shape[1], 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = [{"confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean()), "count": int((which == b).sum())}
+            for b in range(bins) if (which == b).any()]
+    ece = sum(r["count"] * abs(r["confidence"] - r["accuracy"]) for r in rows) / max(len(confidence), 1)
+    return {"bins": rows, "ece": float(ece), "mean_confidence": float(confidence.mean())}
+
+
 def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
     from gendistill.compressor.student import count_parameters, load_student, predict_logits, student_input
 
@@ -52,11 +69,13 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
     begin_stage(run_dir, "evaluate")
     teacher_metrics = read_json(stage_path(run_dir, "teacher") / "metrics.json")
     teacher_dir = stage_path(run_dir, "teacher") / "model"
+    teacher_test = load_annotations(run_dir, "test")
     results = {
         "teacher": {
-            **_scores(load_annotations(run_dir, "test").argmax(1), test_y, len(labels)),
+            **_scores(teacher_test.argmax(1), test_y, len(labels)),
             "params": teacher_metrics["params"],
             "bytes": _dir_bytes(teacher_dir, "*.safetensors") or _dir_bytes(teacher_dir, "*.bin"),
+            "reliability": reliability(teacher_test, test_y),
         }
     }
     for name, folder in (("student", "student"), ("student_labeled_only", "labeled_only")):
@@ -89,12 +108,26 @@ def build_report(run_dir: str | Path) -> dict:
     }
     for name in ("teacher", "student", "student_labeled_only"):
         if name in evaluation:
-            report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class")}
+            report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class", "reliability")
+                            if k in evaluation[name]}
+    if "teacher" in report and "teacher" in metrics:
+        t = metrics["teacher"]
+        report["teacher"].update({k: t[k] for k in ("recipe", "pooling", "temperature") if k in t})
     if "generator" in metrics:
         report["generator"] = {k: metrics["generator"][k] for k in ("dev_perplexity_before", "dev_perplexity_after", "params")}
     if "synthesize" in metrics:
         s = metrics["synthesize"]
         report["synthetic"] = {"requested": s["requested"], "kept": s["kept"], "sampled": s["sampled"], "tokens_per_second": s["tokens_per_second"]}
+        a = metrics.get("annotate", {})
+        report["synthetic"].update({k: a[k] for k in ("synthetic_mean_max_probability", "synthetic_label_counts", "synthetic_confidence_per_class") if k in a})
+    if "annotate" in metrics:
+        report["annotation"] = {k: metrics["annotate"].get(k) for k in ("engine", "texts", "texts_per_second", "seconds", "int8_check")}
+    if "distill" in metrics and metrics["distill"].get("shipped"):
+        d = metrics["distill"]
+        report["shipped"] = {"student": d["shipped"], "dev_accuracy": d["dev_accuracy"], "labeled_only_dev_accuracy": d.get("labeled_only_dev_accuracy")}
+    test_y = load_split(run_dir, "test")[1]
+    if test_y:
+        report["majority_class_test_accuracy"] = max(test_y.count(k) for k in set(test_y)) / len(test_y)
     if "teacher" in report and "student" in report:
         report["student_vs_teacher"] = report["student"]["test_accuracy"] / max(report["teacher"]["test_accuracy"], 1e-9)
         report["compression"] = report["teacher"]["params"] / max(report["student"]["params"], 1)
@@ -126,6 +159,13 @@ def render_markdown(report: dict) -> str:
         acc = b.get("int8_test_accuracy") if b.get("precision") == "int8" else b.get("fp32_test_accuracy")
         bundle_bytes = (b.get("bytes") or {}).get(b.get("precision"))
         lines.append(f"| student, exported ONNX {b.get('precision')} | {pct(acc)} | - | same | {size(bundle_bytes)} |")
+    if "majority_class_test_accuracy" in report:
+        lines.append(f"| always the most frequent test class | {pct(report['majority_class_test_accuracy'])} | - | 0 | - |")
+    if "shipped" in report:
+        sh = report["shipped"]
+        which = "generation-distillation student" if sh["student"] == "generation-distillation" else "labeled-only student"
+        lines += ["", f"Shipped in the bundle: the {which} (dev accuracy {pct(sh['dev_accuracy'])} generation-distillation vs "
+                  f"{pct(sh['labeled_only_dev_accuracy'])} labeled-only; the better on dev is shipped)."]
     if "student_vs_teacher" in report:
         lines += ["", f"The student keeps {pct(report['student_vs_teacher'])} of the teacher's accuracy with {report['compression']:.0f}x fewer parameters."]
     if "bundle" in report:
@@ -145,6 +185,20 @@ def render_markdown(report: dict) -> str:
         for i, label in enumerate(report["labels"]):
             s, t = report["student"]["per_class"][i], report["teacher"]["per_class"][i]
             lines.append(f"| {label} | {pct(s['f1'])} | {pct(t['f1'])} | {s['support']} |")
+    if "teacher" in report and report["teacher"].get("reliability"):
+        t, r = report["teacher"], report["teacher"]["reliability"]
+        recipe = f"recipe {t['recipe']}, {t.get('pooling') or 'its own'} pooling, " if t.get("recipe") else ""
+        temperature = f"temperature {t['temperature']:.3g}; " if t.get("temperature") else ""
+        lines += ["", "## Teacher soft labels", "", f"Teacher: {recipe}{temperature}on test its mean confidence is {pct(r['mean_confidence'])} "
+                  f"and its expected calibration error {pct(r['ece'])} (reliability diagram in report.png)."]
+        s = report.get("synthetic", {})
+        if s.get("synthetic_confidence_per_class"):
+            per_class = ", ".join(f"{label} {s['synthetic_label_counts'][i]} texts at {pct(c) if c is not None else '-'}"
+                                  for i, (label, c) in enumerate(zip(report["labels"], s["synthetic_confidence_per_class"])))
+            lines.append(f"On the synthetic texts (mean max-probability {pct(s['synthetic_mean_max_probability'])}), per class the teacher predicts: {per_class}.")
+        if report.get("annotation"):
+            a = report["annotation"]
+            lines.append(f"Annotation: {a['texts']:,} texts at {a['texts_per_second']:.1f} texts/s ({a['engine']}).")
     if "generator" in report:
         g = report["generator"]
         lines += ["", f"Generator dev perplexity: {g['dev_perplexity_before']:.1f} before fine-tuning, {g['dev_perplexity_after']:.1f} after."]
@@ -162,7 +216,20 @@ def plot_report(report: dict, path: Path) -> None:
 
     points = [(title, report[key]["params"], report[key]["test_accuracy"]) for key, title in
               (("teacher", "teacher"), ("student", "student (gen-distill)"), ("student_labeled_only", "student, labeled only")) if key in report]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    bins = (report.get("teacher", {}).get("reliability") or {}).get("bins")
+    fig, axes = plt.subplots(1, 2 if bins else 1, figsize=(10 if bins else 6, 4), dpi=120, squeeze=False)
+    ax = axes[0][0]
+    if bins:
+        right = axes[0][1]
+        right.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfectly calibrated")
+        right.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", color="#444444", label="teacher")
+        for b in bins:
+            right.annotate(str(b["count"]), (b["confidence"], b["accuracy"]), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        right.set_xlabel("teacher confidence (max probability)")
+        right.set_ylabel("teacher accuracy")
+        right.set_title(f"teacher reliability on test (ECE {100 * report['teacher']['reliability']['ece']:.1f}%)", fontsize=10)
+        right.grid(True, alpha=0.3)
+        right.legend(fontsize=8)
     for (title, params, acc), color in zip(points, ("#444444", "#4f46e5", "#a5b4fc")):
         ax.scatter(params, 100 * acc, s=80, color=color, zorder=3)
         ax.annotate(f"{title}\n{100 * acc:.1f}%", (params, 100 * acc), textcoords="offset points", xytext=(8, -4), fontsize=8)

@@ -30,6 +30,14 @@ be under 1% (export.verify), and quick: for a 100-filter Kim-CNN on rotten-tomat
 1 s to encode them and run fp32, then 0.3 s to quantize and 0.3 s to check per recipe."""
 
 
+def shipped_student(run_dir: str | Path) -> Path:
+    """The student the distill stage chose to ship: the generation-distillation one, unless the
+    labeled-only one scored higher on dev (see the distill stage's `shipped`)."""
+    distill = rundir.stage_path(run_dir, "distill")
+    metrics = rundir.read_json(distill / "metrics.json") if (distill / "metrics.json").is_file() else {}
+    return distill / ("labeled_only" if metrics.get("shipped") == "labeled-only" else "student")
+
+
 def run_export(settings: ExportSettings, run_dir: str | Path, out: str | Path | None = None, *, student_dir: Path | None = None) -> dict:
     """Export RUN_DIR's student to RUN_DIR/bundle, or to `out` (which must not exist or be empty, or hold
     this very export already: then nothing is done).
@@ -58,7 +66,7 @@ def run_export(settings: ExportSettings, run_dir: str | Path, out: str | Path | 
             return rundir.read_json(final / "metrics.json")
         if final.is_dir() and any(final.iterdir()):
             raise GendistillError(f"{final} already exists and is not empty; pass a new folder with --out or delete it first.")
-    student_dir = rundir.stage_path(run_dir, "distill") / "student" if student_dir is None else Path(student_dir)
+    student_dir = shipped_student(run_dir) if student_dir is None else Path(student_dir)
     for name in ("student.json", "student.safetensors", "tokenizer.model"):
         if not (student_dir / name).is_file():
             raise GendistillError(f"{student_dir} has no {name}, so it is not a trained student; run `gendistill compress` first.")

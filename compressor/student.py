@@ -1,7 +1,9 @@
-"""The student: a tiny CNN text classifier over sentencepiece subword embeddings.
+"""The student: a tiny text classifier over sentencepiece subword embeddings.
 
-Two architectures, as in generation-distillation section 4: `kim-cnn` (Kim 2014: filters of several
-widths, max-over-time pooling, dropout) and `res-cnn` (a ResNet-style stack of residual 1D conv blocks).
+Three architectures: as in generation-distillation section 4, `kim-cnn` (Kim 2014: filters of several
+widths, max-over-time pooling, dropout) and `res-cnn` (a ResNet-style stack of residual 1D conv blocks);
+and `static` (model2vec's shape: a weighted mean of the subword vectors, L2-normalised, then a small MLP),
+which ignores word order but learns from few texts without over-fitting its convolutions.
 
 Padding is exact: the pad embedding is a fixed zero vector, every conv sees zero padding, and hidden
 states at pad positions are masked to zero before pooling. A text therefore gets the same logits
@@ -36,7 +38,7 @@ class StudentConfig:
     kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
     """kim-cnn: the filter widths; res-cnn uses the first one for every block."""
     hidden: int = 100
-    """res-cnn: channels of each residual block."""
+    """res-cnn: channels of each residual block; static: the MLP's hidden units."""
     num_blocks: int = 3
     """res-cnn: number of residual blocks."""
     dropout: float = 0.5
@@ -93,6 +95,33 @@ class KimCNN(nn.Module):
         return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
 
 
+class StaticStudent(nn.Module):
+    """pooled = sum_p w[p] E[p] / n over the text's pieces, L2-normalised x sqrt(dim); logits = MLP(pooled).
+
+    `w` is a learned weight per piece (initialised to 1): the student learns which pieces matter.
+    """
+
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.pad_id = config.pad_id
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
+        self.weight = nn.Embedding(config.vocab_size, 1, padding_idx=config.pad_id)
+        nn.init.ones_(self.weight.weight)
+        with torch.no_grad():
+            self.weight.weight[config.pad_id] = 0.0
+        self.scale = float(config.embed_dim) ** 0.5
+        self.hidden = nn.Linear(config.embed_dim, config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden, config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = (input_ids != self.pad_id).unsqueeze(2).to(torch.float32)  # [B, T, 1]
+        summed = (self.embedding(input_ids) * self.weight(input_ids) * mask).sum(1)
+        pooled = summed / mask.sum(1).clamp(min=1.0)
+        pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-6) * self.scale
+        return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
+
+
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dropout: float):
         super().__init__()
@@ -127,7 +156,7 @@ class ResCNN(nn.Module):
 
 
 def build_student(config: StudentConfig) -> nn.Module:
-    return KimCNN(config) if config.architecture == "kim-cnn" else ResCNN(config)
+    return {"kim-cnn": KimCNN, "res-cnn": ResCNN, "static": StaticStudent}[config.architecture](config)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -29,8 +29,8 @@ class SynthesizeSettings(Seeded, OnDevice):
     NAMES = {"count": "synthetic", "batch_size": "synthesis_batch", "shard_size": "synthesis_shard",
              "max_attempts_factor": "synthesis_max_attempts"}
 
-    count: int = 2000
-    """Unique synthetic texts to keep (0 skips the generator: plain KD on the labeled texts)."""
+    count: int = 10_000
+    """Unique synthetic texts to keep (0 skips the generator: plain KD on the labeled texts). The paper used 13,600-25,000."""
     sampler: Literal["auto", "hf", "ctranslate2"] = "auto"
     """Sampling engine: ctranslate2 (int8, several times faster on CPU), hf (transformers generate, the reference), auto (ctranslate2 when installed)."""
     sampling_temperature: float = 1.0
@@ -41,8 +41,8 @@ class SynthesizeSettings(Seeded, OnDevice):
     """Nucleus sampling mass; 1 = the full distribution (paper)."""
     max_new_tokens: int = 48
     """Longest synthetic text, in generator tokens."""
-    batch_size: int = 64
-    """Texts sampled together."""
+    batch_size: int = 256
+    """Texts sampled together. Measured on 2 cores: 256 samples 30 kept texts/s with ctranslate2 (64: 18) and 6.1 with hf (64: 5.1), with the same sample quality (benchmarks/synthesis)."""
     shard_size: int = 256
     """Texts per shard file; a killed run loses at most one shard."""
     max_attempts_factor: float = 4.0

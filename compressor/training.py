@@ -65,16 +65,18 @@ class BestCheckpoint:
 
     The teacher (dev accuracy), the generator (dev perplexity, lower is better) and the student (dev
     accuracy) all select their epoch with this. `initial` scores the weights before training (epoch 0):
-    when no epoch beats it, `best_epoch` stays 0 and the caller keeps (or reloads) the untrained weights.
+    when no epoch beats it, `best_epoch` stays 0 and the caller keeps (or reloads) the untrained weights;
+    with `keep_initial`, `restore` reloads them itself.
     """
 
-    def __init__(self, model, higher_is_better: bool = True, patience: int | None = None, initial: float | None = None):
+    def __init__(self, model, higher_is_better: bool = True, patience: int | None = None, initial: float | None = None,
+                 keep_initial: bool = False):
         self.model = model
         self.sign = 1.0 if higher_is_better else -1.0
         self.patience = patience
         self.best_score = initial
         self.best_epoch = 0
-        self._state = None
+        self._state = copy.deepcopy(model.state_dict()) if keep_initial else None
         self._waited = 0
 
     def update(self, epoch: int, score: float, last: bool = False) -> bool:

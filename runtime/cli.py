@@ -33,6 +33,7 @@ COMMANDS = {
     "benchmark": ("gendistill.compressor.benchmark.cli:benchmark", "Reproduce the papers' tables on real data, against the usual alternatives.", True),
     "export": ("gendistill.compressor.commands:export", "Export a run's student to a verified ONNX bundle.", True),
     "bench-synthesize": ("gendistill.compressor.commands:bench_synthesize", "Compare the sampling backends on a run's generator: speed, memory, quality.", True),
+    "bench-teacher": ("gendistill.compressor.commands:bench_teacher", "Compare teacher recipes over seeds: accuracy, calibration, seconds.", True),
     "predict": ("gendistill.runtime.cli:predict", "Classify texts with a bundle.", False),
     "serve": ("gendistill.runtime.cli:serve", "Serve a bundle over HTTP.", False),
     "bench": ("gendistill.runtime.cli:bench", "Measure a bundle's latency, throughput and server load on this machine.", False),

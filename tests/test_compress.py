@@ -264,3 +264,43 @@ def test_bpemb_without_files_offline_is_one_sentence(tmp_path, finished_run, toy
     result = CliRunner().invoke(main, [str(a) for a in ["compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
                                                         *tiny_args(tiny_models, "--embeddings", "bpemb")]])
     assert result.exit_code == 2 and "--bpemb-model" in result.output
+
+
+def test_real_unlabeled_texts_from_a_file_are_transfer_text(tmp_path, toy_csv, toy_rows, tiny_models):
+    """--unlabeled FILE: deduplicated, texts of train/dev/test dropped, labeled by the teacher, distilled on."""
+    from conftest import toy_corpus
+
+    fresh = [t for t, _ in toy_corpus(40, seed=7) if t not in {r[0] for r in toy_rows}]
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(fresh + fresh[:5] + [t for t, _ in toy_rows[:30]]) + "\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--unlabeled", unlabeled,
+                    *tiny_args(tiny_models, "--synthetic", "0", "--no-export"))
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(l)["text"] for l in (run_dir / "data" / "unlabeled.jsonl").read_text().splitlines()]
+    held = {json.loads(l)["text"] for s in ("train", "dev", "test") for l in (run_dir / "data" / f"{s}.jsonl").read_text().splitlines()}
+    assert kept == list(dict.fromkeys(t for t in fresh + fresh[:5] + [t for t, _ in toy_rows[:30]] if t not in held))
+    dropped = [t for t, _ in toy_rows[:30] if t in held]
+    assert dropped and not set(dropped) & set(kept)
+    data = json.loads((run_dir / "data" / "metrics.json").read_text())
+    assert data["overlap_dropped"]["unlabeled_file"] == len(fresh) + 5 + 30 - len(kept)
+    import numpy as np
+
+    assert np.load(run_dir / "annotate" / "unlabeled.npy").shape == (len(kept), 3)
+    distill = json.loads((run_dir / "distill" / "metrics.json").read_text())
+    assert distill["training_texts"] == 60 + len(kept)
+    assert distill["shipped"] in ("generation-distillation", "labeled-only")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["shipped"]["student"] == distill["shipped"] and 0 < report["majority_class_test_accuracy"] <= 1
+
+
+def test_an_unlabeled_file_of_only_labeled_texts_is_one_sentence(tmp_path, toy_csv, toy_rows):
+    from gendistill.compressor.data import DataSettings, run_data
+    from gendistill.runtime.errors import GendistillError
+
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(t.upper() for t, _ in toy_rows) + "\n", encoding="utf-8")  # the same texts, other case
+    settings = DataSettings(source=str(toy_csv), dev_size=30, test_size=30, unlabeled=str(unlabeled))  # every text is labeled
+    with pytest.raises(GendistillError, match="holds no texts besides those of the labeled data"):
+        run_data(settings, tmp_path / "run")
+    assert not (tmp_path / "run" / "data").exists()

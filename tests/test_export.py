@@ -397,3 +397,23 @@ def test_bundle_files_get_ordinary_permissions(kim_bundle):
     for path in kim_bundle.iterdir():
         readable = 0o444 & ~umask  # read for everyone the umask allows
         assert path.stat().st_mode & readable == readable, path.name
+
+
+def test_static_student_exports_to_a_verified_bundle(tmp_path, toy_rows):
+    """The static student (weighted mean of subword vectors + MLP) goes through the same export, checks and golden file."""
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export.bundle import ExportSettings
+    from gendistill.runtime.classifier import Classifier
+
+    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="static", epochs=30)
+    run_export(ExportSettings(quantize="auto"), run_dir)
+    manifest = load_manifest(run_dir / "bundle")
+    assert manifest["model"]["architecture"] == "static"
+    assert manifest["metrics"]["fp32_vs_torch_max_abs_diff"] < 1e-4
+    classifier = Classifier.load(run_dir / "bundle")
+    texts = [t for t, _ in toy_rows[:40]]
+    # Padding is exact: a text alone gets the logits it gets inside a batch.
+    together = classifier.predict_proba(texts)
+    alone = np.stack([classifier.predict_proba([t])[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert np.mean([classifier.predict([t])[0] == y for t, y in toy_rows[:200]]) > 0.6

@@ -59,3 +59,22 @@ def make_tiny_llama(directory: Path, texts: list[str]) -> Path:
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def make_tiny_sentence_encoder(directory: Path, texts: list[str], pooling: str = "mean", normalize: bool = True) -> Path:
+    """A tiny BERT saved as a sentence-transformers folder: modules.json, 1_Pooling/config.json, Normalize."""
+    import json
+
+    from transformers import BertConfig, BertModel
+
+    make_tiny_teacher(directory, texts)
+    BertModel(BertConfig.from_pretrained(directory)).save_pretrained(directory)  # an encoder without a classification head
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    modes = {f"pooling_mode_{mode}": mode.startswith(pooling) for mode in ("cls_token", "mean_tokens", "max_tokens", "lasttoken")}
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **modes}))
+    return directory

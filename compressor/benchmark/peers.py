@@ -113,10 +113,13 @@ def teacher_row(run_dir: Path, test_y, num_labels: int, latency_texts: list[str]
     torch.set_num_threads(1)
     try:
         with torch.inference_mode():
-            latency = median_ms(lambda t: model(**tokenizer([t], truncation=True, max_length=max_length, return_tensors="pt")).logits,
-                                 latency_texts)
+            def predict(text):
+                encoded = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+                return model(encoded["input_ids"], encoded["attention_mask"])
+
+            latency = median_ms(predict, latency_texts)
     finally:
         torch.set_num_threads(threads)
-    needed = [p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".json", ".txt", ".model") and p.name != "training_args.json"]
+    needed = [p for p in model_dir.rglob("*") if p.suffix in (".safetensors", ".json", ".txt", ".model") and p.name != "training_args.json"]
     return {**result, "params": read_json(stage_path(run_dir, "teacher") / "metrics.json")["params"],
             "bytes": files_bytes(needed), "latency_ms": latency}

