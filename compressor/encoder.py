@@ -195,17 +195,19 @@ def batches_by_length(texts: list[str], batch_size: int) -> list[np.ndarray]:
 def fit_head(features: np.ndarray, targets, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Logistic regression on frozen features, C chosen by stratified k-fold cross-validation on the labeled
     texts (k = 5, fewer when a class has fewer texts). Returns (weight [labels, dim], bias [labels], C)."""
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     targets = np.asarray(targets)
     folds = min(5, int(np.bincount(targets).min()))
+    c = 1.0
     if folds >= 2:
-        search = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13).tolist(), cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                                      max_iter=5000, scoring="accuracy").fit(features, targets)
-        c = float(search.C_[0])
-    else:
-        c = 1.0
+        # A plain grid (not LogisticRegressionCV, whose fitted attributes change across scikit-learn versions);
+        # the first C of the best mean accuracy wins, so the search is deterministic.
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        grid = np.logspace(-4, 2, 13).tolist()
+        means = [cross_val_score(LogisticRegression(C=value, max_iter=5000), features, targets, cv=splitter).mean() for value in grid]
+        c = float(grid[int(np.argmax(means))])
     model = LogisticRegression(C=c, max_iter=5000).fit(features, targets)
     weight, bias = model.coef_, model.intercept_
     if weight.shape[0] == 1:  # binary: sklearn keeps one row; two symmetric rows give the same softmax

@@ -36,8 +36,8 @@ class TeacherSettings(Seeded, OnDevice):
 
     model: str = EMBEDDED
     """Teacher encoder: `embedded` (the packaged all-mpnet-base-v2), `embedded-minilm` (the packaged all-MiniLM-L6-v2, 5x smaller), or any hub name or path (a sentence-transformers folder keeps its pooling)."""
-    recipe: Literal["frozen", "finetune"] = "frozen"
-    """frozen: encoder untouched + logistic-regression head (C by cross-validation); finetune: the whole encoder trained from there."""
+    recipe: Literal["frozen", "finetune"] = "finetune"
+    """finetune: the whole encoder trained, starting from the frozen recipe's head; frozen: encoder untouched + logistic-regression head (C by cross-validation), about 10x faster. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: finetune 86.6 ± 1.6%, frozen 83.2 ± 0.9% (benchmarks/teacher)."""
     finetuned: str | None = None
     """An already fine-tuned classifier (path or hub name) to use as the teacher; skips teacher training."""
     epochs: int = 4

@@ -304,3 +304,18 @@ def test_an_unlabeled_file_of_only_labeled_texts_is_one_sentence(tmp_path, toy_c
     with pytest.raises(GendistillError, match="holds no texts besides those of the labeled data"):
         run_data(settings, tmp_path / "run")
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_run, toy_csv, tiny_models):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
+                    *tiny_args(tiny_models, "--student", "static", "--embeddings", "teacher-output", "--student-embed-dim", "16"))
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "distill" / "student" / "student.json").read_text())
+    assert config["architecture"] == "static" and config["embed_dim"] == 16
+    distill = json.loads((run_dir / "distill" / "metrics.json").read_text())
+    assert distill["embedding_coverage"] > 0.9  # every normal piece got a vector from the teacher's encoder
+    assert (run_dir / "bundle" / "model.onnx").is_file()

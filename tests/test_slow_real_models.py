@@ -1,5 +1,6 @@
-"""A small real-model smoke: the packaged MiniLM teacher and SmolLM2 generator on real Rotten Tomatoes
-texts, through the real CLI, on a slice small enough for CI (a few minutes on 2 cores)."""
+"""A small real-model smoke: the packaged all-mpnet-base-v2 teacher (joined and unpacked from its five
+packages) and SmolLM2 generator on real Rotten Tomatoes texts, through the real CLI, on a slice small enough
+for CI (a few minutes on 2 cores)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ def test_embedded_default_runs_end_to_end_on_a_slice(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((run_dir / "report.json").read_text())
     assert report["dataset"] == "rotten-tomatoes" and report["labels"] == ["fresh", "rotten"]
-    assert report["teacher"]["params"] > 20_000_000  # the real all-MiniLM-L6-v2
+    assert report["teacher"]["params"] > 100_000_000  # the real all-mpnet-base-v2
+    teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    assert teacher["kind"] == "pooled" and teacher["pooling"] == "mean"  # used the way it was trained (its modules.json)
+    annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
+    assert annotate["engine"] in ("onnx-int8", "torch") and annotate["int8_check"]["argmax_agreement"] > 0.8
     generator = json.loads((run_dir / "generator" / "metrics.json").read_text())
     assert generator["params"] > 100_000_000  # the real SmolLM2-135M
     # Fine-tuning on the texts must lower the dev perplexity of a real LM, or the generator is not learning.

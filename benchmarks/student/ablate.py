@@ -1,0 +1,83 @@
+"""Student choices side by side on one finished run: architecture x initial vectors x transfer text, 3 seeds.
+
+Every variant trains through the distill stage's own `distill_student` on the run's own annotations (the
+same teacher logits, synthetic and real texts), with only the named settings changed and the student's seed
+varied (the split, teacher and synthetic texts stay fixed: this isolates the student's own choices; the
+benchmark varies everything). Each student is exported as the pipeline exports it (int8 when it passes its
+checks) and scored on the test split: torch accuracy, bundle accuracy, bundle bytes and batch-1 latency
+(1 thread). Resumes: a variant already in the results file with the same settings is not re-trained.
+
+    python benchmarks/student/ablate.py runs/demo benchmarks/student/results.json \\
+        --variant kim-cnn:teacher:synthetic --variant static:teacher-output:synthetic ...
+
+A variant is ARCHITECTURE:EMBEDDINGS:TRANSFER[:key=value,...] with TRANSFER one of synthetic, none
+(labels + real KD only), labeled-only (no teacher), and extra DistillSettings fields after the third colon
+(e.g. static:teacher-output:synthetic:embed_dim=64,vocab_size=12000).
+"""
+
+import argparse
+import dataclasses
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from gendistill.compressor.benchmark.students import measure_student
+from gendistill.compressor.distill import DistillSettings, distill_student, training_set
+from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
+
+
+def parse(spec: str) -> tuple[dict, str]:
+    architecture, embeddings, transfer, *rest = spec.split(":")
+    values = {"architecture": architecture, "embeddings": embeddings}
+    fields = {f.name: f.type for f in dataclasses.fields(DistillSettings)}
+    for pair in (rest[0].split(",") if rest else []):
+        key, value = pair.split("=")
+        values[key] = type(getattr(DistillSettings(), key))(value) if key in fields else value
+    return values, transfer
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--variant", action="append", required=True)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "variants": {}}
+    base = DistillSettings(**{k: v for k, v in read_json(stage_path(args.run_dir, "distill") / "settings.json").items()
+                              if k in {f.name for f in dataclasses.fields(DistillSettings)}})
+    test_texts, test_y = load_split(args.run_dir, "test")
+    k = len(load_labels(args.run_dir))
+    work = args.run_dir / "student-ablation"
+    for spec in args.variant:
+        values, transfer = parse(spec)
+        entry = results["variants"].setdefault(spec, {"per_seed": {}})
+        for seed in range(args.seeds):
+            settings = dataclasses.replace(base, seed=seed, **values)
+            if entry["per_seed"].get(str(seed), {}).get("settings") == dataclasses.asdict(settings):
+                continue
+            data = training_set(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer)
+            student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
+            shutil.rmtree(student_dir.parent, ignore_errors=True)
+            tick = time.time()
+            metrics = distill_student(settings, args.run_dir, data, student_dir, labeled_only=transfer == "labeled-only", desc=f"{spec} seed {seed}")
+            seconds = time.time() - tick
+            measured = measure_student(args.run_dir, student_dir, test_texts, test_y, k, True, test_texts[:200])
+            entry["per_seed"][str(seed)] = {"settings": dataclasses.asdict(settings), "train_seconds": seconds, "dev_accuracy": metrics["dev_accuracy"],
+                                            "training_texts": metrics["training_texts"], "coverage": metrics["embedding_coverage"], **measured}
+            accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["test_accuracy"] for s in entry["per_seed"].values()]
+            entry["bundle_accuracy"] = statistics.fmean(accuracies)
+            entry["bundle_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(results, indent=1, default=str))
+            print(f"{spec} seed {seed}: torch {measured['test_accuracy']:.4f} bundle {measured.get('int8_accuracy')} "
+                  f"{measured.get('bytes')} B {measured.get('latency_ms')} ms ({seconds:.0f} s)", file=sys.stderr, flush=True)
+    for spec, entry in results["variants"].items():
+        print(f"{spec:60s} {100 * entry['bundle_accuracy']:.1f} ± {100 * entry['bundle_accuracy_std']:.1f}  (n={len(entry['per_seed'])})")
+
+
+if __name__ == "__main__":
+    main()
