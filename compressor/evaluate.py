@@ -66,7 +66,7 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
     started = time.time()
     labels = load_labels(run_dir)
     test_texts, test_y = load_split(run_dir, "test")
-    begin_stage(run_dir, "evaluate")
+    out = begin_stage(run_dir, "evaluate")
     teacher_metrics = read_json(stage_path(run_dir, "teacher") / "metrics.json")
     teacher_dir = stage_path(run_dir, "teacher") / "model"
     teacher_test = load_annotations(run_dir, "test")
@@ -89,6 +89,15 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
             "params": count_parameters(model),
             "bytes": (student_dir / "student.safetensors").stat().st_size,
         }
+    # The simplest peer a user would try first, on the same split (C and n-grams tuned on dev).
+    from gendistill.compressor.benchmark.peers import train_tfidf_svm
+
+    work = out / "tfidf-svm"
+    work.mkdir()
+    train_texts, train_y = load_split(run_dir, "train")
+    dev_texts, dev_y = load_split(run_dir, "dev")
+    peer = train_tfidf_svm(train_texts, train_y, dev_texts, dev_y, test_texts, test_y, len(labels), work, test_texts[:50])
+    results["tfidf_svm"] = {k: peer[k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "latency_ms")}
     results["seconds"] = time.time() - started
     finish_stage(run_dir, "evaluate", asdict(settings), results)
     return results
@@ -106,10 +115,10 @@ def build_report(run_dir: str | Path) -> dict:
         "splits": metrics["data"]["sizes"],
         "per_class": data_settings.get("per_class"),
     }
-    for name in ("teacher", "student", "student_labeled_only"):
+    for name in ("teacher", "student", "student_labeled_only", "tfidf_svm"):
         if name in evaluation:
-            report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class", "reliability")
-                            if k in evaluation[name]}
+            report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class", "reliability",
+                                                             "latency_ms") if k in evaluation[name]}
     if "teacher" in report and "teacher" in metrics:
         t = metrics["teacher"]
         report["teacher"].update({k: t[k] for k in ("recipe", "pooling", "temperature") if k in t})
@@ -159,6 +168,9 @@ def render_markdown(report: dict) -> str:
         acc = b.get("int8_test_accuracy") if b.get("precision") == "int8" else b.get("fp32_test_accuracy")
         bundle_bytes = (b.get("bytes") or {}).get(b.get("precision"))
         lines.append(f"| student, exported ONNX {b.get('precision')} | {pct(acc)} | - | same | {size(bundle_bytes)} |")
+    if "tfidf_svm" in report:
+        r = report["tfidf_svm"]
+        lines.append(f"| TF-IDF + linear SVM (tuned on dev) | {pct(r['test_accuracy'])} | {pct(r['test_macro_f1'])} | {r['params']:,} | {size(r['bytes'])} |")
     if "majority_class_test_accuracy" in report:
         lines.append(f"| always the most frequent test class | {pct(report['majority_class_test_accuracy'])} | - | 0 | - |")
     if "shipped" in report:

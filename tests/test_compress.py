@@ -54,6 +54,11 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
         assert 0.0 <= report[model]["test_macro_f1"] <= 1.0
         assert report[model]["params"] > 0
     assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
+    # The peers a user compares against, on the same split, and the teacher's calibration.
+    assert 0.0 < report["tfidf_svm"]["test_accuracy"] <= 1.0 and report["tfidf_svm"]["bytes"] > 0
+    assert 0.0 < report["majority_class_test_accuracy"] < 1.0
+    assert 0.0 <= report["teacher"]["reliability"]["ece"] <= 1.0 and report["teacher"]["temperature"] > 0
+    assert "TF-IDF + linear SVM" in (run_dir / "report.md").read_text() and "most frequent test class" in (run_dir / "report.md").read_text()
     assert set(report["seconds"]) >= {"data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "total"}
     assert "teacher" in (run_dir / "report.md").read_text()
     assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
