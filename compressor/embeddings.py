@@ -42,6 +42,16 @@ def _standardize(vectors: np.ndarray, known: np.ndarray, rng: np.random.RandomSt
     return out
 
 
+def _pca(raw: np.ndarray, known: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """The known rows of `raw` reduced to `dim` principal components, standardized; the others random."""
+    reduced = np.zeros((len(raw), dim), dtype=np.float32)
+    if known.sum() > dim:
+        centered = raw[known] - raw[known].mean(0)
+        _, _, components = np.linalg.svd(centered, full_matrices=False)
+        reduced[known] = centered @ components[:dim].T
+    return _standardize(reduced, known, np.random.RandomState(seed))
+
+
 def teacher_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0) -> tuple[np.ndarray, float]:
     """(vectors [pieces, dim], fraction of pieces the teacher's vocabulary covered)."""
     from safetensors import safe_open
@@ -79,12 +89,7 @@ def teacher_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0) -> tup
         if ids:
             raw[i] = table[ids].mean(0)
             known[i] = True
-    reduced = np.zeros((len(pieces), dim), dtype=np.float32)
-    if known.sum() > dim:
-        centered = raw[known] - raw[known].mean(0)
-        _, _, components = np.linalg.svd(centered, full_matrices=False)
-        reduced[known] = centered @ components[:dim].T
-    return _standardize(reduced, known, np.random.RandomState(seed)), float(known.mean())
+    return _pca(raw, known, dim, seed), float(known.mean())
 
 
 def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0, batch_size: int = 256) -> tuple[np.ndarray, float]:
@@ -112,12 +117,7 @@ def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0,
             raw[[ids[i] for i in batch]] = out.float().numpy()
     known = np.zeros(len(pieces), dtype=bool)
     known[ids] = True
-    reduced = np.zeros((len(pieces), dim), dtype=np.float32)
-    if known.sum() > dim:
-        centered = raw[known] - raw[known].mean(0)
-        _, _, components = np.linalg.svd(centered, full_matrices=False)
-        reduced[known] = centered @ components[:dim].T
-    return _standardize(reduced, known, np.random.RandomState(seed)), float(known.mean())
+    return _pca(raw, known, dim, seed), float(known.mean())
 
 
 def glove_vectors(sp, dim: int, seed: int = 0) -> tuple[np.ndarray, float]:

@@ -97,7 +97,7 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
     train_texts, train_y = load_split(run_dir, "train")
     dev_texts, dev_y = load_split(run_dir, "dev")
     peer = train_tfidf_svm(train_texts, train_y, dev_texts, dev_y, test_texts, test_y, len(labels), work, test_texts[:50])
-    results["tfidf_svm"] = {k: peer[k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "latency_ms")}
+    results["tfidf_svm"] = {"test_accuracy": peer["accuracy"], "test_macro_f1": peer["macro_f1"], **{k: peer[k] for k in ("params", "bytes", "latency_ms")}}
     results["seconds"] = time.time() - started
     finish_stage(run_dir, "evaluate", asdict(settings), results)
     return results

@@ -37,7 +37,7 @@ class TeacherSettings(Seeded, OnDevice):
     model: str = EMBEDDED
     """Teacher encoder: `embedded` (the packaged all-mpnet-base-v2), `embedded-minilm` (the packaged all-MiniLM-L6-v2, 5x smaller), or any hub name or path (a sentence-transformers folder keeps its pooling)."""
     recipe: Literal["frozen", "finetune"] = "finetune"
-    """finetune: the whole encoder trained, starting from the frozen recipe's head; frozen: encoder untouched + logistic-regression head (C by cross-validation), about 10x faster. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: finetune 86.6 ± 1.6%, frozen 83.2 ± 0.9% (benchmarks/teacher)."""
+    """finetune: the whole encoder trained, starting from the frozen recipe's head; frozen: encoder untouched + logistic-regression head (C by cross-validation), about 10x faster. A checkpoint that is not a sentence-transformers folder has no declared pooling and is always fine-tuned with its own head. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: finetune 86.6 ± 1.6%, frozen 83.2 ± 0.9% (benchmarks/teacher)."""
     finetuned: str | None = None
     """An already fine-tuned classifier (path or hub name) to use as the teacher; skips teacher training."""
     epochs: int = 4
@@ -134,9 +134,12 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
     steps_per_epoch = (len(train_texts) + settings.batch_size - 1) // settings.batch_size
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps_per_epoch * settings.epochs), steps_per_epoch * settings.epochs)
     rng = torch.Generator().manual_seed(settings.seed)
-    start = dev_accuracy()
-    history.append({"epoch": 0, "dev_accuracy": start})
-    best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience, initial=start, keep_initial=True)
+    if model.head is not None:  # epoch 0 is the frozen recipe's teacher: no epoch below it is kept
+        start = dev_accuracy()
+        history.append({"epoch": 0, "dev_accuracy": start})
+        best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience, initial=start, keep_initial=True)
+    else:  # a checkpoint's own, freshly initialised head: no untrained start worth keeping
+        best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
     targets = torch.tensor(train_y, device=device)
     for epoch in range(1, settings.epochs + 1):
         model.train()
@@ -203,7 +206,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
     save_teacher(model, tokenizer, out / "model", labels, link_from=source if unchanged_encoder else None)
     metrics.update({
         "dev_accuracy": accuracy(raw_dev.argmax(1), dev_y),
-        "recipe": "finetuned" if settings.finetuned else settings.recipe,
+        "recipe": "finetuned" if settings.finetuned else ("finetune" if model.head is None else settings.recipe),
         "kind": model.kind,
         "pooling": model.pooling.mode if model.pooling else None,
         "temperature": temperature,

@@ -207,14 +207,19 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
     assert json.loads(synthetic.splitlines()[0])["text"] == next(t for t in first_texts if t.strip())
 
 
-def test_soft_and_hard_labels_and_res_cnn(tmp_path, finished_run, toy_csv, tiny_models):
+def redistill(tmp_path, finished_run, toy_csv, tiny_models, *extra):
+    """A copy of the reference run, re-made from the distill stage with other student settings."""
     import shutil
 
     run_dir = tmp_path / "copy"
     shutil.copytree(finished_run[0], run_dir)
-    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
-                    *tiny_args(tiny_models, "--teacher-labels", "hard", "--student", "res-cnn", "--embeddings", "random"))
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill", *tiny_args(tiny_models, *extra))
     assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_soft_and_hard_labels_and_res_cnn(tmp_path, finished_run, toy_csv, tiny_models):
+    run_dir = redistill(tmp_path, finished_run, toy_csv, tiny_models, "--teacher-labels", "hard", "--student", "res-cnn", "--embeddings", "random")
     config = json.loads((run_dir / "distill" / "student" / "student.json").read_text())
     assert config["architecture"] == "res-cnn"
 
@@ -312,13 +317,8 @@ def test_an_unlabeled_file_of_only_labeled_texts_is_one_sentence(tmp_path, toy_c
 
 
 def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_run, toy_csv, tiny_models):
-    import shutil
-
-    run_dir = tmp_path / "copy"
-    shutil.copytree(finished_run[0], run_dir)
-    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill",
-                    *tiny_args(tiny_models, "--student", "static", "--embeddings", "teacher-output", "--student-embed-dim", "16"))
-    assert result.exit_code == 0, result.output
+    run_dir = redistill(tmp_path, finished_run, toy_csv, tiny_models, "--student", "static", "--embeddings", "teacher-output",
+                        "--student-embed-dim", "16")
     config = json.loads((run_dir / "distill" / "student" / "student.json").read_text())
     assert config["architecture"] == "static" and config["embed_dim"] == 16
     distill = json.loads((run_dir / "distill" / "metrics.json").read_text())

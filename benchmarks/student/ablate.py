@@ -68,12 +68,12 @@ def main():
             measured = measure_student(args.run_dir, student_dir, test_texts, test_y, k, True, test_texts[:200])
             entry["per_seed"][str(seed)] = {"settings": dataclasses.asdict(settings), "train_seconds": seconds, "dev_accuracy": metrics["dev_accuracy"],
                                             "training_texts": metrics["training_texts"], "coverage": metrics["embedding_coverage"], **measured}
-            accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["test_accuracy"] for s in entry["per_seed"].values()]
+            accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"] for s in entry["per_seed"].values()]
             entry["bundle_accuracy"] = statistics.fmean(accuracies)
             entry["bundle_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1, default=str))
-            print(f"{spec} seed {seed}: torch {measured['test_accuracy']:.4f} bundle {measured.get('int8_accuracy')} "
+            print(f"{spec} seed {seed}: torch {measured['accuracy']:.4f} bundle {measured.get('int8_accuracy')} "
                   f"{measured.get('bytes')} B {measured.get('latency_ms')} ms ({seconds:.0f} s)", file=sys.stderr, flush=True)
     for spec, entry in results["variants"].items():
         print(f"{spec:60s} {100 * entry['bundle_accuracy']:.1f} ± {100 * entry['bundle_accuracy_std']:.1f}  (n={len(entry['per_seed'])})")
