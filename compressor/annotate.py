@@ -75,7 +75,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     for split, split_texts in texts.items():
         if split not in logits:
             tick = time.time()
-            logits[split] = (run(split_texts, split) if run and split_texts else
+            logits[split] = (run(split_texts, split) if run else
                              teacher_logits(model, tokenizer, split_texts, max_length, settings.batch_size, desc=f"annotate {split}"))
             if split == "synthetic":
                 metrics["synthetic_texts_per_second"] = len(split_texts) / max(time.time() - tick, 1e-9)

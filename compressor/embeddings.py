@@ -96,8 +96,7 @@ def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0,
     """(vectors [pieces, dim], fraction of pieces encoded): the teacher encoder's pooled output for each piece."""
     import torch
 
-    from gendistill.compressor.encoder import batches_by_length, load_teacher_dir, pool, Pooling
-    from gendistill.compressor.training import progress
+    from gendistill.compressor.encoder import Pooling, batched, load_teacher_dir, pool
 
     model, tokenizer = load_teacher_dir(teacher_dir)
     pieces = _pieces(sp)
@@ -105,16 +104,18 @@ def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0,
                 if not (i == sp.pad_id() or sp.is_control(i) or sp.is_unknown(i))}
     surfaces = {i: text for i, text in surfaces.items() if text}
     ids, texts = list(surfaces), list(surfaces.values())
+
+    def compute(batch):
+        encoded = tokenizer(batch, truncation=True, max_length=16, padding=True, return_tensors="pt")
+        if model.pooling:
+            return model.embed(encoded["input_ids"], encoded["attention_mask"]).float().numpy()
+        # a checkpoint with its own head: mean of its last hidden states
+        states = model.encoder(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], output_hidden_states=True).hidden_states[-1]
+        return pool(states, encoded["attention_mask"], Pooling("mean")).float().numpy()
+
     raw = np.zeros((len(pieces), model.encoder.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for batch in progress(batches_by_length(texts, batch_size), desc="student vectors from the teacher", unit="batch"):
-            encoded = tokenizer([texts[i] for i in batch], truncation=True, max_length=16, padding=True, return_tensors="pt")
-            if model.pooling:
-                out = model.embed(encoded["input_ids"], encoded["attention_mask"])
-            else:  # a checkpoint with its own head: mean of its last hidden states
-                states = model.encoder(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], output_hidden_states=True).hidden_states[-1]
-                out = pool(states, encoded["attention_mask"], Pooling("mean"))
-            raw[[ids[i] for i in batch]] = out.float().numpy()
+        raw[ids] = batched(texts, batch_size, raw.shape[1], compute, "student vectors from the teacher")
     known = np.zeros(len(pieces), dtype=bool)
     known[ids] = True
     return _pca(raw, known, dim, seed), float(known.mean())

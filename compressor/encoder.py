@@ -192,6 +192,17 @@ def batches_by_length(texts: list[str], batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(texts), batch_size)]
 
 
+def batched(texts: list[str], batch_size: int, width: int, compute, desc: str | None = None) -> np.ndarray:
+    """[len(texts), width] float32 from `compute(batch_texts) -> array`, over batches sorted by length (little
+    padding), with a progress bar when `desc` is given. The torch and onnxruntime teachers both run through here."""
+    from gendistill.compressor.training import progress
+
+    out = np.zeros((len(texts), width), dtype=np.float32)
+    for batch in progress(batches_by_length(texts, batch_size), desc=desc, unit="batch", disable=desc is None):
+        out[batch] = compute([texts[i] for i in batch])
+    return out
+
+
 def fit_head(features: np.ndarray, targets, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Logistic regression on frozen features, C chosen by stratified k-fold cross-validation on the labeled
     texts (k = 5, fewer when a class has fewer texts). Returns (weight [labels, dim], bias [labels], C)."""

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
-from gendistill.compressor.encoder import batches_by_length, build_teacher, fit_head, fit_temperature, load_teacher_dir, save_teacher
+from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, save_teacher
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
 from gendistill.compressor.training import BestCheckpoint, resolve_device, accuracy, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
@@ -65,25 +65,24 @@ def load_teacher(run_dir: str | Path, device: str = "cpu"):
 
 
 def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str | None, method: str) -> np.ndarray:
+    """`model.<method>` (forward: calibrated logits; embed: pooled vectors) over `texts`, in batches sorted by length."""
     import torch
 
-    out, batches = None, batches_by_length(texts, batch_size)
     device = next(model.parameters()).device
+    width = model.encoder.config.hidden_size if method == "embed" else (model.head.out_features if model.head else model.encoder.config.num_labels)
+
+    def compute(batch):
+        encoded = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+        return getattr(model, method)(encoded["input_ids"], encoded["attention_mask"]).float().cpu().numpy()
+
     with torch.inference_mode():
-        for batch in progress(batches, desc=desc, unit="batch", disable=desc is None):
-            encoded = tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
-            values = getattr(model, method)(encoded["input_ids"], encoded["attention_mask"]).float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
-            out[batch] = values
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        return batched(texts, batch_size, width, compute, desc)
 
 
 def teacher_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
     """Calibrated class logits for `texts`, batched by length so padding is small."""
     model.eval()
-    logits = _run(model, tokenizer, texts, max_length, batch_size, desc, "forward")
-    return logits if len(texts) else np.zeros((0, model.head.out_features if model.head else model.encoder.config.num_labels), np.float32)
+    return _run(model, tokenizer, texts, max_length, batch_size, desc, "forward")
 
 
 def _align_labels(model, labels: list[str]):

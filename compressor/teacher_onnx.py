@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gendistill.compressor.encoder import batches_by_length
-from gendistill.compressor.training import progress
+from gendistill.compressor.encoder import batched
 
 RECIPES = {
     "ffn-output-fp32": re.compile(r"layer\.\d+/output/dense/MatMul$"),
@@ -75,14 +74,12 @@ class OnnxTeacher:
         from gendistill.runtime.classifier import onnx_session
 
         self.session, self.tokenizer = onnx_session(path, threads), tokenizer
+        self.width = self.session.get_outputs()[0].shape[1]  # the number of labels, fixed at export
 
     def logits(self, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
-        out = None
-        for batch in progress(batches_by_length(texts, batch_size), desc=desc, unit="batch", disable=desc is None):
-            encoded = self.tokenizer([texts[i] for i in batch], truncation=True, max_length=max_length, padding=True, return_tensors="np")
-            values = self.session.run(["logits"], {"input_ids": encoded["input_ids"].astype(np.int64),
-                                                   "attention_mask": encoded["attention_mask"].astype(np.int64)})[0]
-            if out is None:
-                out = np.zeros((len(texts), values.shape[1]), dtype=np.float32)
-            out[batch] = values
-        return out
+        def compute(batch):
+            encoded = self.tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+            return self.session.run(["logits"], {"input_ids": encoded["input_ids"].astype(np.int64),
+                                                 "attention_mask": encoded["attention_mask"].astype(np.int64)})[0]
+
+        return batched(texts, batch_size, self.width, compute, desc)
