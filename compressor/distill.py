@@ -247,15 +247,16 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
 def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str = "synthetic") -> dict:
     """Real labeled texts (+ their teacher logits when kd_on_real) and transfer texts with teacher logits.
 
-    `transfer` is `synthetic` (generation-distillation), `unlabeled` (GAL's oracle) or `none` (plain KD).
+    `transfer` is `synthetic` (generation-distillation), `unlabeled` (GAL's oracle: the real unlabeled texts
+    annotate labeled), several joined by `+` (`synthetic+unlabeled`), or `none` (plain KD).
     """
     train_texts, train_y = load_split(run_dir, "train")
     k = len(load_labels(run_dir))
     nan = np.full((len(train_texts), k), np.nan, dtype=np.float32)
     real_soft = load_annotations(run_dir, "train") if settings.kd_on_real else nan
     texts, hard, soft = list(train_texts), list(train_y), [real_soft]
-    sources = [] if transfer == "none" else [transfer]
-    if transfer == "synthetic" and user_unlabeled(run_dir):
+    sources = [] if transfer == "none" else transfer.split("+")
+    if sources == ["synthetic"] and user_unlabeled(run_dir):
         sources.append("unlabeled")  # the user's real unlabeled texts (--unlabeled FILE), beside the synthetic ones
     for source in sources:
         transfer_logits = load_annotations(run_dir, source)

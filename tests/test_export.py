@@ -285,9 +285,9 @@ def test_int8_that_fails_every_recipe_ships_fp32_by_default(student_run, tmp_pat
     reason = manifest["metrics"]["int8_refused"]
     assert reason == stage_metrics["int8_refused"] == json.loads((out / "metrics.json").read_text())["int8_refused"]
     texts = manifest["metrics"]["int8_check"]["texts"]
-    assert re.fullmatch(rf"int8 disagreed with fp32 on \d+ of {texts} texts \(.*\) with the best of its 3 recipes \(.+\)", reason)
+    assert re.fullmatch(rf"int8 disagreed with fp32 on \d+ of {texts} texts \(.*\) with the best of its 4 recipes \(.+\)", reason)
     attempts = manifest["metrics"]["int8_check"]["attempts"]
-    assert [a["recipe"] for a in attempts] == ["all-int8", "fp32-classifier", "fp32-classifier-per-tensor"]
+    assert [a["recipe"] for a in attempts] == ["all-int8", "fp32-classifier", "fp32-classifier-per-tensor", "int8-tables"]
     assert all(a["failed_rule"] == "agreement" for a in attempts) and manifest["metrics"]["int8_check"]["recipe"] is None
     assert manifest["metrics"]["int8_vs_fp32_agreement"] is None and manifest["metrics"]["int8_test_accuracy"] is None
     warnings = [r for r in caplog.records if r.name.startswith("gendistill") and r.levelno >= logging.WARNING]
@@ -417,3 +417,45 @@ def test_static_student_exports_to_a_verified_bundle(tmp_path, toy_rows):
     alone = np.stack([classifier.predict_proba([t])[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert np.mean([classifier.predict([t])[0] == y for t, y in toy_rows[:200]]) > 0.6
+
+
+def test_per_row_tables_store_each_subword_vector_in_int8_with_its_own_scale(tmp_path, toy_rows):
+    """The static student's table as int8 rows, each with its own scale: the logits stay within rounding of
+    fp32, the argmax is fp32's, the table takes a quarter of the bytes; the int8-tables recipe is exactly that."""
+    import onnx
+    from onnx import numpy_helper
+
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.compressor.student import load_student, student_input
+    from gendistill.export import quantize
+    from gendistill.export.bundle import ExportSettings
+    from gendistill.runtime.classifier import onnx_session
+
+    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="static", epochs=30)
+    run_export(ExportSettings(quantize="none"), run_dir)
+    fp32 = run_dir / "bundle" / "model.onnx"
+    rows = tmp_path / "rows.onnx"
+    shutil.copyfile(fp32, rows)
+    quantize.per_row_tables(rows)
+    tables = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(rows)).graph.initializer}
+    int8 = [name for name, value in tables.items() if value.dtype == np.int8]
+    largest = np.abs(tables[int8[0]].astype(np.int16)).max(1)
+    assert len(int8) == 1 and tables[int8[0]].shape == (120, 16) and set(largest) == {0, 127}  # 0: the pad row
+    assert tables[int8[0].replace("_int8", "_row_scale")].shape == (120, 1)
+
+    student_dir = run_dir / "distill" / "student"
+    model, config = load_student(student_dir)
+    ids = student_input(student_dir, config)([t for t, _ in toy_rows[:300]])
+    name = onnx_session(fp32).get_inputs()[0].name
+    before = onnx_session(fp32).run(None, {name: ids})[0]
+    after = onnx_session(rows).run(None, {name: ids})[0]
+    assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
+    assert (after.argmax(1) == before.argmax(1)).mean() > 0.99
+    table_bytes = 120 * 16 * 4
+    assert fp32.stat().st_size - rows.stat().st_size > 0.75 * table_bytes - 120 * 4  # int8 rows, plus a scale per row
+
+    recipe = quantize.RECIPES[-1]
+    assert recipe.name == "int8-tables" and recipe.tables_only
+    tables_only = tmp_path / "tables-only.onnx"
+    quantize.quantize_int8(fp32, tables_only, [], recipe)
+    np.testing.assert_array_equal(onnx_session(tables_only).run(None, {name: ids})[0], after)

@@ -10,9 +10,11 @@ checks) and scored on the test split: torch accuracy, bundle accuracy, bundle by
     python benchmarks/student/ablate.py runs/demo benchmarks/student/results.json \\
         --variant kim-cnn:teacher:synthetic --variant static:teacher-output:synthetic ...
 
-A variant is ARCHITECTURE:EMBEDDINGS:TRANSFER[:key=value,...] with TRANSFER one of synthetic, none
-(labels + real KD only), labeled-only (no teacher), and extra DistillSettings fields after the third colon
-(e.g. static:teacher-output:synthetic:embed_dim=64,vocab_size=12000).
+A variant is ARCHITECTURE:EMBEDDINGS:TRANSFER[:key=value,...] with TRANSFER one of synthetic, unlabeled
+(the real unlabeled texts the run annotated: `--annotate-unlabeled N`), both joined by `+`, none (labels +
+real KD only), labeled-only (no teacher), and extra DistillSettings fields after the third colon
+(e.g. static:teacher-output:synthetic:embed_dim=64,vocab_size=12000), and `count=N` for the first N transfer
+texts only (the synthetic-count curve).
 """
 
 import argparse
@@ -24,8 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from gendistill.compressor.benchmark.students import measure_student
-from gendistill.compressor.distill import DistillSettings, distill_student, training_set
+import numpy as np
+
+from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.benchmark.students import measure_student, student_data
+from gendistill.compressor.student import load_student, predict_logits, student_input
+from gendistill.compressor.distill import DistillSettings, distill_student
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
 
 
@@ -37,6 +43,12 @@ def parse(spec: str) -> tuple[dict, str]:
         key, value = pair.split("=")
         values[key] = type(getattr(DistillSettings(), key))(value) if key in fields else value
     return values, transfer
+
+
+def agreement(student_dir: Path, texts: list[str], teacher: np.ndarray) -> float:
+    """Share of texts where the (torch) student's argmax is the teacher's: how much of the teacher it kept."""
+    model, config = load_student(student_dir)
+    return float((predict_logits(model, student_input(student_dir, config), texts).argmax(1) == teacher).mean())
 
 
 def main():
@@ -51,21 +63,24 @@ def main():
                               if k in {f.name for f in dataclasses.fields(DistillSettings)}})
     test_texts, test_y = load_split(args.run_dir, "test")
     k = len(load_labels(args.run_dir))
+    teacher_test = load_annotations(args.run_dir, "test").argmax(1)
     work = args.run_dir / "student-ablation"
     for spec in args.variant:
         values, transfer = parse(spec)
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
-            settings = dataclasses.replace(base, seed=seed, **values)
+            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k != "count"})
             if entry["per_seed"].get(str(seed), {}).get("settings") == dataclasses.asdict(settings):
                 continue
-            data = training_set(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer)
+            count = int(values["count"]) if "count" in values else None
+            data = student_data(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer, count)
             student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
             shutil.rmtree(student_dir.parent, ignore_errors=True)
             tick = time.time()
             metrics = distill_student(settings, args.run_dir, data, student_dir, labeled_only=transfer == "labeled-only", desc=f"{spec} seed {seed}")
             seconds = time.time() - tick
             measured = measure_student(args.run_dir, student_dir, test_texts, test_y, k, True, test_texts[:200])
+            measured["test_agreement"] = agreement(student_dir, test_texts, teacher_test)
             entry["per_seed"][str(seed)] = {"settings": dataclasses.asdict(settings), "train_seconds": seconds, "dev_accuracy": metrics["dev_accuracy"],
                                             "training_texts": metrics["training_texts"], "coverage": metrics["embedding_coverage"], **measured}
             accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"] for s in entry["per_seed"].values()]
@@ -74,6 +89,7 @@ def main():
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=1, default=str))
             print(f"{spec} seed {seed}: torch {measured['accuracy']:.4f} bundle {measured.get('int8_accuracy')} "
+                  f"agreement {measured['test_agreement']:.3f} "
                   f"{measured.get('bytes')} B {measured.get('latency_ms')} ms ({seconds:.0f} s)", file=sys.stderr, flush=True)
     for spec, entry in results["variants"].items():
         print(f"{spec:60s} {100 * entry['bundle_accuracy']:.1f} ± {100 * entry['bundle_accuracy_std']:.1f}  (n={len(entry['per_seed'])})")
