@@ -70,6 +70,9 @@ class DistillSettings(Seeded, OnDevice):
     """Texts per student training step."""
     epochs: int = 30
     """Student training epochs at most (early stopping on dev accuracy)."""
+    epoch_examples: int = 10_000
+    """An epoch is at least this many examples (a small training set is passed over several times per epoch), so
+    200 labeled texts get as many updates between two dev checks, and before early stopping, as 10,000 do."""
     patience: int = 5
     """Stop after this many epochs without a better dev accuracy."""
     max_length: int = 128
@@ -87,6 +90,7 @@ class DistillSettings(Seeded, OnDevice):
         self.positive("lr")
         self.at_least("batch_size", 1)
         self.at_least("epochs", 1)
+        self.at_least("epoch_examples", 1)
         self.at_least("patience", 1)
         self.at_least("max_length", 1)
         if self.embeddings == "bpemb" and not (self.bpemb or (self.bpemb_model and self.bpemb_vectors)):
@@ -186,8 +190,9 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        order = torch.randperm(len(texts), generator=rng)
-        for start in range(0, len(texts), settings.batch_size):
+        passes = -(-settings.epoch_examples // len(texts))  # ceil: whole passes, each in its own random order
+        order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
+        for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
             batch = batch.to(device)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from gendistill.compressor.annotate import load_annotations
-from gendistill.compressor.benchmark.students import measure_student, student_data
+from gendistill.compressor.benchmark.students import export_student, measure_student, student_data
 from gendistill.compressor.student import load_student, predict_logits, student_input
 from gendistill.compressor.distill import DistillSettings, distill_student
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
@@ -51,12 +51,23 @@ def agreement(student_dir: Path, texts: list[str], teacher: np.ndarray) -> float
     return float((predict_logits(model, student_input(student_dir, config), texts).argmax(1) == teacher).mean())
 
 
+def save(path: Path, results: dict, entry: dict) -> None:
+    """Update the variant's mean and spread (of the bundle's accuracy: int8 when it shipped int8) and write the file."""
+    accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"] for s in entry["per_seed"].values()]
+    entry["bundle_accuracy"] = statistics.fmean(accuracies)
+    entry["bundle_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=str))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("results", type=Path)
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--reexport", action="store_true",
+                        help="Only export the variants' students again (after a change to the export) and update their bundle figures.")
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "variants": {}}
     base = DistillSettings(**{k: v for k, v in read_json(stage_path(args.run_dir, "distill") / "settings.json").items()
@@ -70,11 +81,16 @@ def main():
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
             settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k != "count"})
+            student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
+            if args.reexport:
+                if str(seed) in entry["per_seed"] and student_dir.is_dir():
+                    entry["per_seed"][str(seed)].update(export_student(args.run_dir, student_dir, test_texts[:200]))
+                    save(args.results, results, entry)
+                continue
             if entry["per_seed"].get(str(seed), {}).get("settings") == dataclasses.asdict(settings):
                 continue
             count = int(values["count"]) if "count" in values else None
             data = student_data(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer, count)
-            student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
             shutil.rmtree(student_dir.parent, ignore_errors=True)
             tick = time.time()
             metrics = distill_student(settings, args.run_dir, data, student_dir, labeled_only=transfer == "labeled-only", desc=f"{spec} seed {seed}")
@@ -83,11 +99,7 @@ def main():
             measured["test_agreement"] = agreement(student_dir, test_texts, teacher_test)
             entry["per_seed"][str(seed)] = {"settings": dataclasses.asdict(settings), "train_seconds": seconds, "dev_accuracy": metrics["dev_accuracy"],
                                             "training_texts": metrics["training_texts"], "coverage": metrics["embedding_coverage"], **measured}
-            accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"] for s in entry["per_seed"].values()]
-            entry["bundle_accuracy"] = statistics.fmean(accuracies)
-            entry["bundle_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps(results, indent=1, default=str))
+            save(args.results, results, entry)
             print(f"{spec} seed {seed}: torch {measured['accuracy']:.4f} bundle {measured.get('int8_accuracy')} "
                   f"agreement {measured['test_agreement']:.3f} "
                   f"{measured.get('bytes')} B {measured.get('latency_ms')} ms ({seconds:.0f} s)", file=sys.stderr, flush=True)
