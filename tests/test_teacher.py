@@ -157,6 +157,16 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     assert teacher_logits(model, tokenizer, texts, 32).shape == (10, 3)
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
     assert annotate["engine"] in ("onnx-int8", "torch") and "int8_check" in annotate
+    # int8 is judged on dev + test against torch, whose logits every labeled split keeps.
+    check = annotate["int8_check"]
+    test = [json.loads(l)["text"] for l in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
+    labeled = len(test) + len((run_dir / "data" / "dev.jsonl").read_text().splitlines())
+    assert check["texts"] == labeled and check["attempts"]
+    for attempt in check["attempts"]:
+        assert attempt["passed"] == (attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05)
+        assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
+    assert (annotate["engine"] == "onnx-int8") == check["attempts"][-1]["passed"]
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 32), np.load(run_dir / "annotate" / "test.npy"), rtol=1e-4, atol=1e-5)
     assert len(annotate["synthetic_confidence_per_class"]) == 3 and annotate["texts_per_second"] > 0
     assert not (run_dir / "annotate" / "onnx").exists()
 

@@ -1,13 +1,13 @@
 """The int8 teacher recipes of compressor/teacher_onnx.py side by side on a finished run's teacher.
 
 Exports the run's calibrated teacher to ONNX once, quantizes it by each recipe (and with every weight MatMul
-in int8, for reference), and compares each with the torch teacher on the run's labeled texts (train + dev: the
-accuracy change annotate's check uses, and argmax agreement) and on 640 of its synthetic texts (agreement, and
+in int8, for reference), and compares each with the torch teacher on the run's dev + test texts (the accuracy change and sign test
+annotate's check uses, and argmax agreement) and on 640 of its synthetic texts (agreement, and
 texts/s with 2 threads, batches of 64 sorted by length, as annotate runs).
 
     python benchmarks/teacher/int8_recipes.py runs/demo-new > benchmarks/teacher/int8-recipes.json
 
-Heavy (about 5 minutes on 2 cores): run nothing else beside it.
+Heavy (about 8 minutes on 2 cores): run nothing else beside it.
 """
 
 import json
@@ -24,11 +24,12 @@ from gendistill.compressor.rundir import load_split
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits
 from gendistill.compressor.teacher_onnx import RECIPES, OnnxTeacher, export_teacher, quantize_teacher
+from gendistill.export.verify import loss_p_value
 
 run = Path(sys.argv[1])
 model, tokenizer = load_teacher(run)
-texts = load_split(run, "train")[0] + load_split(run, "dev")[0]
-y = np.array(load_split(run, "train")[1] + load_split(run, "dev")[1])
+texts = load_split(run, "dev")[0] + load_split(run, "test")[0]
+y = np.array(load_split(run, "dev")[1] + load_split(run, "test")[1])
 synthetic = load_synthetic(run)[:640]
 reference = teacher_logits(model, tokenizer, texts, 128)
 tick = time.time()
@@ -53,9 +54,12 @@ with tempfile.TemporaryDirectory() as work:
         tick = time.time()
         on_synthetic = engine.logits(synthetic, 128)
         seconds = time.time() - tick
+        worse = int(((reference.argmax(1) == y) & (labeled.argmax(1) != y)).sum())
+        better = int(((reference.argmax(1) != y) & (labeled.argmax(1) == y)).sum())
         results[recipe] = {"accuracy_loss": results["torch"]["accuracy"] - float((labeled.argmax(1) == y).mean()),
+                           "texts_worse": worse, "texts_better": better, "loss_p_value": loss_p_value(worse, better),
                            "labeled_agreement": float((labeled.argmax(1) == reference.argmax(1)).mean()),
                            "synthetic_agreement": float((on_synthetic.argmax(1) == reference_synthetic.argmax(1)).mean()),
                            "synthetic_texts_per_second": len(synthetic) / seconds}
-        print(recipe, {k: round(v, 4) for k, v in results[recipe].items()}, file=sys.stderr, flush=True)
+        print(recipe, results[recipe], file=sys.stderr, flush=True)
 json.dump(results, sys.stdout, indent=1)
