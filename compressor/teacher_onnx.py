@@ -4,14 +4,16 @@ The calibrated teacher module (encoder + pooling + head, compressor/encoder.py) 
 torch's TorchScript-based exporter (opset 17, dynamic batch and length), then quantized to int8 with
 onnxruntime's dynamic quantization: per-channel int8 weights, activations quantized on the fly.
 
-Two recipes, tried in order (`RECIPES`) until one passes annotate's check against the torch teacher:
+Two recipes, tried in order (`RECIPES`) until one passes annotate's check against the torch teacher (accuracy
+on dev + test, compressor/annotate.py):
 - `ffn-output-fp32`: every weight MatMul in int8 except the feed-forward output projections
   (`layer.N/output/dense`), whose inputs (after GELU) carry outliers near 100 against a median of 0.09:
   in int8 they broke all-mpnet-base-v2 (cosine 0.71 to fp32, argmax agreement 86%).
 - `ffn-fp32`: the whole feed-forward block (intermediate and output projections) in fp32 too.
 Measured on the demo's *fine-tuned* all-mpnet-base-v2 (`python benchmarks/teacher/int8_recipes.py runs/demo-new`,
 benchmarks/teacher/int8-recipes.json), 2 threads, 640 synthetic texts: torch fp32 about 31 texts/s;
-ffn-output-fp32 about 55 (accuracy on the 400 labeled texts -1.0 point, too much); ffn-fp32 about 41 (-0.25).
+ffn-output-fp32 about 55 (accuracy on the 400 train + dev texts -1.0 point, 8 flips, which the check of then
+refused); ffn-fp32 about 41 (-0.25).
 On the frozen encoder, ffn-output-fp32 alone had passed (59 texts/s, agreement 97.5%).
 """
 
