@@ -38,7 +38,7 @@ def _pipeline_options(function):
               help="rotten-tomatoes, bbc-news or a data file (as for `compress`); repeat for several.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1: one split, teacher, generator and students each.")
 @click.option("--per-class", type=int, default=100, show_default=True, help="Labeled examples per class (papers: 100).")
-@click.option("--synthetic-counts", default="0,250,500,1000", show_default=True, callback=_numbers(int),
+@click.option("--synthetic-counts", default="0,1000,2500,5000,10000", show_default=True, callback=_numbers(int),
               help="Transfer-set sizes for the curve; the largest is generated once per seed.")
 @click.option("--no-oracle-curve", is_flag=True, help="Train the oracle only at the largest count.")
 @click.option("--lambdas", default="", callback=_numbers(float), help="Ablation: λ values, e.g. 0,0.2,0.8.")

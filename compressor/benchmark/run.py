@@ -36,7 +36,7 @@ class BenchmarkSettings:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """One seeded split (and teacher, generator, students) per seed."""
     per_class: int = 100
-    synthetic_counts: list[int] = field(default_factory=lambda: [0, 250, 500, 1000])
+    synthetic_counts: list[int] = field(default_factory=lambda: [0, 1000, 2500, 5000, 10000])
     """Points of the synthetic-count curve; the largest is what the shared stages generate."""
     oracle_curve: bool = True
     """Also train the oracle at every count of the curve (real unlabeled texts instead of synthetic)."""
