@@ -115,6 +115,8 @@ def build_report(run_dir: str | Path) -> dict:
         "splits": metrics["data"]["sizes"],
         "per_class": data_settings.get("per_class"),
     }
+    if data_settings.get("unlabeled"):  # --unlabeled FILE: real transfer texts beside the synthetic ones
+        report["user_unlabeled"] = {"file": data_settings["unlabeled"], "texts": metrics["data"]["sizes"].get("unlabeled")}
     for name in ("teacher", "student", "student_labeled_only", "tfidf_svm"):
         if name in evaluation:
             report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class", "reliability",
@@ -157,6 +159,9 @@ def render_markdown(report: dict) -> str:
     if "synthetic" in report:
         s = report["synthetic"]
         lines.append(f"Synthetic texts: {s['kept']} kept of {s['requested']} requested ({s['sampled']} sampled).")
+    if report.get("user_unlabeled"):
+        u = report["user_unlabeled"]
+        lines.append(f"Real unlabeled texts (`--unlabeled {u['file']}`): {u['texts']}, labeled by the teacher and distilled on beside the synthetic ones.")
     lines += ["", "| model | test accuracy | macro-F1 | parameters | size |", "|---|---|---|---|---|"]
     names = {"teacher": "teacher", "student": "student (generation-distillation)", "student_labeled_only": "student, labeled data only"}
     for key, title in names.items():

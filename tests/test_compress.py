@@ -302,6 +302,8 @@ def test_real_unlabeled_texts_from_a_file_are_transfer_text(tmp_path, toy_csv, t
     assert distill["shipped"] in ("generation-distillation", "labeled-only")
     report = json.loads((run_dir / "report.json").read_text())
     assert report["shipped"]["student"] == distill["shipped"] and 0 < report["majority_class_test_accuracy"] <= 1
+    assert report["user_unlabeled"] == {"file": str(unlabeled), "texts": len(kept)}
+    assert f"Real unlabeled texts (`--unlabeled {unlabeled}`): {len(kept)}," in (run_dir / "report.md").read_text()
 
 
 def test_an_unlabeled_file_of_only_labeled_texts_is_one_sentence(tmp_path, toy_csv, toy_rows):
