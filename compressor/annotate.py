@@ -6,9 +6,9 @@ temperature fitted on dev, see the teacher stage). The teacher reads texts at it
 (teacher/settings.json). The dev and test logits also give the teacher's own scores in the report.
 
 On CPU the teacher runs through onnxruntime in int8 (compressor/teacher_onnx.py) when that keeps the
-torch teacher's accuracy on dev + test (2,200 texts in the demo): a loss of at most
-`MAX_INT8_ACCURACY_LOSS`, or a larger one that the export's sign test (export/verify.py) cannot tell from
-chance on the texts only one of the two gets right. The labeled texts' own logits (train, dev, test) always
+torch teacher's accuracy on dev + test (2,200 texts in the demo), by the student export's accuracy rule
+(`export.verify.accuracy_loss`): a loss of at most 0.5 points, or a larger one that a sign test cannot tell
+from chance on the texts only one of the two gets right. The labeled texts' own logits (train, dev, test) always
 come from torch, so the report's teacher is the torch teacher.
 """
 
@@ -31,8 +31,6 @@ from gendistill.runtime.classifier import softmax
 from gendistill.runtime.settings import OnDevice
 
 log = logging.getLogger(__name__)
-MAX_INT8_ACCURACY_LOSS = 0.005
-"""The int8 teacher is used only if its accuracy on dev + test is at most this far below torch's (or the loss may be chance)."""
 
 
 @dataclass
@@ -107,12 +105,11 @@ def _int8_engine(settings, model, tokenizer, texts, targets, logits, max_length,
     import torch
 
     from gendistill.compressor.teacher_onnx import RECIPES, OnnxTeacher, export_teacher, quantize_teacher
+    from gendistill.export.verify import MAX_INT8_ACCURACY_LOSS, accuracy_loss
 
     work.mkdir(exist_ok=True)
     tick = time.time()
     export_teacher(model, work / "teacher.onnx")
-    from gendistill.export.verify import ACCURACY_LOSS_SIGNIFICANCE, loss_p_value
-
     labeled = texts["dev"] + texts["test"]
     reference = np.concatenate([logits["dev"], logits["test"]]).argmax(1)
     y = np.concatenate([targets["dev"], targets["test"]])
@@ -121,11 +118,9 @@ def _int8_engine(settings, model, tokenizer, texts, targets, logits, max_length,
         quantize_teacher(work / "teacher.onnx", work / f"teacher-{recipe}.onnx", recipe)
         engine = OnnxTeacher(work / f"teacher-{recipe}.onnx", tokenizer, torch.get_num_threads())
         quantized = engine.logits(labeled, max_length, settings.batch_size, desc=f"int8 check ({recipe})").argmax(1)
-        worse, better = int(((reference == y) & (quantized != y)).sum()), int(((reference != y) & (quantized == y)).sum())
-        loss, p_value = (worse - better) / max(len(y), 1), loss_p_value(worse, better)
-        attempts.append({"recipe": recipe, "accuracy_loss": loss, "texts_worse": worse, "texts_better": better, "loss_p_value": p_value,
-                         "argmax_agreement": accuracy(quantized, reference),
-                         "passed": loss <= MAX_INT8_ACCURACY_LOSS or p_value >= ACCURACY_LOSS_SIGNIFICANCE})
+        loss = accuracy_loss(reference == y, quantized == y)  # the student export's accuracy rule, export/verify.py
+        attempts.append({"recipe": recipe, "accuracy_loss": loss["loss"], "texts_worse": loss["worse"], "texts_better": loss["better"],
+                         "loss_p_value": loss["p_value"], "argmax_agreement": accuracy(quantized, reference), "passed": not loss["refused"]})
         if attempts[-1]["passed"]:
             break
     metrics["int8_check"] = {"texts": len(labeled), "attempts": attempts, **attempts[-1], "export_seconds": time.time() - tick}

@@ -187,10 +187,10 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     rng = torch.Generator().manual_seed(settings.seed)
     best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
     history = []
+    passes = -(-settings.epoch_examples // len(texts))  # passes over the texts per epoch (ceil), each in its own random order
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        passes = -(-settings.epoch_examples // len(texts))  # ceil: whole passes, each in its own random order
         order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.annotate import load_annotations, user_unlabeled
 from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import accuracy, macro_f1, per_class_scores
 from gendistill.runtime.bundle import write_json_atomic, write_text_atomic
@@ -115,7 +115,7 @@ def build_report(run_dir: str | Path) -> dict:
         "splits": metrics["data"]["sizes"],
         "per_class": data_settings.get("per_class"),
     }
-    if data_settings.get("unlabeled"):  # --unlabeled FILE: real transfer texts beside the synthetic ones
+    if user_unlabeled(run_dir):  # --unlabeled FILE: real transfer texts beside the synthetic ones
         report["user_unlabeled"] = {"file": data_settings["unlabeled"], "texts": metrics["data"]["sizes"].get("unlabeled")}
     for name in ("teacher", "student", "student_labeled_only", "tfidf_svm"):
         if name in evaluation:

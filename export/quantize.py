@@ -100,6 +100,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_batc
 def _table_lookups(graph) -> list:
     """The Gather nodes that look rows up in a 2-D initializer with 8+ columns: the subword vector tables."""
     shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+
     def axis(node) -> int:
         return next((attribute.i for attribute in node.attribute if attribute.name == "axis"), 0)
 

@@ -112,6 +112,17 @@ def loss_p_value(worse: int, better: int) -> float:
     return sum(math.comb(texts, i) for i in range(worse, texts + 1)) / 2**texts
 
 
+def accuracy_loss(reference_right: np.ndarray, candidate_right: np.ndarray) -> dict:
+    """The accuracy rule, for any quantized model against its reference (the student's int8 against fp32, the
+    int8 teacher against torch): per text whether each got it right -> the loss in accuracy, the texts only one
+    of them gets right, the sign test's p-value, and `refused`: a loss above MAX_INT8_ACCURACY_LOSS that the
+    test says is not chance."""
+    worse, better = int((reference_right & ~candidate_right).sum()), int((candidate_right & ~reference_right).sum())
+    loss, p_value = (worse - better) / max(len(reference_right), 1), loss_p_value(worse, better)
+    return {"loss": loss, "worse": worse, "better": better, "p_value": p_value,
+            "refused": loss > MAX_INT8_ACCURACY_LOSS and p_value < ACCURACY_LOSS_SIGNIFICANCE}
+
+
 def judge_int8(fp32_check: np.ndarray, int8_check: np.ndarray, fp32_test: np.ndarray, int8_test: np.ndarray,
                test_labels: np.ndarray, confidence: float) -> dict:
     """The figures of one int8 model against fp32 and its verdict by the module's two rules: logits on
@@ -120,19 +131,18 @@ def judge_int8(fp32_check: np.ndarray, int8_check: np.ndarray, fp32_test: np.nda
     texts = len(fp32_check)
     disagreements = int((fp32_check.argmax(axis=1) != int8_check.argmax(axis=1)).sum())
     bound = disagreement_bound(disagreements, texts, confidence)
-    fp32_right, int8_right = fp32_test.argmax(axis=1) == test_labels, int8_test.argmax(axis=1) == test_labels
-    worse, better = int((fp32_right & ~int8_right).sum()), int((int8_right & ~fp32_right).sum())
-    loss, p_value = (worse - better) / len(test_labels), loss_p_value(worse, better)
+    int8_right = int8_test.argmax(axis=1) == test_labels
+    accuracy = accuracy_loss(fp32_test.argmax(axis=1) == test_labels, int8_right)
     if not bound < MAX_INT8_DISAGREEMENT:
         failed_rule = "agreement"
-    elif loss > MAX_INT8_ACCURACY_LOSS and p_value < ACCURACY_LOSS_SIGNIFICANCE:
+    elif accuracy["refused"]:
         failed_rule = "accuracy"
     else:
         failed_rule = None
     return {
         "disagreements": disagreements, "agreement": 1 - disagreements / texts, "disagreement_bound": bound,
-        "int8_test_accuracy": float(int8_right.mean()), "test_accuracy_loss": loss, "test_texts_worse": worse,
-        "test_texts_better": better, "test_loss_p_value": p_value, "passed": failed_rule is None, "failed_rule": failed_rule,
+        "int8_test_accuracy": float(int8_right.mean()), "test_accuracy_loss": accuracy["loss"], "test_texts_worse": accuracy["worse"],
+        "test_texts_better": accuracy["better"], "test_loss_p_value": accuracy["p_value"], "passed": failed_rule is None, "failed_rule": failed_rule,
     }
 
 

@@ -39,8 +39,7 @@ def main():
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         os.symlink((args.run_dir / "data").resolve(), scratch / "data")
-        for name in ("run.json",):
-            shutil.copy(args.run_dir / name, scratch / name)
+        shutil.copy(args.run_dir / "run.json", scratch / "run.json")
         metrics = run_generator(settings, scratch)
         results["recipes"][recipe] = {"settings": dataclasses.asdict(settings), **{k: metrics[k] for k in
                                       ("dev_perplexity_before", "dev_perplexity_after", "best_epoch", "history", "seconds")}}

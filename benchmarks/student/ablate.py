@@ -26,11 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.benchmark.students import export_student, measure_student, student_data
-from gendistill.compressor.student import load_student, predict_logits, student_input
 from gendistill.compressor.distill import DistillSettings, distill_student
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
 
@@ -43,12 +40,6 @@ def parse(spec: str) -> tuple[dict, str]:
         key, value = pair.split("=")
         values[key] = type(getattr(DistillSettings(), key))(value) if key in fields else value
     return values, transfer
-
-
-def agreement(student_dir: Path, texts: list[str], teacher: np.ndarray) -> float:
-    """Share of texts where the (torch) student's argmax is the teacher's: how much of the teacher it kept."""
-    model, config = load_student(student_dir)
-    return float((predict_logits(model, student_input(student_dir, config), texts).argmax(1) == teacher).mean())
 
 
 def save(path: Path, results: dict, entry: dict) -> None:
@@ -95,8 +86,7 @@ def main():
             tick = time.time()
             metrics = distill_student(settings, args.run_dir, data, student_dir, labeled_only=transfer == "labeled-only", desc=f"{spec} seed {seed}")
             seconds = time.time() - tick
-            measured = measure_student(args.run_dir, student_dir, test_texts, test_y, k, True, test_texts[:200])
-            measured["test_agreement"] = agreement(student_dir, test_texts, teacher_test)
+            measured = measure_student(args.run_dir, student_dir, test_texts, test_y, k, True, test_texts[:200], teacher_test)
             entry["per_seed"][str(seed)] = {"settings": dataclasses.asdict(settings), "train_seconds": seconds, "dev_accuracy": metrics["dev_accuracy"],
                                             "training_texts": metrics["training_texts"], "coverage": metrics["embedding_coverage"], **measured}
             save(args.results, results, entry)

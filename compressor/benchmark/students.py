@@ -31,15 +31,19 @@ def train_student_row(run_dir: Path, settings, data: dict, work_dir: Path, desc:
 
 
 def measure_student(run_dir: Path, student_dir: Path, test_texts, test_y, num_labels: int, export: bool,
-                    latency_texts: list[str]) -> dict:
-    """Test scores in PyTorch; with `export`, the int8 bundle's accuracy, size and batch-1 latency too."""
+                    latency_texts: list[str], teacher_predictions=None) -> dict:
+    """Test scores in PyTorch; with `export`, the int8 bundle's accuracy, size and batch-1 latency too; with the
+    teacher's test labels (`teacher_predictions`), the share of test texts where the student picks the teacher's."""
     from gendistill.compressor.student import count_parameters, load_student, predict_logits, student_input
 
     model, config = load_student(student_dir)
-    result = {**scores(predict_logits(model, student_input(student_dir, config), test_texts).argmax(1), test_y, num_labels),
+    predicted = predict_logits(model, student_input(student_dir, config), test_texts).argmax(1)
+    result = {**scores(predicted, test_y, num_labels),
               "params": count_parameters(model), "vocab_size": config.vocab_size,
               "fp32_bytes": files_bytes([student_dir / "student.safetensors", student_dir / "tokenizer.model"]),
               "bytes": None, "latency_ms": None, "int8_accuracy": None}
+    if teacher_predictions is not None:
+        result["test_agreement"] = float((predicted == teacher_predictions).mean())
     if export:
         result.update(export_student(run_dir, student_dir, latency_texts))
     return result
