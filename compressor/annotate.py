@@ -50,6 +50,8 @@ class AnnotateSettings(OnDevice):
 
 
 SPLITS = ("train", "dev", "test")
+CONFIDENT = 0.9
+"""A soft label is confident when its largest probability is at least this (the report compares synthetic with test texts)."""
 
 
 def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
@@ -82,10 +84,13 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         np.save(out / f"{split}.npy", logits[split])
         if split in targets:
             metrics[f"teacher_{split}_accuracy"] = accuracy(logits[split].argmax(1), targets[split])
+        if split == "test" and len(logits[split]):
+            metrics["test_confident_share"] = float((softmax(logits[split]).max(1) >= CONFIDENT).mean())
         if split == "synthetic" and len(logits[split]):
             probabilities = softmax(logits[split])
             predicted = probabilities.argmax(1)
             metrics["synthetic_mean_max_probability"] = float(probabilities.max(1).mean())
+            metrics["synthetic_confident_share"] = float((probabilities.max(1) >= CONFIDENT).mean())
             metrics["synthetic_label_counts"] = np.bincount(predicted, minlength=probabilities.shape[1]).tolist()
             # Per predicted class: how sure the teacher is of the synthetic texts it puts there.
             metrics["synthetic_confidence_per_class"] = [float(probabilities[predicted == k, k].mean()) if (predicted == k).any() else None

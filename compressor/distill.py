@@ -39,7 +39,7 @@ class DistillSettings(Seeded, OnDevice):
     NAMES = {"architecture": "student", "embeddings": "embeddings", "bpemb_model": "bpemb_model", "bpemb_vectors": "bpemb_vectors",
              "bpemb": "bpemb", "vocab_size": "vocab_size", "teacher_labels": "teacher_labels", "lam": "lam",
              "kd_temperature": "kd_temperature", "kd_on_real": "kd_on_real", "max_length": "max_length",
-             "labeled_only_baseline": "labeled_only_baseline"}
+             "labeled_only_baseline": "labeled_only_baseline", "keep_confident": "keep_confident"}
     FLAGS = {"lam": "--lambda"}
 
     architecture: Architecture = "kim-cnn"
@@ -58,12 +58,14 @@ class DistillSettings(Seeded, OnDevice):
     """Student subword vector size."""
     teacher_labels: Literal["soft", "hard"] = "soft"
     """What the student learns from the teacher: its soft labels (KL) or its argmax (CE)."""
-    lam: float = 0.5
-    """λ: weight of the true-label loss; 1 - λ weighs distillation."""
+    lam: float = 0.2
+    """λ: weight of the true-label loss on the labeled texts; 1 - λ weighs distillation. Measured on the demo's run (3 seeds): 0 69.0%, 0.1 71.5%, 0.2 72.3%, 0.5 71.3% (benchmarks/student)."""
     kd_temperature: float = 1.0
     """Distillation temperature T of the teacher's and the student's softmax."""
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
+    keep_confident: int = 10_000
+    """Distill on at most this many synthetic texts: the ones the teacher is most confident about (0 = all). Sampling twice this many and keeping the surest half measured +2.5 points over sampling this many (benchmarks/student)."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
     batch_size: int = 64
@@ -86,6 +88,7 @@ class DistillSettings(Seeded, OnDevice):
         self.at_least("vocab_size", 50)
         self.at_least("embed_dim", 1)
         self.between("lam", 0.0, 1.0)
+        self.at_least("keep_confident", 0)
         self.positive("kd_temperature")
         self.positive("lr")
         self.at_least("batch_size", 1)
@@ -249,6 +252,16 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
             "training_texts": len(data["texts"]), "dev_accuracy": max(h["dev_accuracy"] for h in history), "history": history}
 
 
+def most_confident(logits: np.ndarray, count: int) -> np.ndarray:
+    """Indices (in order) of the `count` rows whose softmax is most confident.
+
+    Taken over all classes at once: on the demo's run, keeping each predicted class's share instead measured 0.9
+    points lower (benchmarks/student, "Keeping the texts the teacher is surest of")."""
+    from gendistill.runtime.classifier import softmax
+
+    return np.sort(np.argsort(-softmax(logits).max(1), kind="stable")[:count])
+
+
 def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str = "synthetic") -> dict:
     """Real labeled texts (+ their teacher logits when kd_on_real) and transfer texts with teacher logits.
 
@@ -266,6 +279,9 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     for source in sources:
         transfer_logits = load_annotations(run_dir, source)
         transfer_texts = load_synthetic(run_dir) if source == "synthetic" else load_split(run_dir, "unlabeled")[0][: len(transfer_logits)]
+        if source == "synthetic" and 0 < settings.keep_confident < len(transfer_texts):
+            kept = most_confident(transfer_logits, settings.keep_confident)
+            transfer_texts, transfer_logits = [transfer_texts[i] for i in kept], transfer_logits[kept]
         texts += transfer_texts
         hard += [-1] * len(transfer_texts)
         soft.append(transfer_logits)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-from gendistill.compressor.annotate import load_annotations, user_unlabeled
+from gendistill.compressor.annotate import CONFIDENT, load_annotations, user_unlabeled
 from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import accuracy, macro_f1, per_class_scores
 from gendistill.runtime.bundle import write_json_atomic, write_text_atomic
@@ -128,9 +128,10 @@ def build_report(run_dir: str | Path) -> dict:
         report["generator"] = {k: metrics["generator"][k] for k in ("dev_perplexity_before", "dev_perplexity_after", "params")}
     if "synthesize" in metrics:
         s = metrics["synthesize"]
-        report["synthetic"] = {"requested": s["requested"], "kept": s["kept"], "sampled": s["sampled"], "tokens_per_second": s["tokens_per_second"]}
+        report["synthetic"] = {k: s.get(k) for k in ("requested", "kept", "sampled", "tokens_per_second", "nearest_training_similarity")}
         a = metrics.get("annotate", {})
-        report["synthetic"].update({k: a[k] for k in ("synthetic_mean_max_probability", "synthetic_label_counts", "synthetic_confidence_per_class") if k in a})
+        report["synthetic"].update({k: a[k] for k in ("synthetic_mean_max_probability", "synthetic_label_counts", "synthetic_confidence_per_class",
+                                                      "synthetic_confident_share", "test_confident_share") if k in a})
     if "annotate" in metrics:
         report["annotation"] = {k: metrics["annotate"].get(k) for k in ("engine", "texts", "texts_per_second", "seconds", "int8_check")}
     if "distill" in metrics and metrics["distill"].get("shipped"):
@@ -159,6 +160,12 @@ def render_markdown(report: dict) -> str:
     if "synthetic" in report:
         s = report["synthetic"]
         lines.append(f"Synthetic texts: {s['kept']} kept of {s['requested']} requested ({s['sampled']} sampled).")
+        near = s.get("nearest_training_similarity") or {}
+        if near.get("synthetic") is not None and near.get("dev") is not None:
+            lines.append(f"Are they on-topic? Median TF-IDF cosine to the nearest training text: {near['synthetic']:.2f} (real dev texts: {near['dev']:.2f}).")
+        if s.get("synthetic_confident_share") is not None and s.get("test_confident_share") is not None:
+            lines.append(f"The teacher is at least {CONFIDENT:.0%} sure of {pct(s['synthetic_confident_share'])} of them (of real test texts: {pct(s['test_confident_share'])}); "
+                         "far lower figures than the real texts' mean off-topic or garbled synthesis.")
     if report.get("user_unlabeled"):
         u = report["user_unlabeled"]
         lines.append(f"Real unlabeled texts (`--unlabeled {u['file']}`): {u['texts']}, labeled by the teacher and distilled on beside the synthetic ones.")

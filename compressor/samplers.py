@@ -1,4 +1,4 @@
-"""Sampling backends for the synthesize stage: the same samples-from-BOS, two engines.
+"""Sampling backends for the synthesize stage: the same samples, from BOS or BOS + a prefix, two engines.
 
 - `hf`: transformers' `generate` on the fine-tuned generator (fp32 on CPU), the reference.
 - `ctranslate2`: the generator converted once to CTranslate2 (int8 on CPU, int8_float16 on CUDA) in
@@ -7,7 +7,8 @@
 - `auto`: ctranslate2 when it is installed and converts this architecture, else hf (one logged sentence).
 
 Both sample with the same settings: temperature, top-k (0 = full distribution), top-p, max new tokens,
-EOS, a seed per shard. Each returns rows {"text", "tokens" generated, "capped": hit max_new_tokens}.
+EOS, a seed per shard, and optionally one prefix (generator token ids, [] = none) per row: the row's text is then
+the prefix and its continuation. Each returns rows {"text", "tokens" generated, "capped": hit max_new_tokens}.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class HFSampler:
-    """transformers `generate` with the KV cache, batched, from BOS alone."""
+    """transformers `generate` with the KV cache, batched, prefixes left-padded."""
 
     name = "hf"
 
@@ -41,10 +42,11 @@ class HFSampler:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
         self.bos, self.eos = special_ids(self.tokenizer)
 
-    def sample(self, n: int, settings, seed: int) -> list[dict]:
+    def sample(self, n: int, settings, seed: int, prefixes: list[list[int]] | None = None) -> list[dict]:
         import torch
         from transformers import GenerationConfig
 
+        prefixes = prefixes or [[] for _ in range(n)]
         torch.manual_seed(seed)
         # top_k=0 disables top-k; None would mean transformers' default of 50, not the full distribution.
         config = GenerationConfig(
@@ -54,11 +56,14 @@ class HFSampler:
         rows = []
         with torch.inference_mode():
             for start in range(0, n, settings.batch_size):
-                size = min(settings.batch_size, n - start)
-                prompt = torch.full((size, 1), self.bos, dtype=torch.long, device=self.device)
-                output = self.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), generation_config=config)[:, 1:]
-                for ids in output.tolist():
-                    rows.append(_row(self.tokenizer, ids, self.eos, settings.max_new_tokens))
+                batch = [[self.bos, *prefix] for prefix in prefixes[start : start + settings.batch_size]]
+                width = max(map(len, batch))
+                # Left padding, so every row's next token follows its own prompt.
+                prompt = torch.tensor([[self.eos] * (width - len(ids)) + ids for ids in batch], device=self.device)
+                mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
+                output = self.model.generate(input_ids=prompt, attention_mask=mask, generation_config=config)[:, width:]
+                for ids, prefix in zip(output.tolist(), batch):
+                    rows.append(_row(self.tokenizer, ids, self.eos, settings.max_new_tokens, prefix[1:]))
         return rows
 
 
@@ -89,7 +94,7 @@ class CT2Sampler:
         except (RuntimeError, ValueError) as exc:  # e.g. a tokenizer without the special tokens CTranslate2 expects
             raise GendistillError(f"CTranslate2 cannot load the converted generator ({str(exc).splitlines()[0]}); use --sampler hf.") from None
 
-    def sample(self, n: int, settings, seed: int) -> list[dict]:
+    def sample(self, n: int, settings, seed: int, prefixes: list[list[int]] | None = None) -> list[dict]:
         import ctranslate2
 
         # CTranslate2's sampling threads seed their generators when they start, so `set_random_seed` alone
@@ -97,18 +102,21 @@ class CT2Sampler:
         # Loading an int8 model from the page cache per shard costs a fraction of a second.
         ctranslate2.set_random_seed(seed)
         generator = self._load()
+        prefixes = prefixes or [[] for _ in range(n)]
         results = generator.generate_batch(
-            [self.start] * n, max_batch_size=settings.batch_size, sampling_topk=settings.top_k, sampling_topp=settings.top_p,
+            [self.start + self.tokenizer.convert_ids_to_tokens(prefix) for prefix in prefixes], max_batch_size=settings.batch_size, sampling_topk=settings.top_k, sampling_topp=settings.top_p,
             sampling_temperature=settings.sampling_temperature, max_length=settings.max_new_tokens, end_token=self.end,
             include_prompt_in_result=False,
         )
-        return [_row(self.tokenizer, result.sequences_ids[0], self.eos, settings.max_new_tokens) for result in results]
+        return [_row(self.tokenizer, result.sequences_ids[0], self.eos, settings.max_new_tokens, prefix)
+                for result, prefix in zip(results, prefixes)]
 
 
-def _row(tokenizer, ids: list[int], eos: int, max_new_tokens: int) -> dict:
+def _row(tokenizer, ids: list[int], eos: int, max_new_tokens: int, prefix: list[int] = ()) -> dict:
+    """A sample's row: its prefix and generated tokens up to EOS, decoded; `tokens` counts the generated ones."""
     ended = eos in ids
     length = ids.index(eos) if ended else len(ids)
-    text = tokenizer.decode(ids[:length], skip_special_tokens=True).strip()
+    text = tokenizer.decode([*prefix, *ids[:length]], skip_special_tokens=True).strip()
     return {"text": text, "tokens": length, "capped": not ended and length >= max_new_tokens}
 
 

@@ -54,6 +54,11 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
         assert 0.0 <= report[model]["test_macro_f1"] <= 1.0
         assert report[model]["params"] > 0
     assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
+    # What tells a user whether synthesis is on-topic, each beside the same figure on real texts.
+    near = report["synthetic"]["nearest_training_similarity"]
+    assert 0 <= near["synthetic"] <= 1 and 0 < near["dev"] <= 1
+    assert 0 <= report["synthetic"]["synthetic_confident_share"] <= 1 and 0 <= report["synthetic"]["test_confident_share"] <= 1
+    assert "Median TF-IDF cosine to the nearest training text" in (run_dir / "report.md").read_text()
     # The peers a user compares against, on the same split, and the teacher's calibration.
     assert 0.0 < report["tfidf_svm"]["test_accuracy"] <= 1.0 and report["tfidf_svm"]["bytes"] > 0
     assert 0.0 < report["majority_class_test_accuracy"] < 1.0
@@ -352,3 +357,28 @@ def test_an_epoch_is_at_least_epoch_examples_long(tmp_path, toy_rows, monkeypatc
         train_student(config, inputs, vectors, texts=texts, hard=np.arange(100) % 3, soft=None, dev_texts=texts[:10],
                       dev_y=[0] * 10, settings=settings)
         assert len(steps) == 2 * batches, examples
+
+
+def test_keep_confident_distills_on_the_synthetic_texts_the_teacher_is_surest_of(finished_run):
+    import numpy as np
+
+    from gendistill.compressor.annotate import load_annotations
+    from gendistill.compressor.distill import DistillSettings, training_set
+    from gendistill.compressor.synthesize import load_synthetic
+    from gendistill.runtime.classifier import softmax
+
+    run_dir, _ = finished_run
+    synthetic = load_synthetic(run_dir)
+    everything = training_set(run_dir, DistillSettings(keep_confident=0))
+    assert training_set(run_dir, DistillSettings(keep_confident=len(synthetic)))["texts"] == everything["texts"]
+    half = training_set(run_dir, DistillSettings(keep_confident=len(synthetic) // 2))
+    real = len(everything["texts"]) - len(synthetic)
+    assert half["texts"][:real] == everything["texts"][:real] and len(half["texts"]) == real + len(synthetic) // 2
+    confidence = softmax(load_annotations(run_dir, "synthetic")).max(1)
+    kept = set(half["texts"][real:])
+    chosen = [i for i, text in enumerate(synthetic) if text in kept]
+    left_out = [i for i, text in enumerate(synthetic) if text not in kept]
+    assert min(confidence[chosen]) >= max(confidence[left_out])
+    # The kept texts keep their order and their own soft labels.
+    assert half["texts"][real:] == [synthetic[i] for i in chosen]
+    np.testing.assert_array_equal(half["soft"][real:], everything["soft"][[real + i for i in chosen]])

@@ -427,6 +427,7 @@ def test_synthesis_does_not_resume_from_shards_of_other_settings(tmp_path, toy_r
     run_dir = tmp_path / "killed"
     data = begin_stage(run_dir, "data")
     write_jsonl_atomic(data / "train.jsonl", [{"text": t, "label": y} for t, y in toy_rows[:60]])
+    write_jsonl_atomic(data / "dev.jsonl", [{"text": t, "label": y} for t, y in toy_rows[60:80]])
     write_json_atomic(data / "labels.json", sorted({y for _, y in toy_rows}))
     finish_stage(run_dir, "data", {}, {})
     generator = begin_stage(run_dir, "generator")

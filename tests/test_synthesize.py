@@ -127,3 +127,32 @@ def test_bench_synthesize_compares_backends(generator_run):
         assert 0 <= figures["distinct_2"] <= 1 and figures["length_words"]["mean"] >= 0
     table = CliRunner().invoke(main, ["bench-synthesize", str(generator_run), "--count", "8", "--backends", "hf"])
     assert table.exit_code == 0 and "kept texts/s" in table.stdout and "NLL per token" in table.stdout
+
+
+@pytest.mark.parametrize("sampler", ["hf", "ctranslate2"])
+def test_prefixed_texts_open_with_the_start_of_a_training_text(generator_run, tmp_path, sampler):
+    from transformers import AutoTokenizer
+
+    from gendistill.compressor.synthesize import prefixes
+
+    tokenizer = AutoTokenizer.from_pretrained(generator_run / "generator" / "model")
+    train = [json.loads(line)["text"] for line in (generator_run / "data" / "train.jsonl").read_text().splitlines()]
+    openings = tokenizer(train, add_special_tokens=False)["input_ids"]
+    chosen = prefixes(openings, 200, 0.5, seed=3)
+    assert chosen == prefixes(openings, 200, 0.5, seed=3) and 60 < sum(map(bool, chosen)) < 140
+    assert all(not p or any(ids[: len(p)] == p and len(p) <= max(1, len(ids) // 2) for ids in openings) for p in chosen)
+
+    texts = synthesize(copy_run(generator_run, tmp_path), sampler=sampler, prefix_share=1.0)
+    starts = {tokenizer.decode(ids[:1]).strip() for ids in openings}
+    assert len(texts) == 40 and all(any(text.startswith(start) for start in starts) for text in texts)
+    # Left padding must not change what a row continues: a prefixed batch shares no text with the unprompted one.
+    assert set(texts).isdisjoint(synthesize(copy_run(generator_run, tmp_path / "plain"), sampler=sampler))
+
+
+def test_nearest_similarity_tells_on_topic_text_from_noise():
+    from gendistill.compressor.synthesize import nearest_similarity
+
+    reference = ["a gorgeous and witty film", "a dull, overlong film", "the acting is wooden and the plot thin"]
+    assert nearest_similarity(["a witty film"], reference) > 0.5
+    assert nearest_similarity(["zxq blorp", "qqq"], reference) == 0.0
+    assert nearest_similarity([], reference) is None

@@ -14,7 +14,8 @@ A variant is ARCHITECTURE:EMBEDDINGS:TRANSFER[:key=value,...] with TRANSFER one 
 (the real unlabeled texts the run annotated: `--annotate-unlabeled N`), both joined by `+`, none (labels +
 real KD only), labeled-only (no teacher), and extra DistillSettings fields after the third colon
 (e.g. static:teacher-output:synthetic:embed_dim=64,vocab_size=12000), and `count=N` for the first N transfer
-texts only (the synthetic-count curve).
+texts only (the synthetic-count curve), with `select=confidence|similarity` the N that score highest (the teacher's
+confidence, TF-IDF similarity to the nearest training text) instead of the first N.
 """
 
 import argparse
@@ -71,7 +72,7 @@ def main():
         values, transfer = parse(spec)
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
-            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k != "count"})
+            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in ("count", "select")})
             student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
             if args.reexport:
                 if str(seed) in entry["per_seed"] and student_dir.is_dir():
@@ -81,7 +82,7 @@ def main():
             if entry["per_seed"].get(str(seed), {}).get("settings") == dataclasses.asdict(settings):
                 continue
             count = int(values["count"]) if "count" in values else None
-            data = student_data(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer, count)
+            data = student_data(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer, count, values.get("select"))
             shutil.rmtree(student_dir.parent, ignore_errors=True)
             tick = time.time()
             metrics = distill_student(settings, args.run_dir, data, student_dir, labeled_only=transfer == "labeled-only", desc=f"{spec} seed {seed}")

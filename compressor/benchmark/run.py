@@ -189,7 +189,8 @@ def _student_plan(bench: BenchmarkSettings, distill) -> list[dict]:
     ]
     for count in bench.synthetic_counts:
         if 0 < count < top:
-            plan.append({"name": f"curve-synthetic-{count}", "settings": distill, "transfer": "synthetic", "count": count})
+            # The curve is of the first N texts sampled, none left out for the teacher's confidence.
+            plan.append({"name": f"curve-synthetic-{count}", "settings": replace(distill, keep_confident=0), "transfer": "synthetic", "count": count})
             if bench.oracle_curve:
                 plan.append({"name": f"curve-unlabeled-{count}", "settings": distill, "transfer": "unlabeled", "count": count})
     values = {"lambda": bench.lambdas, "kd_temperature": bench.kd_temperatures, "architecture": bench.architectures,

@@ -9,15 +9,30 @@ from pathlib import Path
 from gendistill.compressor.benchmark.measure import files_bytes, median_ms, scores
 
 
-def student_data(run_dir: Path, settings, transfer: str, count: int | None) -> dict:
-    """The training set of one student: `transfer` is none, synthetic or unlabeled; `count` a prefix of it."""
-    from gendistill.compressor.distill import training_set
+def student_data(run_dir: Path, settings, transfer: str, count: int | None, select: str | None = None) -> dict:
+    """The training set of one student: `transfer` is none, synthetic or unlabeled; `count` of its texts, the
+    first ones, or with `select` the ones scoring highest: `confidence` (the teacher's largest probability) or
+    `similarity` (TF-IDF cosine to the nearest training text)."""
+    import numpy as np
+
+    from gendistill.compressor.distill import most_confident, training_set
     from gendistill.compressor.rundir import load_split
+    from gendistill.compressor.synthesize import nearest_similarities
 
     data = training_set(run_dir, settings, transfer=transfer)
     if transfer != "none" and count is not None:
-        keep = len(load_split(run_dir, "train")[0]) + count
-        data = {"texts": data["texts"][:keep], "hard": data["hard"][:keep], "soft": data["soft"][:keep]}
+        real = len(load_split(run_dir, "train")[0])
+        if select is None:
+            chosen = np.arange(real, min(real + count, len(data["texts"])))
+        elif select == "confidence":  # what the distill stage's keep_confident does
+            chosen = real + most_confident(data["soft"][real:], count)
+        elif select == "similarity":
+            score = nearest_similarities(data["texts"][real:], data["texts"][:real])
+            chosen = real + np.sort(np.argsort(-score, kind="stable")[:count])
+        else:
+            raise ValueError(f"unknown select={select}")
+        keep = np.concatenate([np.arange(real), chosen])
+        data = {"texts": [data["texts"][i] for i in keep], "hard": data["hard"][keep], "soft": data["soft"][keep]}
     return data
 
 
