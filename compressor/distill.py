@@ -295,6 +295,8 @@ def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
         raise GendistillError("There is nothing to train the student on; check the data split.")
     out = begin_stage(run_dir, "distill")
     metrics = distill_student(settings, run_dir, data, out / "student")
+    synthetic = len(load_synthetic(run_dir))
+    metrics["synthetic_texts_distilled"] = min(synthetic, settings.keep_confident) if settings.keep_confident else synthetic
     log.info("student vocabulary %d pieces, %.0f%% initialised from %s vectors", metrics["vocab_size"], 100 * metrics["embedding_coverage"],
              settings.embeddings)
     if settings.labeled_only_baseline:

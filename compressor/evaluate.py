@@ -129,6 +129,7 @@ def build_report(run_dir: str | Path) -> dict:
     if "synthesize" in metrics:
         s = metrics["synthesize"]
         report["synthetic"] = {k: s.get(k) for k in ("requested", "kept", "sampled", "tokens_per_second", "nearest_training_similarity")}
+        report["synthetic"]["distilled"] = metrics.get("distill", {}).get("synthetic_texts_distilled")
         a = metrics.get("annotate", {})
         report["synthetic"].update({k: a[k] for k in ("synthetic_mean_max_probability", "synthetic_label_counts", "synthetic_confidence_per_class",
                                                       "synthetic_confident_share", "test_confident_share") if k in a})
@@ -160,6 +161,8 @@ def render_markdown(report: dict) -> str:
     if "synthetic" in report:
         s = report["synthetic"]
         lines.append(f"Synthetic texts: {s['kept']} kept of {s['requested']} requested ({s['sampled']} sampled).")
+        if s.get("distilled") is not None and s["distilled"] < s["kept"]:
+            lines.append(f"The student learned from the {s['distilled']} of them the teacher is surest of (`--keep-confident`).")
         near = s.get("nearest_training_similarity") or {}
         if near.get("synthetic") is not None and near.get("dev") is not None:
             lines.append(f"Are they on-topic? Median TF-IDF cosine to the nearest training text: {near['synthetic']:.2f} (real dev texts: {near['dev']:.2f}).")

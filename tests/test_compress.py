@@ -54,6 +54,7 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
         assert 0.0 <= report[model]["test_macro_f1"] <= 1.0
         assert report[model]["params"] > 0
     assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
+    assert report["synthetic"]["distilled"] == report["synthetic"]["kept"]  # --keep-confident 10000 keeps all of them
     # What tells a user whether synthesis is on-topic, each beside the same figure on real texts.
     near = report["synthetic"]["nearest_training_similarity"]
     assert 0 <= near["synthetic"] <= 1 and 0 < near["dev"] <= 1
@@ -162,11 +163,14 @@ def test_from_stage_reruns_that_stage_and_later(tmp_path, finished_run, tiny_mod
     shutil.copytree(finished_run[0], run_dir)
     teacher_before = (run_dir / "teacher" / "metrics.json").read_bytes()
     distill_before = (run_dir / "distill" / "metrics.json").read_bytes()
-    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill", *tiny_args(tiny_models, "--lambda", "0.9"))
+    result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "distill", *tiny_args(tiny_models, "--lambda", "0.9"),
+                    "--keep-confident", 10)
     assert result.exit_code == 0, result.output
     assert (run_dir / "teacher" / "metrics.json").read_bytes() == teacher_before
     assert (run_dir / "distill" / "metrics.json").read_bytes() != distill_before
     assert json.loads((run_dir / "distill" / "settings.json").read_text())["lam"] == 0.9
+    assert json.loads((run_dir / "distill" / "metrics.json").read_text())["synthetic_texts_distilled"] == 10
+    assert "The student learned from the 10 of them the teacher is surest of" in (run_dir / "report.md").read_text()
 
 
 def test_from_teacher_keeps_the_generator_and_its_synthetic_texts(tmp_path, finished_run, tiny_models, toy_csv):
