@@ -167,8 +167,8 @@ def render_markdown(report: dict) -> str:
         if near.get("synthetic") is not None and near.get("dev") is not None:
             lines.append(f"Are they on-topic? Median TF-IDF cosine to the nearest training text: {near['synthetic']:.2f} (real dev texts: {near['dev']:.2f}).")
         if s.get("synthetic_confident_share") is not None and s.get("test_confident_share") is not None:
-            lines.append(f"The teacher is at least {CONFIDENT:.0%} sure of {pct(s['synthetic_confident_share'])} of them (of real test texts: {pct(s['test_confident_share'])}); "
-                         "far lower figures than the real texts' mean off-topic or garbled synthesis.")
+            lines.append(f"The teacher is at least {CONFIDENT:.0%} sure of {pct(s['synthetic_confident_share'])} of them, and of {pct(s['test_confident_share'])} "
+                         "of the real test texts: a synthetic share far below the real one means garbled or off-topic synthesis.")
     if report.get("user_unlabeled"):
         u = report["user_unlabeled"]
         lines.append(f"Real unlabeled texts (`--unlabeled {u['file']}`): {u['texts']}, labeled by the teacher and distilled on beside the synthetic ones.")

@@ -98,12 +98,18 @@ EXECUTION_ONLY = {"upstream", "device"}
 """Recorded in settings.json, but a stage made on a GPU is reused on a CPU and the other way round."""
 
 
+ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "epoch_examples": 1}
+"""Settings a stage gained after runs were made, with the value that does what those runs did: a settings.json
+without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
+
+
 def _difference(saved: dict, wanted: dict) -> str | None:
     for key in sorted(set(saved) | set(wanted)):
         if key in EXECUTION_ONLY:
             continue
-        if saved.get(key) != wanted.get(key):
-            return f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}"
+        before = saved.get(key, ADDED_LATER.get(key))
+        if before != wanted.get(key):
+            return f"{key}: {before!r} -> {wanted.get(key)!r}"
     return None
 
 

@@ -386,3 +386,14 @@ def test_keep_confident_distills_on_the_synthetic_texts_the_teacher_is_surest_of
     # The kept texts keep their order and their own soft labels.
     assert half["texts"][real:] == [synthetic[i] for i in chosen]
     np.testing.assert_array_equal(half["soft"][real:], everything["soft"][[real + i for i in chosen]])
+
+
+def test_a_setting_added_later_reads_as_what_older_runs_did():
+    """A stage made before a setting existed is reused when the setting asks for what that stage did, and
+    refused (or re-made) when it asks for something else."""
+    from gendistill.compressor.pipeline import _difference
+
+    assert _difference({"count": 10}, {"count": 10, "prefix_share": 0.0}) is None
+    assert _difference({"count": 10}, {"count": 10, "prefix_share": 0.5}) == "prefix_share: 0.0 -> 0.5"
+    assert _difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
+    assert _difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
