@@ -233,7 +233,7 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
     """Build the student's tokenizer and initial vectors from `data["texts"]` (or reuse `tokenizer_model`),
     train it, save it to `student_dir`; returns its metrics.
 
-    `data` is `training_set(...)`'s dict. `labeled_only` trains on the true labels alone (λ = 1, no
+    `data` is `training_set(...)`'s dict (texts, hard, soft). `labeled_only` trains on the true labels alone (λ = 1, no
     teacher): the baseline a user compares against. The distill stage and the benchmark's student rows
     both train through here.
     """
@@ -246,7 +246,8 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
     if labeled_only:
         settings = replace(settings, lam=1.0)
         data = {**data, "soft": None}
-    model, history = train_student(config, inputs, vectors, dev_texts=dev_texts, dev_y=dev_y, settings=settings, desc=desc, **data)
+    model, history = train_student(config, inputs, vectors, texts=data["texts"], hard=data["hard"], soft=data["soft"], dev_texts=dev_texts,
+                                   dev_y=dev_y, settings=settings, desc=desc)
     save_student(model, config, student_dir)
     return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
             "training_texts": len(data["texts"]), "dev_accuracy": max(h["dev_accuracy"] for h in history), "history": history}
@@ -266,13 +267,14 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     """Real labeled texts (+ their teacher logits when kd_on_real) and transfer texts with teacher logits.
 
     `transfer` is `synthetic` (generation-distillation), `unlabeled` (GAL's oracle: the real unlabeled texts
-    annotate labeled), several joined by `+` (`synthetic+unlabeled`), or `none` (plain KD).
+    annotate labeled), several joined by `+` (`synthetic+unlabeled`), or `none` (plain KD). `synthetic` in the
+    result counts the synthetic texts in it (after `keep_confident`).
     """
     train_texts, train_y = load_split(run_dir, "train")
     k = len(load_labels(run_dir))
     nan = np.full((len(train_texts), k), np.nan, dtype=np.float32)
     real_soft = load_annotations(run_dir, "train") if settings.kd_on_real else nan
-    texts, hard, soft = list(train_texts), list(train_y), [real_soft]
+    texts, hard, soft, synthetic = list(train_texts), list(train_y), [real_soft], 0
     sources = [] if transfer == "none" else transfer.split("+")
     if sources == ["synthetic"] and user_unlabeled(run_dir):
         sources.append("unlabeled")  # the user's real unlabeled texts (--unlabeled FILE), beside the synthetic ones
@@ -282,10 +284,12 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
         if source == "synthetic" and 0 < settings.keep_confident < len(transfer_texts):
             kept = most_confident(transfer_logits, settings.keep_confident)
             transfer_texts, transfer_logits = [transfer_texts[i] for i in kept], transfer_logits[kept]
+        if source == "synthetic":
+            synthetic = len(transfer_texts)
         texts += transfer_texts
         hard += [-1] * len(transfer_texts)
         soft.append(transfer_logits)
-    return {"texts": texts, "hard": np.asarray(hard), "soft": np.concatenate(soft)}
+    return {"texts": texts, "hard": np.asarray(hard), "soft": np.concatenate(soft), "synthetic": synthetic}
 
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
@@ -295,13 +299,12 @@ def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
         raise GendistillError("There is nothing to train the student on; check the data split.")
     out = begin_stage(run_dir, "distill")
     metrics = distill_student(settings, run_dir, data, out / "student")
-    synthetic = len(load_synthetic(run_dir))
-    metrics["synthetic_texts_distilled"] = min(synthetic, settings.keep_confident) if settings.keep_confident else synthetic
+    metrics["synthetic_texts_distilled"] = data["synthetic"]
     log.info("student vocabulary %d pieces, %.0f%% initialised from %s vectors", metrics["vocab_size"], 100 * metrics["embedding_coverage"],
              settings.embeddings)
     if settings.labeled_only_baseline:
         # The same student on the labeled texts alone, over the same tokenizer and initial vectors.
-        labeled = {k: v[: len(load_split(run_dir, "train")[0])] for k, v in data.items()}
+        labeled = {k: data[k][: len(load_split(run_dir, "train")[0])] for k in ("texts", "hard", "soft")}
         baseline = distill_student(settings, run_dir, labeled, out / "labeled_only", labeled_only=True, desc="labeled-only student",
                                    tokenizer_model=out / "student" / "tokenizer.model")
         metrics["labeled_only_dev_accuracy"] = baseline["dev_accuracy"]
