@@ -99,11 +99,12 @@ def _module_class():
     return TeacherClassifier
 
 
-def build_teacher(source: str, num_labels: int, labels: list[str], load, finetuned: bool = False):
+def build_teacher(source: str, num_labels: int, labels: list[str], load, finetuned: bool = False, pooling_default: Pooling | None = None):
     """A teacher on the encoder at `source` (a folder or hub name) with a fresh head (or its own, if `finetuned`).
 
     `load(loader, name, **kwargs)` calls a transformers `from_pretrained` (with the offline handling of
-    `assets.load_hf`). Returns (module, tokenizer).
+    `assets.load_hf`). `pooling_default` pools a checkpoint that declares no pooling (else it keeps its own
+    classification head). Returns (module, tokenizer).
     """
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -116,7 +117,7 @@ def build_teacher(source: str, num_labels: int, labels: list[str], load, finetun
     if not finetuned and not Path(source).is_dir():
         source = _hub_folder(source) or source
     tokenizer = load(AutoTokenizer, source)
-    pooling = None if finetuned or not Path(source).is_dir() else read_pooling(source)
+    pooling = None if finetuned else (read_pooling(source) if Path(source).is_dir() else None) or pooling_default
     if pooling:
         encoder = load(AutoModel, source)
     elif finetuned:

@@ -106,7 +106,7 @@ def _align_labels(model, labels: list[str]):
     classifier.config.label2id = {label: i for i, label in enumerate(labels)}
 
 
-def _fit_frozen_head(model, tokenizer, settings: TeacherSettings, texts: list[str], targets) -> float:
+def fit_frozen_head(model, tokenizer, settings: TeacherSettings, texts: list[str], targets) -> float:
     """The frozen recipe: logistic regression on the encoder's pooled vectors; sets the head, returns C."""
     import torch
 
@@ -188,7 +188,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
         best_epoch = 0
     else:
         if model.head is not None:
-            metrics["head_c"] = _fit_frozen_head(model, tokenizer, settings, train_texts, train_y)
+            metrics["head_c"] = fit_frozen_head(model, tokenizer, settings, train_texts, train_y)
         if settings.recipe == "finetune" or model.head is None:
             best_epoch = _finetune(model, tokenizer, settings, train_texts, train_y, dev_texts, dev_y, device, history)
         else:

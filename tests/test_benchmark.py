@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from gendistill.runtime.cli import main
 from tiny_models import make_tiny_generator, make_tiny_teacher
 
-ROWS = ["tfidf-svm", "fasttext", "teacher", "student-labeled-only", "student-kd", "student-gendist",
+ROWS = ["tfidf-svm", "fasttext", "encoder-lr", "teacher", "student-labeled-only", "student-kd", "student-gendist",
         "student-gendist-hard", "student-oracle-unlabeled"]
 
 

@@ -39,7 +39,8 @@ def parse(spec: str) -> tuple[dict, str]:
     fields = {f.name: f.type for f in dataclasses.fields(DistillSettings)}
     for pair in (rest[0].split(",") if rest else []):
         key, value = pair.split("=")
-        values[key] = type(getattr(DistillSettings(), key))(value) if key in fields else value
+        kind = type(getattr(DistillSettings(), key)) if key in fields else str
+        values[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return values, transfer
 
 

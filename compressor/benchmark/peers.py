@@ -1,5 +1,5 @@
 """The rows a user would try instead of our student, trained on the same split: TF-IDF+SVM and
-fastText (hyper-parameters chosen on dev), and the teacher itself."""
+fastText (hyper-parameters chosen on dev), the teacher's encoder frozen + logistic regression, and the teacher itself."""
 
 from __future__ import annotations
 
@@ -96,19 +96,13 @@ def train_fasttext(train_texts, train_y, dev_texts, dev_y, test_texts, test_y, n
     return {**result, "params": params, "bytes": files_bytes([work_dir / "model.bin"]), "latency_ms": latency,
             "tuned": {**tuned, "dev_accuracy": dev_accuracy, "diverged_configs": failures}}
 
-# --- the teacher -----------------------------------------------------------------------------------
+# --- the teacher and its encoder ---------------------------------------------------------------------
 
 
-def teacher_row(run_dir: Path, test_y, num_labels: int, latency_texts: list[str], max_length: int) -> dict:
+def _encoder_latency(model, tokenizer, texts: list[str], max_length: int) -> float:
+    """Median batch-1 milliseconds of a torch teacher-shaped model on one thread."""
     import torch
 
-    from gendistill.compressor.annotate import load_annotations
-    from gendistill.compressor.rundir import read_json, stage_path
-    from gendistill.compressor.teacher import load_teacher
-
-    result = scores(load_annotations(run_dir, "test").argmax(1), test_y, num_labels)
-    model_dir = stage_path(run_dir, "teacher") / "model"
-    model, tokenizer = load_teacher(run_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -117,9 +111,43 @@ def teacher_row(run_dir: Path, test_y, num_labels: int, latency_texts: list[str]
                 encoded = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
                 return model(encoded["input_ids"], encoded["attention_mask"])
 
-            latency = median_ms(predict, latency_texts)
+            return median_ms(predict, texts)
     finally:
         torch.set_num_threads(threads)
-    needed = [p for p in model_dir.rglob("*") if p.suffix in (".safetensors", ".json", ".txt", ".model") and p.name != "training_args.json"]
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    """What a deployment of a transformers folder ships: weights, configs and tokenizer files."""
+    return [p for p in Path(model_dir).rglob("*") if p.suffix in (".safetensors", ".json", ".txt", ".model") and p.name != "training_args.json"]
+
+
+def teacher_row(run_dir: Path, test_y, num_labels: int, latency_texts: list[str], max_length: int) -> dict:
+    from gendistill.compressor.annotate import load_annotations
+    from gendistill.compressor.rundir import read_json, stage_path
+    from gendistill.compressor.teacher import load_teacher
+
+    result = scores(load_annotations(run_dir, "test").argmax(1), test_y, num_labels)
+    model, tokenizer = load_teacher(run_dir)
     return {**result, "params": read_json(stage_path(run_dir, "teacher") / "metrics.json")["params"],
-            "bytes": files_bytes(needed), "latency_ms": latency}
+            "bytes": files_bytes(_model_files(stage_path(run_dir, "teacher") / "model")),
+            "latency_ms": _encoder_latency(model, tokenizer, latency_texts, max_length)}
+
+
+def encoder_lr_row(teacher, labels: list[str], train_texts, train_y, test_texts, test_y, latency_texts: list[str]) -> dict:
+    """`encoder-lr`: the teacher's encoder (`teacher`: the run's TeacherSettings) frozen and pooled the way it was
+    trained (mean pooling when the checkpoint declares none), + logistic regression with C by cross-validation on
+    the labeled texts. This is the teacher stage's `frozen` recipe, scored on test: what a user gets from the same
+    encoder without any of our stages."""
+    from gendistill.compressor.assets import load_hf, resolve_model
+    from gendistill.compressor.encoder import Pooling, build_teacher
+    from gendistill.compressor.teacher import fit_frozen_head, teacher_logits
+
+    source = resolve_model(teacher.model, "teacher")
+    model, tokenizer = build_teacher(source, len(labels), labels, lambda loader, name, **kw: load_hf(loader, name, "teacher", **kw),
+                                     pooling_default=Pooling("mean"))
+    c = fit_frozen_head(model, tokenizer, teacher, train_texts, train_y)
+    model.eval()
+    result = scores(teacher_logits(model, tokenizer, test_texts, teacher.max_length).argmax(1), test_y, len(labels))
+    return {**result, "params": sum(p.numel() for p in model.parameters()),
+            "bytes": files_bytes(_model_files(source)) if Path(source).is_dir() else None,
+            "latency_ms": _encoder_latency(model, tokenizer, latency_texts, teacher.max_length), "tuned": {"C": c}}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gendistill.compressor.benchmark.measure import jsonable
-from gendistill.compressor.benchmark.peers import FASTTEXT_GRID, teacher_row, train_fasttext, train_tfidf_svm
+from gendistill.compressor.benchmark.peers import FASTTEXT_GRID, encoder_lr_row, teacher_row, train_fasttext, train_tfidf_svm
 from gendistill.compressor.benchmark.report import MODELS, write_outputs
 from gendistill.compressor.benchmark.students import measure_student, student_data, train_student_row
 from gendistill.runtime.bundle import write_json_atomic
@@ -240,6 +240,8 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         lambda: train_tfidf_svm(*common, cache.work_dir("tfidf-svm"), latency_texts))
     row("fasttext", {"model": "fasttext", "seed": seed, "grid": FASTTEXT_GRID, "latency_texts": bench.latency_texts},
         lambda: train_fasttext(*common, cache.work_dir("fasttext"), latency_texts, seed=seed))
+    row("encoder-lr", {"model": "encoder-lr", "teacher": settings.of("teacher"), "data": settings.of("data"), "latency_texts": bench.latency_texts},
+        lambda: encoder_lr_row(settings.teacher, labels, train_texts, train_y, test_texts, test_y, latency_texts))
     teacher_id = read_json(stage_path(run_dir, "teacher") / "metrics.json")["stage_id"]
     row("teacher", {"model": "teacher", "teacher": teacher_id, "latency_texts": bench.latency_texts},
         lambda: teacher_row(run_dir, test_y, k, latency_texts, settings.teacher.max_length))

@@ -1,0 +1,61 @@
+"""A larger pool of synthetic texts for the student ablations, without sampling the first pool again.
+
+    python benchmarks/student/join_pools.py runs/demo-20k runs/demo-40k --synthesis-seed 1
+
+RUN is a finished `gendistill demo` run (the demo's data and split). This makes RUN-s<seed> (RUN's data, teacher and generator, hard-linked)
+and samples and annotates there as many texts again as RUN has, with the synthesize stage's seed changed (the
+shards of another seed are other samples), then OUT: RUN hard-linked, with both pools of synthetic texts joined
+(texts of the second already in the first dropped) and their teacher logits concatenated in the same order.
+`ablate.py OUT ...` then keeps the surest N of the joined pool. Resumes: a finished RUN-s<seed> is reused.
+"""
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.api import DEMO
+from gendistill.compressor.pipeline import build_settings, run_compress
+from gendistill.compressor.rundir import read_json, stage_path
+from gendistill.compressor.synthesize import load_synthetic, text_key
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--synthesis-seed", type=int, default=1)
+    args = parser.parse_args()
+    count = read_json(stage_path(args.run_dir, "synthesize") / "settings.json")["count"]
+    second = args.run_dir.with_name(f"{args.run_dir.name}-s{args.synthesis_seed}")
+    if not second.is_dir():
+        subprocess.run(["cp", "-al", str(args.run_dir), str(second)], check=True)
+    settings = build_settings(DEMO["data"], per_class=DEMO["per_class"], synthetic=count, no_export=True, labeled_only_baseline=False)
+    settings = dataclasses.replace(settings, synthesize=dataclasses.replace(settings.synthesize, seed=args.synthesis_seed))
+    # Only synthesize and what is built on it are re-made; a change to the earlier stages' settings is refused.
+    resumed = read_json(stage_path(second, "synthesize") / "settings.json").get("seed") == args.synthesis_seed
+    run_compress(settings, second, from_stage=None if resumed else "synthesize")
+
+    first_texts, second_texts = load_synthetic(args.run_dir), load_synthetic(second)
+    first_logits, second_logits = load_annotations(args.run_dir, "synthetic"), load_annotations(second, "synthetic")
+    seen = {text_key(t) for t in first_texts}
+    new = [i for i, t in enumerate(second_texts) if text_key(t) not in seen]
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    subprocess.run(["cp", "-al", str(args.run_dir), str(args.out)], check=True)
+    for path in (stage_path(args.out, "synthesize") / "synthetic.jsonl", stage_path(args.out, "annotate") / "synthetic.npy"):
+        path.unlink()  # hard links: write new files, never through the links into RUN's own
+    with open(stage_path(args.out, "synthesize") / "synthetic.jsonl", "w", encoding="utf-8") as f:
+        for text in first_texts + [second_texts[i] for i in new]:
+            f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    np.save(stage_path(args.out, "annotate") / "synthetic.npy", np.concatenate([first_logits, second_logits[new]]))
+    print(f"{args.out}: {len(first_texts)} + {len(new)} synthetic texts ({len(second_texts) - len(new)} of the second pool were in the first)")
+
+
+if __name__ == "__main__":
+    main()
