@@ -76,17 +76,7 @@ class DistillSettings(Seeded, OnDevice):
     """An epoch is at least this many examples (a small training set is passed over several times per epoch), so
     200 labeled texts get as many updates between two dev checks, and before early stopping, as 10,000 do."""
     patience: int = 5
-    """Stop after this many epochs without a better dev score."""
-    weight_average: float = 0.0
-    """Decay of an exponential moving average of the student's weights (e.g. 0.999; 0 = off): the averaged weights are
-    the ones scored on dev, kept and shipped."""
-    token_dropout: float = 0.0
-    """Noisy Student's input noise: the share of subword pieces dropped at random from each training text the student
-    reads (the teacher's label stays the one for the whole text); 0 = off."""
-    train_embeddings: bool = True
-    """Train the subword vectors with the rest of the student (else they stay the initial vectors)."""
-    select_by: Literal["accuracy", "loss"] = "accuracy"
-    """Which dev score picks the epoch kept: accuracy, or cross-entropy with the true labels (smoother on 200 texts)."""
+    """Stop after this many epochs without a better dev accuracy."""
     max_length: int = 128
     """Teacher and student input length (tokens)."""
     lowercase: bool = True
@@ -105,8 +95,6 @@ class DistillSettings(Seeded, OnDevice):
         self.at_least("epochs", 1)
         self.at_least("epoch_examples", 1)
         self.at_least("patience", 1)
-        self.between("weight_average", 0.0, 0.99999)
-        self.between("token_dropout", 0.0, 0.9)
         self.at_least("max_length", 1)
         if self.embeddings == "bpemb" and not (self.bpemb or (self.bpemb_model and self.bpemb_vectors)):
             raise GendistillError("--embeddings bpemb needs --bpemb-model and --bpemb-vectors files, or --bpemb LANG:VOCAB:DIM.")
@@ -190,16 +178,8 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     model = build_student(config)
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(vectors))
-    model.embedding.weight.requires_grad_(settings.train_embeddings)
     model.to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=settings.lr)
-    # The model scored on dev, kept and shipped: the student itself, or an average of its weights along training.
-    kept = model
-    if settings.weight_average:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.weight_average), use_buffers=True)
-        kept = averaged.module
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ids = inputs.encode(texts)
     dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])).to(device) for i in range(0, len(dev_texts), 512)]
     hard_t = torch.as_tensor(hard, dtype=torch.long).to(device)
@@ -208,16 +188,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     has_soft, soft_t = has_soft.to(device), soft_t.to(device)
     T, lam = settings.kd_temperature, settings.lam
     rng = torch.Generator().manual_seed(settings.seed)
-    noise = np.random.default_rng(settings.seed)
-
-    def noised(pieces: list[int]) -> list[int]:
-        if not settings.token_dropout or len(pieces) < 2:
-            return pieces
-        kept_pieces = [p for p, keep in zip(pieces, noise.random(len(pieces)) >= settings.token_dropout) if keep]
-        return kept_pieces or pieces[:1]
-
-    dev_y_t = torch.as_tensor(np.asarray(dev_y), dtype=torch.long)
-    best = BestCheckpoint(kept, higher_is_better=settings.select_by == "accuracy", patience=settings.patience)
+    best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
     history = []
     passes = -(-settings.epoch_examples // len(texts))  # passes over the texts per epoch (ceil), each in its own random order
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
@@ -226,7 +197,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            logits = model(torch.from_numpy(inputs.pad([noised(ids[i]) for i in batch.tolist()])).to(device))
+            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
             batch = batch.to(device)
             loss = logits.new_zeros(())
             real = hard_t[batch] >= 0
@@ -243,21 +214,18 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if kept is not model:
-                averaged.update_parameters(model)
-        kept.eval()
+        model.eval()
         with torch.no_grad():
-            dev_logits = torch.cat([kept(x).cpu() for x in dev_inputs]) if dev_inputs else torch.zeros((0, config.num_labels))
-        dev_accuracy = accuracy(dev_logits.argmax(1).numpy(), dev_y)
-        dev_loss = float(F.cross_entropy(dev_logits, dev_y_t)) if len(dev_y) else 0.0
-        history.append({"epoch": epoch, "dev_accuracy": dev_accuracy, "dev_loss": dev_loss})
-        bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", dev_loss=f"{dev_loss:.3f}")
-        if best.update(epoch, dev_accuracy if settings.select_by == "accuracy" else dev_loss, last=epoch == settings.epochs):
+            dev_pred = np.concatenate([model(x).argmax(1).cpu().numpy() for x in dev_inputs]) if dev_inputs else np.zeros(0)
+        dev_accuracy = accuracy(dev_pred, dev_y)
+        history.append({"epoch": epoch, "dev_accuracy": dev_accuracy})
+        bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", best=f"{max(best.best_score or 0.0, dev_accuracy):.3f}")
+        if best.update(epoch, dev_accuracy, last=epoch == settings.epochs):
             break
     bar.close()
     best.restore()
-    kept.to("cpu").eval()  # what the stage saves, evaluates and exports runs on the CPU
-    return kept, [dict(h, kept=h["epoch"] == best.best_epoch) for h in history]
+    model.to("cpu").eval()  # what the stage saves, evaluates and exports runs on the CPU
+    return model, history
 
 
 def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, student_dir: Path, *, labeled_only: bool = False,
@@ -282,7 +250,7 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
                                    dev_y=dev_y, settings=settings, desc=desc)
     save_student(model, config, student_dir)
     return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
-            "training_texts": len(data["texts"]), "dev_accuracy": next(h["dev_accuracy"] for h in history if h["kept"]), "history": history}
+            "training_texts": len(data["texts"]), "dev_accuracy": max(h["dev_accuracy"] for h in history), "history": history}
 
 
 def most_confident(logits: np.ndarray, count: int) -> np.ndarray:
