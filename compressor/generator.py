@@ -1,11 +1,13 @@
 """Stage `generator`: fine-tune a causal LM on the training texts alone, labels dropped.
 
-Each text is framed as BOS + text + EOS, so sampling from BOS later yields whole, in-domain texts.
+Each text is framed as BOS + text + EOS, so sampling from BOS later yields whole, in-domain texts. With
+`conditional`, BOS + `LABEL:` + text + EOS instead, so synthesis can prompt for each class.
 Paper defaults: 1 epoch, lr 2e-5, Adam, batch 1. GAL keeps the checkpoint with the best dev perplexity.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gendistill.compressor.assets import EMBEDDED, load_hf
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, stage_path
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
 from gendistill.compressor.training import BestCheckpoint, resolve_device, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
@@ -36,6 +38,9 @@ class GeneratorSettings(Seeded, OnDevice):
     """Texts per fine-tuning step (paper: 1)."""
     max_length: int = 64
     """Training texts are cut to this many LM tokens (BOS and EOS included)."""
+    conditional: bool = False
+    """Fine-tune on each text after its label's prompt (`LABEL:`), so synthesis can ask for each class in turn; the
+    teacher still labels every synthetic text. Off: the texts alone, labels dropped (the paper)."""
 
     def validate(self):
         self.at_least("epochs", 1)
@@ -53,10 +58,26 @@ def special_ids(tokenizer) -> tuple[int, int]:
     return bos, eos
 
 
-def frame(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+def label_prompt(label: str) -> str:
+    """The prompt a label-conditioned generator reads before a text of that class."""
+    return f"{label}:"
+
+
+def frame(tokenizer, texts: list[str], max_length: int, prompts: list[str] | None = None) -> list[list[int]]:
+    """BOS + text + EOS in generator tokens; with `prompts`, BOS + prompt + " " + text + EOS."""
     bos, eos = special_ids(tokenizer)
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    if prompts is None:
+        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    else:  # prompt and text encoded apart, as synthesis encodes the prompt alone
+        encoded = [p + t for p, t in zip(tokenizer(prompts, add_special_tokens=False)["input_ids"],
+                                         tokenizer([" " + text for text in texts], add_special_tokens=False)["input_ids"])]
     return [[bos] + ids[: max_length - 2] + [eos] for ids in encoded]
+
+
+def load_label_prompts(run_dir: str | Path) -> list[str] | None:
+    """The label prompts (in label order) the run's generator was fine-tuned with, or None (unconditional)."""
+    path = stage_path(run_dir, "generator") / "model" / "label_prompts.json"
+    return json.loads(path.read_text(encoding="utf-8"))["prompts"] if path.is_file() else None
 
 
 def _batch(sequences: list[list[int]], pad_id: int):
@@ -107,10 +128,11 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
     tokenizer = load_hf(AutoTokenizer, settings.model, "generator")
     model = load_hf(AutoModelForCausalLM, settings.model, "generator", dtype=torch.float32).to(device)
     _, eos = special_ids(tokenizer)
-    train_texts, _ = load_split(run_dir, "train")
-    dev_texts, _ = load_split(run_dir, "dev")
-    train = frame(tokenizer, train_texts, settings.max_length)
-    dev = frame(tokenizer, dev_texts, settings.max_length)
+    train_texts, train_y = load_split(run_dir, "train")
+    dev_texts, dev_y = load_split(run_dir, "dev")
+    prompts = [label_prompt(label) for label in load_labels(run_dir)] if settings.conditional else None
+    train = frame(tokenizer, train_texts, settings.max_length, [prompts[y] for y in train_y] if prompts else None)
+    dev = frame(tokenizer, dev_texts, settings.max_length, [prompts[y] for y in dev_y] if prompts else None)
     out = begin_stage(run_dir, "generator")
 
     perplexity_before = perplexity(model, dev, eos)
@@ -142,6 +164,8 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
         best.restore()
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
+    if prompts:
+        (out / "model" / "label_prompts.json").write_text(json.dumps({"prompts": prompts}, ensure_ascii=False), encoding="utf-8")
     metrics = {
         "dev_perplexity_before": perplexity_before,
         "dev_perplexity_after": best_perplexity,

@@ -19,9 +19,11 @@ from typing import Literal
 import numpy as np
 
 from gendistill.compressor.data import text_key
+from gendistill.compressor.generator import load_label_prompts
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
 from gendistill.compressor.samplers import open_sampler
 from gendistill.compressor.training import progress
+from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
 
 log = logging.getLogger(__name__)
@@ -105,9 +107,23 @@ def prefixes(openings: list[list[int]], n: int, share: float, seed: int) -> list
     return chosen
 
 
-def sample_shard(sampler, n: int, settings: SynthesizeSettings, seed: int, openings: list[list[int]]) -> list[dict]:
-    """`n` rows from `sampler` (the seam a test uses to interrupt synthesis between shards)."""
-    return sampler.sample(n, settings, seed, prefixes(openings, n, settings.prefix_share, seed))
+def sample_shard(sampler, n: int, settings: SynthesizeSettings, seed: int, openings: list[list[int]],
+                 label_prompts: list[str] | None = None) -> list[dict]:
+    """`n` rows from `sampler` (the seam a test uses to interrupt synthesis between shards).
+
+    With `label_prompts` (a label-conditioned generator) each row is prompted with a random label's prompt
+    (seeded), which is cut from its text; the row's `prompted` is that label's index."""
+    if not label_prompts:
+        return sampler.sample(n, settings, seed, prefixes(openings, n, settings.prefix_share, seed))
+    import random
+
+    rng = random.Random(seed)
+    asked = [rng.randrange(len(label_prompts)) for _ in range(n)]
+    prompt_ids = sampler.tokenizer(label_prompts, add_special_tokens=False)["input_ids"]
+    rows = sampler.sample(n, settings, seed, [prompt_ids[k] for k in asked])
+    for row, k in zip(rows, asked):
+        row["text"], row["prompted"] = row["text"].removeprefix(label_prompts[k]).strip(), k
+    return rows
 
 
 def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
@@ -117,6 +133,9 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     from gendistill.runtime.bundle import write_json_atomic
 
     started = time.time()
+    if settings.prefix_share and load_label_prompts(run_dir):
+        raise GendistillError("--synthesis-prefix-share cannot start samples of a label-conditioned generator (--generator-conditional); "
+                              "use one of the two.")
     out = begin_stage(run_dir, "synthesize", keep_partial=True)
     remove_temporaries(out)  # a shard whose write a kill cut off
     # sampling.json (kept in synthesize/): what the shards were sampled with, the sampler `auto` chose, and
@@ -141,6 +160,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     train_texts, _ = load_split(run_dir, "train")
     seen = {text_key(t) for t in train_texts}
     kept: list[str] = []
+    prompted: list[int] = []  # with a label-conditioned generator: the label each kept text was prompted with
     stats = {"sampled": 0, "tokens": 0, "capped": 0, "empty": 0, "duplicate": 0, "copy_of_training": 0}
 
     def admit(rows: list[dict]) -> None:
@@ -156,6 +176,8 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
             else:
                 seen.add(key)
                 kept.append(row["text"])
+                if "prompted" in row:
+                    prompted.append(row["prompted"])
 
     training_keys = set(seen)
     shards = sorted(out.glob("shard-*.jsonl"))
@@ -173,6 +195,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         if sampler is None:
             sampler = open_sampler(settings, run_dir)
             openings = [ids for ids in sampler.tokenizer(train_texts, add_special_tokens=False)["input_ids"] if ids] if settings.prefix_share else []
+            label_prompts = load_label_prompts(run_dir)
             if saved.get("sampler") != sampler.name:  # what `auto` chose, for a resumed run that samples nothing
                 saved = {**saved, "sampler": sampler.name}
                 write_json_atomic(sampling, saved)
@@ -180,7 +203,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         # The last shard asks only for what is missing (plus a margin for duplicates).
         wanted = min(settings.shard_size, math.ceil((settings.count - len(kept)) * 1.05) + 1)
         kill_point(f"synthesize:sampling:{shard_index}")
-        rows = sample_shard(sampler, wanted, settings, settings.seed * 100_003 + shard_index, openings)
+        rows = sample_shard(sampler, wanted, settings, settings.seed * 100_003 + shard_index, openings, label_prompts)
         kill_point(f"synthesize:sampled:{shard_index}")
         sample_seconds += time.time() - tick
         sampled_now += len(rows)
@@ -197,7 +220,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     bar.close()
     if len(kept) < settings.count:
         log.warning("Kept %d unique texts after sampling %d; the generator repeats itself.", len(kept), stats["sampled"])
-    kept = kept[: settings.count]
+    kept, prompted = kept[: settings.count], prompted[: settings.count]
     metrics = {
         "requested": settings.count,
         "kept": len(kept),
@@ -210,7 +233,8 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         "nearest_training_similarity": {"synthetic": nearest_similarity(kept, train_texts),
                                         "dev": nearest_similarity(load_split(run_dir, "dev")[0], train_texts)},
     }
-    write_jsonl_atomic(out / "synthetic.jsonl", ({"text": t} for t in kept))
+    write_jsonl_atomic(out / "synthetic.jsonl", ({"text": t, "prompted": k} if prompted else {"text": t}
+                                                 for t, k in zip(kept, prompted or [None] * len(kept))))
     # Recorded before the shards go, so a run killed from here on finishes without sampling again.
     write_json_atomic(sampling, {**saved, "result": metrics})
     for shard in out.glob("shard-*.jsonl"):
@@ -224,3 +248,11 @@ def load_synthetic(run_dir: str | Path) -> list[str]:
     from gendistill.compressor.rundir import stage_path
 
     return [row["text"] for row in read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")]
+
+
+def load_prompted(run_dir: str | Path) -> list[int] | None:
+    """The label index each synthetic text was prompted with (a label-conditioned generator), else None."""
+    from gendistill.compressor.rundir import stage_path
+
+    rows = read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")
+    return [row["prompted"] for row in rows] if rows and "prompted" in rows[0] else None

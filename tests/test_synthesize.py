@@ -156,3 +156,38 @@ def test_nearest_similarity_tells_on_topic_text_from_noise():
     assert nearest_similarity(["a witty film"], reference) > 0.5
     assert nearest_similarity(["zxq blorp", "qqq"], reference) == 0.0
     assert nearest_similarity([], reference) is None
+
+
+@pytest.mark.parametrize("sampler", ["hf", "ctranslate2"])
+def test_a_label_conditioned_generator_writes_the_class_it_is_asked_for(generator_run, tmp_path, sampler):
+    from conftest import _WORDS
+
+    from gendistill.compressor.generator import GeneratorSettings, load_label_prompts, run_generator
+    from gendistill.compressor.rundir import load_labels
+
+    run_dir = copy_run(generator_run, tmp_path)
+    shutil.rmtree(run_dir / "generator")
+    run_generator(GeneratorSettings(model=str(generator_run / "generator" / "model"), conditional=True, epochs=30, lr=3e-3, batch_size=8,
+                                    device="cpu"), run_dir)
+    labels = load_labels(run_dir)
+    assert load_label_prompts(run_dir) == [f"{label}:" for label in labels]
+    texts = synthesize(run_dir, sampler=sampler, count=60, max_new_tokens=16)
+    rows = [json.loads(line) for line in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
+    assert [row["text"] for row in rows] == texts and {row["prompted"] for row in rows} == set(range(len(labels)))
+    assert not any(text.split(":")[0] in labels for text in texts)  # the prompt is cut from the text
+    # Each text uses the topic words of the class it was prompted with far more than those of the others.
+    asked, other = 0, 0
+    for row in rows:
+        words = set(row["text"].lower().replace(".", " ").replace("!", " ").split())
+        for k, label in enumerate(labels):
+            hits = len(words & set(_WORDS[label]))
+            asked, other = (asked + hits, other) if k == row["prompted"] else (asked, other + hits)
+    assert asked > 3 * other, (asked, other)
+
+
+def test_label_prompts_and_prefixes_are_refused_together_before_anything_is_written(generator_run, tmp_path):
+    run_dir = copy_run(generator_run, tmp_path)
+    (run_dir / "generator" / "model" / "label_prompts.json").write_text(json.dumps({"prompts": ["a:", "b:", "c:"]}))
+    with pytest.raises(GendistillError, match="label-conditioned"):
+        run_synthesize(settings(prefix_share=0.5), run_dir)
+    assert not list(run_dir.glob("synthesize*"))

@@ -30,12 +30,16 @@ def main():
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--synthesis-seed", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="A setting RUN was made with that is not the default, by its Python name (e.g. generator_conditional=true).")
     args = parser.parse_args()
+    values = {name: value.lower() == "true" if value.lower() in ("true", "false") else value
+              for name, value in (pair.split("=", 1) for pair in args.set)}
     count = read_json(stage_path(args.run_dir, "synthesize") / "settings.json")["count"]
     second = args.run_dir.with_name(f"{args.run_dir.name}-s{args.synthesis_seed}")
     if not second.is_dir():
         subprocess.run(["cp", "-al", str(args.run_dir), str(second)], check=True)
-    settings = build_settings(DEMO["data"], per_class=DEMO["per_class"], synthetic=count, no_export=True, labeled_only_baseline=False)
+    settings = build_settings(DEMO["data"], per_class=DEMO["per_class"], synthetic=count, no_export=True, labeled_only_baseline=False, **values)
     settings = dataclasses.replace(settings, synthesize=dataclasses.replace(settings.synthesize, seed=args.synthesis_seed))
     # Only synthesize and what is built on it are re-made; a change to the earlier stages' settings is refused.
     resumed = read_json(stage_path(second, "synthesize") / "settings.json").get("seed") == args.synthesis_seed
