@@ -65,7 +65,7 @@ class DistillSettings(Seeded, OnDevice):
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
     keep_confident: int = 10_000
-    """Distill on at most this many synthetic texts: the ones the teacher is most confident about (0 = all). Sampling twice this many and keeping the surest half measured +2.5 points over sampling this many (benchmarks/student)."""
+    """Distill on at most this many synthetic texts: the ones the teacher is most confident about (0 = all). Sampling twice this many and keeping the surest half measured +2.5 points over sampling this many; 40,000 sampled with 15,000 kept, another +1.1 (benchmarks/student)."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
     batch_size: int = 64
