@@ -167,11 +167,11 @@ def test_a_label_conditioned_generator_writes_the_class_it_is_asked_for(generato
 
     run_dir = copy_run(generator_run, tmp_path)
     shutil.rmtree(run_dir / "generator")
-    run_generator(GeneratorSettings(model=str(generator_run / "generator" / "model"), conditional=True, epochs=30, lr=3e-3, batch_size=8,
+    run_generator(GeneratorSettings(model=str(generator_run / "generator" / "model"), conditional=True, epochs=60, lr=5e-3, batch_size=4,
                                     device="cpu"), run_dir)
     labels = load_labels(run_dir)
     assert load_label_prompts(run_dir) == [f"{label}:" for label in labels]
-    texts = synthesize(run_dir, sampler=sampler, count=60, max_new_tokens=16)
+    texts = synthesize(run_dir, sampler=sampler, count=120, max_new_tokens=20)
     rows = [json.loads(line) for line in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
     assert [row["text"] for row in rows] == texts and {row["prompted"] for row in rows} == set(range(len(labels)))
     assert not any(text.split(":")[0] in labels for text in texts)  # the prompt is cut from the text
@@ -182,7 +182,7 @@ def test_a_label_conditioned_generator_writes_the_class_it_is_asked_for(generato
         for k, label in enumerate(labels):
             hits = len(words & set(_WORDS[label]))
             asked, other = (asked + hits, other) if k == row["prompted"] else (asked, other + hits)
-    assert asked > 3 * other, (asked, other)
+    assert asked >= 15 and asked > 2 * other, (asked, other)  # an unconditioned generator gives about asked = other / 2
 
 
 def test_label_prompts_and_prefixes_are_refused_together_before_anything_is_written(generator_run, tmp_path):
