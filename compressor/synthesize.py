@@ -133,7 +133,8 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     from gendistill.runtime.bundle import write_json_atomic
 
     started = time.time()
-    if settings.prefix_share and load_label_prompts(run_dir):
+    label_prompts = load_label_prompts(run_dir)  # None unless the generator is label-conditioned
+    if settings.prefix_share and label_prompts:
         raise GendistillError("--synthesis-prefix-share cannot start samples of a label-conditioned generator (--generator-conditional); "
                               "use one of the two.")
     out = begin_stage(run_dir, "synthesize", keep_partial=True)
@@ -195,7 +196,6 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         if sampler is None:
             sampler = open_sampler(settings, run_dir)
             openings = [ids for ids in sampler.tokenizer(train_texts, add_special_tokens=False)["input_ids"] if ids] if settings.prefix_share else []
-            label_prompts = load_label_prompts(run_dir)
             if saved.get("sampler") != sampler.name:  # what `auto` chose, for a resumed run that samples nothing
                 saved = {**saved, "sampler": sampler.name}
                 write_json_atomic(sampling, saved)
@@ -233,8 +233,10 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         "nearest_training_similarity": {"synthetic": nearest_similarity(kept, train_texts),
                                         "dev": nearest_similarity(load_split(run_dir, "dev")[0], train_texts)},
     }
-    write_jsonl_atomic(out / "synthetic.jsonl", ({"text": t, "prompted": k} if prompted else {"text": t}
-                                                 for t, k in zip(kept, prompted or [None] * len(kept))))
+    synthetic_rows = [{"text": t} for t in kept]
+    for row, k in zip(synthetic_rows, prompted):  # prompted is empty unless the generator is label-conditioned
+        row["prompted"] = k
+    write_jsonl_atomic(out / "synthetic.jsonl", synthetic_rows)
     # Recorded before the shards go, so a run killed from here on finishes without sampling again.
     write_json_atomic(sampling, {**saved, "result": metrics})
     for shard in out.glob("shard-*.jsonl"):
