@@ -64,8 +64,6 @@ class DistillSettings(Seeded, OnDevice):
     """Distillation temperature T of the teacher's and the student's softmax."""
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
-    match_vectors: float = 0.0
-    """β: weight of a second distillation target, the teacher's sentence vector (its pooled encoder output, saved by the annotate stage): a linear map used only in training takes the student's features to it (MSE on standardised vectors)."""
     keep_confident: int = 10_000
     """Distill on at most this many synthetic texts: the ones the teacher is most confident about (0 = all). Sampling twice this many and keeping the surest half measured +2.5 points over sampling this many; 40,000 sampled with 15,000 kept, another +1.1 (benchmarks/student)."""
     lr: float = 1e-3
@@ -92,7 +90,6 @@ class DistillSettings(Seeded, OnDevice):
         self.between("lam", 0.0, 1.0)
         self.at_least("keep_confident", 0)
         self.positive("kd_temperature")
-        self.at_least("match_vectors", 0.0)
         self.positive("lr")
         self.at_least("batch_size", 1)
         self.at_least("epochs", 1)
@@ -166,10 +163,8 @@ def _bpemb_pad(sp) -> int:
 
 
 def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard: np.ndarray, soft: np.ndarray | None,
-                  dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill",
-                  sentence_vectors: np.ndarray | None = None):
-    """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD);
-    `sentence_vectors[i]` the teacher's pooled vector or NaN (matched with weight `settings.match_vectors`).
+                  dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill"):
+    """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD).
 
     Returns (best model by dev accuracy, history).
     """
@@ -184,17 +179,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(vectors))
     model.to(device)
-    parameters = list(model.parameters())
-    beta = settings.match_vectors if sentence_vectors is not None else 0.0
-    if beta > 0:
-        has_vector = torch.as_tensor(~np.isnan(sentence_vectors).any(1)).to(device)
-        known = sentence_vectors[~np.isnan(sentence_vectors).any(1)]
-        standardised = (np.nan_to_num(sentence_vectors) - known.mean(0)) / known.std()
-        target_t = torch.as_tensor(standardised, dtype=torch.float32).to(device)
-        # Used only in training: the shipped student keeps its own classifier and never computes the vector.
-        projection = torch.nn.Linear(model.classifier.in_features, target_t.shape[1]).to(device)
-        parameters += list(projection.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=settings.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ids = inputs.encode(texts)
     dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])).to(device) for i in range(0, len(dev_texts), 512)]
     hard_t = torch.as_tensor(hard, dtype=torch.long).to(device)
@@ -212,13 +197,9 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            features = model.dropout(model.features(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device)))
-            logits = model.classifier(features)
+            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
             batch = batch.to(device)
             loss = logits.new_zeros(())
-            if beta > 0 and has_vector[batch].any():
-                matched = has_vector[batch]
-                loss = loss + beta * F.mse_loss(projection(features[matched]), target_t[batch][matched])
             real = hard_t[batch] >= 0
             if real.any() and lam > 0:
                 loss = loss + lam * F.cross_entropy(logits[real], hard_t[batch][real])
@@ -264,9 +245,9 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
                                                         tokenizer_model)
     if labeled_only:
         settings = replace(settings, lam=1.0)
-        data = {**data, "soft": None, "vectors": None}
+        data = {**data, "soft": None}
     model, history = train_student(config, inputs, vectors, texts=data["texts"], hard=data["hard"], soft=data["soft"], dev_texts=dev_texts,
-                                   dev_y=dev_y, settings=settings, desc=desc, sentence_vectors=data.get("vectors"))
+                                   dev_y=dev_y, settings=settings, desc=desc)
     save_student(model, config, student_dir)
     return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
             "training_texts": len(data["texts"]), "dev_accuracy": max(h["dev_accuracy"] for h in history), "history": history}
@@ -294,37 +275,21 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     nan = np.full((len(train_texts), k), np.nan, dtype=np.float32)
     real_soft = load_annotations(run_dir, "train") if settings.kd_on_real else nan
     texts, hard, soft, synthetic = list(train_texts), list(train_y), [real_soft], 0
-    vectors = [sentence_vectors(run_dir, "train", len(train_texts))]
     sources = [] if transfer == "none" else transfer.split("+")
     if sources == ["synthetic"] and user_unlabeled(run_dir):
         sources.append("unlabeled")  # the user's real unlabeled texts (--unlabeled FILE), beside the synthetic ones
     for source in sources:
         transfer_logits = load_annotations(run_dir, source)
         transfer_texts = load_synthetic(run_dir) if source == "synthetic" else load_split(run_dir, "unlabeled")[0][: len(transfer_logits)]
-        transfer_vectors = sentence_vectors(run_dir, source, len(transfer_logits))
         if source == "synthetic" and 0 < settings.keep_confident < len(transfer_texts):
             kept = most_confident(transfer_logits, settings.keep_confident)
             transfer_texts, transfer_logits = [transfer_texts[i] for i in kept], transfer_logits[kept]
-            transfer_vectors = transfer_vectors[kept] if transfer_vectors is not None else None
         if source == "synthetic":
             synthetic = len(transfer_texts)
         texts += transfer_texts
         hard += [-1] * len(transfer_texts)
         soft.append(transfer_logits)
-        vectors.append(transfer_vectors)
-    known = [v for v in vectors if v is not None]
-    if known:  # texts without the teacher's vector get NaN rows (no vector-matching term)
-        width = known[0].shape[1]
-        sizes = [len(train_texts)] + [len(s) for s in soft[1:]]
-        vectors = np.concatenate([v if v is not None else np.full((n, width), np.nan, np.float32) for v, n in zip(vectors, sizes)])
-    return {"texts": texts, "hard": np.asarray(hard), "soft": np.concatenate(soft), "synthetic": synthetic,
-            "vectors": vectors if known else None}
-
-
-def sentence_vectors(run_dir: str | Path, split: str, count: int) -> np.ndarray | None:
-    """The teacher's pooled sentence vectors for `split` (annotate/<split>.vectors.npy), or None when not saved."""
-    path = stage_path(run_dir, "annotate") / f"{split}.vectors.npy"
-    return np.load(path)[:count] if path.is_file() else None
+    return {"texts": texts, "hard": np.asarray(hard), "soft": np.concatenate(soft), "synthetic": synthetic}
 
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:

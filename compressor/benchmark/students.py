@@ -32,8 +32,7 @@ def student_data(run_dir: Path, settings, transfer: str, count: int | None, sele
         else:
             raise ValueError(f"unknown select={select}")
         keep = np.concatenate([np.arange(real), chosen])
-        data = {"texts": [data["texts"][i] for i in keep], "hard": data["hard"][keep], "soft": data["soft"][keep],
-                "vectors": data["vectors"][keep] if data.get("vectors") is not None else None}
+        data = {"texts": [data["texts"][i] for i in keep], "hard": data["hard"][keep], "soft": data["soft"][keep]}
     return data
 
 
