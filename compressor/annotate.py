@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_json, stage_path
-from gendistill.compressor.synthesize import load_prompted, load_synthetic
+from gendistill.compressor.synthesize import load_synthetic_rows
 from gendistill.compressor.teacher import load_teacher, teacher_logits
 from gendistill.compressor.training import accuracy, resolve_device
 from gendistill.runtime.classifier import softmax
@@ -63,7 +63,8 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     texts = {split: load_split(run_dir, split) for split in SPLITS}
     targets = {split: texts[split][1] for split in SPLITS}
     texts = {split: texts[split][0] for split in SPLITS}
-    texts["synthetic"] = load_synthetic(run_dir)
+    synthetic_rows = load_synthetic_rows(run_dir)
+    texts["synthetic"] = [row["text"] for row in synthetic_rows]
     if user_unlabeled(run_dir):  # --unlabeled FILE: every one of its texts is transfer text
         texts["unlabeled"] = load_split(run_dir, "unlabeled")[0]
     elif settings.unlabeled:
@@ -95,9 +96,9 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
             # Per predicted class: how sure the teacher is of the synthetic texts it puts there.
             metrics["synthetic_confidence_per_class"] = [float(probabilities[predicted == k, k].mean()) if (predicted == k).any() else None
                                                          for k in range(probabilities.shape[1])]
-            prompted = load_prompted(run_dir)
-            if prompted is not None:  # a label-conditioned generator: how often the teacher gives the class asked for
-                metrics["synthetic_prompted_agreement"] = float((predicted == np.asarray(prompted)).mean())
+            if "prompted" in synthetic_rows[0]:  # a label-conditioned generator: how often the teacher gives the class asked for
+                prompted = np.asarray([row["prompted"] for row in synthetic_rows])
+                metrics["synthetic_prompted_agreement"] = float((predicted == prompted).mean())
     shutil.rmtree(out / "onnx", ignore_errors=True)
     metrics["texts"] = sum(len(t) for t in texts.values())
     metrics["seconds"] = time.time() - started

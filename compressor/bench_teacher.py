@@ -40,7 +40,7 @@ def _slug(text: str) -> str:
 def bench_one(dataset: str, seed: int, per_class: int, spec: str, runs_dir: Path) -> dict:
     from gendistill.compressor.data import run_data
     from gendistill.compressor.evaluate import reliability
-    from gendistill.compressor.pipeline import _difference, build_settings
+    from gendistill.compressor.pipeline import build_settings, settings_difference
     from gendistill.compressor.rundir import is_complete, load_split, read_json, stage_path
     from gendistill.compressor.teacher import load_teacher, run_teacher, teacher_logits
     from gendistill.compressor.training import accuracy, macro_f1
@@ -54,7 +54,7 @@ def bench_one(dataset: str, seed: int, per_class: int, spec: str, runs_dir: Path
     wanted = json.loads(json.dumps(asdict(settings.teacher)))
     saved = read_json(stage_path(run_dir, "teacher") / "settings.json") if is_complete(run_dir, "teacher") else None
     test_file = run_dir / "test_logits.npy"
-    if saved is None or _difference(saved, wanted):  # the pipeline's own reuse rule
+    if saved is None or settings_difference(saved, wanted):  # the pipeline's own reuse rule
         run_teacher(settings.teacher, run_dir)
         test_file.unlink(missing_ok=True)
     metrics = read_json(stage_path(run_dir, "teacher") / "metrics.json")

@@ -15,7 +15,7 @@ from pathlib import Path
 from gendistill.compressor.annotate import CONFIDENT, load_annotations, user_unlabeled
 from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import accuracy, macro_f1, per_class_scores
-from gendistill.runtime.bundle import write_json_atomic, write_text_atomic
+from gendistill.runtime.bundle import write_atomic, write_json_atomic, write_text_atomic
 from gendistill.runtime.formatting import ms, pct, size
 from gendistill.runtime.settings import Settings
 
@@ -268,7 +268,7 @@ def plot_report(report: dict, path: Path) -> None:
     ax.set_title(f"{report['dataset']}: {report['splits'].get('train')} labeled examples", fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png"), binary=True)
     plt.close(fig)
 
 

@@ -103,7 +103,9 @@ ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "epoch_examples": 1, "c
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
 
-def _difference(saved: dict, wanted: dict) -> str | None:
+def settings_difference(saved: dict, wanted: dict) -> str | None:
+    """The first setting (as "key: before -> after") in which a stage's saved settings differ from the wanted
+    ones, or None when the stage can be reused; execution-only settings (device, ...) never count."""
     for key in sorted(set(saved) | set(wanted)):
         if key in EXECUTION_ONLY:
             continue
@@ -132,7 +134,7 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
             continue
         saved = read_json(stage_path(run_dir, stage) / "settings.json")
         built_on, wanted = saved.get("upstream"), settings.of(stage)
-        difference = _difference(saved or {}, wanted)
+        difference = settings_difference(saved or {}, wanted)
         if difference and redo_changed:
             log.info("%-10s made with other settings (%s): re-made", stage, difference)
             out.append((stage, False))

@@ -23,12 +23,11 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from gendistill.runtime.bundle import publish, write_json_atomic
+from gendistill.runtime.bundle import write_atomic, write_json_atomic
 
 STAGES = ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "export")
 STAGE_DIRS = {stage: ("bundle" if stage == "export" else stage) for stage in STAGES}
@@ -205,17 +204,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def write_jsonl_atomic(path: str | Path, rows) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """One JSON object per line, written atomically (`rows` may be a generator: it is streamed)."""
+    write_atomic(path, lambda handle: handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def load_labels(run_dir: str | Path) -> list[str]:

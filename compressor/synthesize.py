@@ -246,15 +246,12 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     return metrics
 
 
+def load_synthetic_rows(run_dir: str | Path) -> list[dict]:
+    """synthetic.jsonl's rows: `text`, and `prompted` (the label index asked for) from a label-conditioned generator."""
+    from gendistill.compressor.rundir import stage_path
+
+    return read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")
+
+
 def load_synthetic(run_dir: str | Path) -> list[str]:
-    from gendistill.compressor.rundir import stage_path
-
-    return [row["text"] for row in read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")]
-
-
-def load_prompted(run_dir: str | Path) -> list[int] | None:
-    """The label index each synthetic text was prompted with (a label-conditioned generator), else None."""
-    from gendistill.compressor.rundir import stage_path
-
-    rows = read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")
-    return [row["prompted"] for row in rows] if rows and "prompted" in rows[0] else None
+    return [row["text"] for row in load_synthetic_rows(run_dir)]

@@ -391,9 +391,33 @@ def test_keep_confident_distills_on_the_synthetic_texts_the_teacher_is_surest_of
 def test_a_setting_added_later_reads_as_what_older_runs_did():
     """A stage made before a setting existed is reused when the setting asks for what that stage did, and
     refused (or re-made) when it asks for something else."""
-    from gendistill.compressor.pipeline import _difference
+    from gendistill.compressor.pipeline import settings_difference
 
-    assert _difference({"count": 10}, {"count": 10, "prefix_share": 0.0}) is None
-    assert _difference({"count": 10}, {"count": 10, "prefix_share": 0.5}) == "prefix_share: 0.0 -> 0.5"
-    assert _difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
-    assert _difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
+    assert settings_difference({"count": 10}, {"count": 10, "prefix_share": 0.0}) is None
+    assert settings_difference({"count": 10}, {"count": 10, "prefix_share": 0.5}) == "prefix_share: 0.0 -> 0.5"
+    assert settings_difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
+    assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
+
+
+def test_annotate_reports_how_often_the_teacher_gives_the_class_a_text_was_asked_for(tmp_path, finished_run):
+    """synthetic.jsonl rows of a label-conditioned generator carry `prompted`; the annotate stage says how often
+    the teacher's label is that one."""
+    import shutil
+
+    import numpy as np
+
+    from gendistill.compressor.annotate import AnnotateSettings, load_annotations, run_annotate
+    from gendistill.compressor.rundir import read_jsonl, stage_path, write_jsonl_atomic
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    rows = read_jsonl(stage_path(run_dir, "synthesize") / "synthetic.jsonl")
+    before = load_annotations(run_dir, "synthetic").argmax(1)
+    k = load_annotations(run_dir, "synthetic").shape[1]
+    # Even rows ask for the class the teacher gave them, odd rows for another one.
+    prompted = [int(y) if i % 2 == 0 else int(y + 1) % k for i, y in enumerate(before)]
+    write_jsonl_atomic(stage_path(run_dir, "synthesize") / "synthetic.jsonl", [{**row, "prompted": p} for row, p in zip(rows, prompted)])
+    metrics = run_annotate(AnnotateSettings(engine="torch"), run_dir)
+    after = load_annotations(run_dir, "synthetic").argmax(1)
+    assert metrics["synthetic_prompted_agreement"] == float((after == np.asarray(prompted)).mean())
+    assert 0.3 < metrics["synthetic_prompted_agreement"] < 0.7  # about half: the teacher's labels barely moved

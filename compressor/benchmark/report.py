@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gendistill.runtime.bundle import write_json_atomic, write_text_atomic
+from gendistill.runtime.bundle import write_atomic, write_json_atomic, write_text_atomic
 from gendistill.runtime.formatting import ms, pct, size
 
 MODELS = ("tfidf-svm", "fasttext", "encoder-lr", "teacher", "student-labeled-only", "student-kd", "student-gendist",
@@ -116,7 +116,7 @@ def _save(fig, ax, path: Path) -> str:
 
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110), binary=True)
     plt.close(fig)
     return path.name
 
