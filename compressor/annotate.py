@@ -25,7 +25,7 @@ import numpy as np
 
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic_rows
-from gendistill.compressor.teacher import load_teacher, teacher_logits
+from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
 from gendistill.compressor.training import accuracy, resolve_device
 from gendistill.runtime.classifier import softmax
 from gendistill.runtime.settings import OnDevice
@@ -58,7 +58,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     started = time.time()
     device = resolve_device(settings.device)
     model, tokenizer = load_teacher(run_dir, device)
-    max_length = read_json(stage_path(run_dir, "teacher") / "settings.json")["max_length"]
+    max_length = teacher_max_length(run_dir)
     out = begin_stage(run_dir, "annotate")
     texts = {split: load_split(run_dir, split) for split in SPLITS}
     targets = {split: texts[split][1] for split in SPLITS}

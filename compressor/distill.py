@@ -77,8 +77,8 @@ class DistillSettings(Seeded, OnDevice):
     200 labeled texts get as many updates between two dev checks, and before early stopping, as 10,000 do."""
     patience: int = 5
     """Stop after this many epochs without a better dev accuracy."""
-    max_length: int = 128
-    """Teacher and student input length (tokens)."""
+    max_length: int = 0
+    """Teacher and student input length in tokens; 0 = auto: 128, or 256 when more than a tenth of the labeled training texts are longer than 128 teacher tokens (bbc-news articles, frozen all-mpnet-base-v2: 97.2% at 128, 98.4% at 256, 98.6% at 512 for twice 256's time). A finished stage made with a set length is reused by auto."""
     lowercase: bool = True
     """Lowercase texts before the student's tokenizer."""
     labeled_only_baseline: bool = True
@@ -95,7 +95,7 @@ class DistillSettings(Seeded, OnDevice):
         self.at_least("epochs", 1)
         self.at_least("epoch_examples", 1)
         self.at_least("patience", 1)
-        self.at_least("max_length", 1)
+        self.at_least("max_length", 0)
         if self.embeddings == "bpemb" and not (self.bpemb or (self.bpemb_model and self.bpemb_vectors)):
             raise GendistillError("--embeddings bpemb needs --bpemb-model and --bpemb-vectors files, or --bpemb LANG:VOCAB:DIM.")
 
@@ -239,6 +239,7 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
     """
     from gendistill.compressor.student import count_parameters, save_student
 
+    settings = with_max_length(settings, run_dir)
     student_dir.mkdir(parents=True, exist_ok=True)
     dev_texts, dev_y = load_split(run_dir, "dev")
     inputs, config, vectors, coverage = prepare_student(settings, run_dir, data["texts"], len(load_labels(run_dir)), student_dir,
@@ -292,8 +293,16 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     return {"texts": texts, "hard": np.asarray(hard), "soft": np.concatenate(soft), "synthetic": synthetic}
 
 
+def with_max_length(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
+    """`max_length` 0 (auto) resolved to the teacher's."""
+    from gendistill.compressor.teacher import teacher_max_length
+
+    return settings if settings.max_length else replace(settings, max_length=teacher_max_length(run_dir))
+
+
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
     started = time.time()
+    settings = with_max_length(settings, run_dir)
     data = training_set(run_dir, settings)
     if len(data["texts"]) == 0:
         raise GendistillError("There is nothing to train the student on; check the data split.")

@@ -103,11 +103,16 @@ ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "epoch_examples": 1, "c
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
 
+AUTO = {"max_length": 0}
+"""Settings whose value here means "chosen by the stage": a stage saves the value it chose, and any saved value
+satisfies a request for the automatic choice."""
+
+
 def settings_difference(saved: dict, wanted: dict) -> str | None:
     """The first setting (as "key: before -> after") in which a stage's saved settings differ from the wanted
     ones, or None when the stage can be reused; execution-only settings (device, ...) never count."""
     for key in sorted(set(saved) | set(wanted)):
-        if key in EXECUTION_ONLY:
+        if key in EXECUTION_ONLY or (key in AUTO and key in saved and wanted.get(key) == AUTO[key]):
             continue
         before = saved.get(key, ADDED_LATER.get(key))
         if before != wanted.get(key):

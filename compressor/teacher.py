@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
 from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, save_teacher
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import BestCheckpoint, resolve_device, accuracy, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
@@ -46,8 +46,8 @@ class TeacherSettings(Seeded, OnDevice):
     """finetune: learning rate of the encoder (AdamW, linear warm-up and decay); the head learns at 10x."""
     batch_size: int = 16
     """finetune: texts per step (the frozen recipe encodes in batches of 64)."""
-    max_length: int = 128
-    """Teacher and student input length (tokens)."""
+    max_length: int = 0
+    """Teacher and student input length in tokens; 0 = auto: 128, or 256 when more than a tenth of the labeled training texts are longer than 128 teacher tokens (bbc-news articles, frozen all-mpnet-base-v2: 97.2% at 128, 98.4% at 256, 98.6% at 512 for twice 256's time). A finished stage made with a set length is reused by auto."""
     patience: int = 3
     """finetune: stop after this many epochs without a better dev accuracy."""
 
@@ -55,8 +55,26 @@ class TeacherSettings(Seeded, OnDevice):
         self.at_least("epochs", 1)
         self.positive("lr")
         self.at_least("batch_size", 1)
-        self.at_least("max_length", 8)
+        if self.max_length != 0:
+            self.at_least("max_length", 8)
         self.at_least("patience", 1)
+
+
+AUTO_LENGTHS = (128, 256)
+"""What `max_length` 0 chooses from: the first that more than 90% of the labeled training texts fit, else the last."""
+
+
+def auto_max_length(tokenizer, texts: list[str]) -> int:
+    """`max_length` 0 resolved for these texts (at most what the encoder reads)."""
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+    fitting = [n for n in AUTO_LENGTHS if np.mean(np.asarray(lengths) > n) <= 0.1] if lengths else AUTO_LENGTHS
+    longest = getattr(tokenizer, "model_max_length", None) or AUTO_LENGTHS[-1]
+    return min(fitting[0] if fitting else AUTO_LENGTHS[-1], longest)
+
+
+def teacher_max_length(run_dir: str | Path) -> int:
+    """The input length a finished teacher stage used (auto resolved)."""
+    return read_json(stage_path(run_dir, "teacher") / "settings.json")["max_length"]
 
 
 def load_teacher(run_dir: str | Path, device: str = "cpu"):
@@ -181,6 +199,9 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
 
     source = resolve_model(settings.finetuned or settings.model, "teacher")
     model, tokenizer = build_teacher(source, len(labels), labels, load, finetuned=bool(settings.finetuned))
+    if settings.max_length == 0:  # auto: saved resolved, so the stages after it (and a re-run) read the length used
+        settings = replace(settings, max_length=auto_max_length(tokenizer, train_texts))
+        log.info("teacher input length %d tokens (auto, from the labeled texts' lengths)", settings.max_length)
     model.to(device)
     unchanged_encoder = False
     if settings.finetuned:

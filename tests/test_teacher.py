@@ -127,6 +127,35 @@ def test_temperature_scaling_sharpens_tiny_logits_and_keeps_the_argmax():
     assert (np.argmax(logits / t, 1) == np.argmax(logits, 1)).all()
 
 
+# --- input length ------------------------------------------------------------------------------------
+
+class WordTokenizer:
+    """One token per word, as far as auto_max_length is concerned."""
+
+    model_max_length = 512
+
+    def __call__(self, texts, truncation=False, verbose=False):
+        return {"input_ids": [text.split() for text in texts]}
+
+
+@pytest.mark.parametrize("long_share, longest, expected", [(0.0, 512, 128), (0.1, 512, 128), (0.2, 512, 256), (0.2, 200, 200)])
+def test_auto_max_length_is_the_first_length_nine_in_ten_labeled_texts_fit(long_share, longest, expected):
+    from gendistill.compressor.teacher import auto_max_length
+
+    tokenizer = WordTokenizer()
+    tokenizer.model_max_length = longest
+    texts = ["word " * 300 if i < 100 * long_share else "word " * 20 for i in range(100)]
+    assert auto_max_length(tokenizer, texts) == expected
+
+
+def test_a_stage_made_with_a_set_length_is_reused_by_auto_and_not_by_another_length():
+    from gendistill.compressor.pipeline import settings_difference
+
+    assert settings_difference({"max_length": 128}, {"max_length": 0}) is None
+    assert settings_difference({"max_length": 128}, {"max_length": 256}) == "max_length: 128 -> 256"
+    assert settings_difference({}, {"max_length": 0}) == "max_length: None -> 0"
+
+
 # --- the frozen recipe end to end ---------------------------------------------------------------------
 
 def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, toy_csv, toy_rows, tiny_encoder):
@@ -138,9 +167,12 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     run_dir = tmp_path / "run"
     args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, "--teacher", tiny_encoder, "--teacher-recipe", "frozen",
             "--generator", generator, "--synthetic", 16, "--synthesis-batch", 8, "--max-new-tokens", 8, "--vocab-size", 150,
-            "--student-epochs", 2, "--max-length", 32, "--dev-size", 30, "--test-size", 30, "--no-export"]
+            "--student-epochs", 2, "--dev-size", 30, "--test-size", 30, "--no-export"]  # --max-length: auto
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    # Auto input length: the toy texts are short, so 128; saved resolved, and the student reads as far.
+    assert json.loads((run_dir / "teacher" / "settings.json").read_text())["max_length"] == 128
+    assert json.loads((run_dir / "distill" / "student" / "student.json").read_text())["max_length"] == 128
     metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert metrics["recipe"] == "frozen" and metrics["kind"] == "pooled" and metrics["pooling"] == "mean"
     assert metrics["best_epoch"] == 0 and metrics["temperature"] > 0 and metrics["head_c"] > 0
@@ -153,8 +185,8 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     texts = [t for t, _ in toy_rows[:10]]
     annotated = np.load(run_dir / "annotate" / "train.npy")
     train = [json.loads(l)["text"] for l in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
-    np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 32), annotated, rtol=1e-4, atol=1e-5)
-    assert teacher_logits(model, tokenizer, texts, 32).shape == (10, 3)
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 128), annotated, rtol=1e-4, atol=1e-5)
+    assert teacher_logits(model, tokenizer, texts, 128).shape == (10, 3)
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
     assert annotate["engine"] in ("onnx-int8", "torch") and "int8_check" in annotate
     # int8 is judged on dev + test against torch, whose logits every labeled split keeps.
@@ -166,7 +198,7 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
         assert attempt["passed"] == (attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05)
         assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
     assert (annotate["engine"] == "onnx-int8") == check["attempts"][-1]["passed"]
-    np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 32), np.load(run_dir / "annotate" / "test.npy"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 128), np.load(run_dir / "annotate" / "test.npy"), rtol=1e-4, atol=1e-5)
     assert len(annotate["synthetic_confidence_per_class"]) == 3 and annotate["texts_per_second"] > 0
     assert not (run_dir / "annotate" / "onnx").exists()
 

@@ -208,6 +208,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     """Shared stages once, then every row from their caches; returns {row name: result}."""
     from gendistill.compressor.pipeline import run_compress
     from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
+    from gendistill.compressor.teacher import teacher_max_length
 
     settings = compress_settings(bench, dataset, seed)
     started = time.time()
@@ -240,11 +241,12 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         lambda: train_tfidf_svm(*common, cache.work_dir("tfidf-svm"), latency_texts))
     row("fasttext", {"model": "fasttext", "seed": seed, "grid": FASTTEXT_GRID, "latency_texts": bench.latency_texts},
         lambda: train_fasttext(*common, cache.work_dir("fasttext"), latency_texts, seed=seed))
-    row("encoder-lr", {"model": "encoder-lr", "teacher": settings.of("teacher"), "data": settings.of("data"), "latency_texts": bench.latency_texts},
-        lambda: encoder_lr_row(settings.teacher, labels, train_texts, train_y, test_texts, test_y, latency_texts))
+    teacher = replace(settings.teacher, max_length=teacher_max_length(run_dir))  # the length the run's teacher used (auto resolved)
+    row("encoder-lr", {"model": "encoder-lr", "teacher": jsonable(asdict(teacher)), "data": settings.of("data"), "latency_texts": bench.latency_texts},
+        lambda: encoder_lr_row(teacher, labels, train_texts, train_y, test_texts, test_y, latency_texts))
     teacher_id = read_json(stage_path(run_dir, "teacher") / "metrics.json")["stage_id"]
     row("teacher", {"model": "teacher", "teacher": teacher_id, "latency_texts": bench.latency_texts},
-        lambda: teacher_row(run_dir, test_y, k, latency_texts, settings.teacher.max_length))
+        lambda: teacher_row(run_dir, test_y, k, latency_texts, teacher.max_length))
 
     annotate_id = read_json(stage_path(run_dir, "annotate") / "metrics.json")["stage_id"]
     distill_id = read_json(stage_path(run_dir, "distill") / "metrics.json")["stage_id"]
