@@ -247,6 +247,7 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
             taken, rest = stratified_take(pool_labels, size, rng)
             splits[name] = [pool[i] for i in taken]
             pool = [pool[i] for i in rest]
+    pool_counts = Counter(labels[i] for i in pool)  # the training pool's classes, before --per-class evens them out
     overlap_dropped = resolve_overlap(settings, texts, extra)
     label_names = sorted(set(labels))
     if len(label_names) < 2:
@@ -306,6 +307,7 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
     if user_unlabeled is not None:
         sizes["unlabeled"] = len(user_unlabeled)
     metrics = {"sizes": sizes, "dropped": dropped, "overlap_dropped": overlap_dropped, "train_per_class": dict(counts),
+               "pool_per_class": {label: pool_counts.get(label, 0) for label in label_names},
                "seconds": time.time() - started}
     finish_stage(run_dir, "data", {**asdict(settings), "fingerprint": fingerprint(settings)}, metrics)
     return metrics

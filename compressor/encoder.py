@@ -7,7 +7,8 @@
   BERT's CLS token + pooler) ("sequence-classification"); an already fine-tuned classifier is one of these.
 
 Both return *calibrated* logits: the head's logits divided by a temperature fitted on dev (`calibrate`),
-so their softmax is a probability the student can learn from. Saved in `teacher/model/`: the encoder's
+so their softmax is a probability the student can learn from, plus a per-class `shift` (zero unless the teacher
+stage corrects for a class prior that differs from the labeled sample's, see `prior_shift`). Saved in `teacher/model/`: the encoder's
 files, its tokenizer, `teacher.json` (kind, pooling, temperature) and, when pooled, `head.safetensors`.
 """
 
@@ -72,13 +73,14 @@ def _module_class():
     import torch
 
     class TeacherClassifier(torch.nn.Module):
-        """logits = head(pool(encoder(text))) / temperature, or a checkpoint's own head / temperature."""
+        """logits = head(pool(encoder(text))) / temperature + shift, or a checkpoint's own head / temperature + shift."""
 
-        def __init__(self, encoder, num_labels: int, pooling: Pooling | None, temperature: float = 1.0):
+        def __init__(self, encoder, num_labels: int, pooling: Pooling | None, temperature: float = 1.0, shift=None):
             super().__init__()
             self.encoder, self.pooling = encoder, pooling
             self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels) if pooling else None
             self.register_buffer("temperature", torch.tensor(float(temperature)))
+            self.register_buffer("shift", torch.tensor(shift if shift is not None else [0.0] * num_labels, dtype=torch.float32))
 
         @property
         def kind(self) -> str:
@@ -94,7 +96,7 @@ def _module_class():
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask).logits
 
         def forward(self, input_ids, attention_mask):
-            return self.raw_logits(input_ids, attention_mask) / self.temperature
+            return self.raw_logits(input_ids, attention_mask) / self.temperature + self.shift
 
     return TeacherClassifier
 
@@ -160,7 +162,7 @@ def save_teacher(model, tokenizer, out_dir: Path, labels: list[str], link_from: 
     else:
         model.encoder.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-    meta = {"kind": model.kind, "labels": labels, "temperature": float(model.temperature),
+    meta = {"kind": model.kind, "labels": labels, "temperature": float(model.temperature), "shift": model.shift.tolist(),
             "pooling": asdict(model.pooling) if model.pooling else None}
     if model.pooling:
         save_file({"weight": model.head.weight.detach().contiguous(), "bias": model.head.bias.detach().contiguous()}, str(out_dir / "head.safetensors"))
@@ -177,13 +179,14 @@ def load_teacher_dir(model_dir: str | Path, device: str = "cpu"):
     meta = json.loads((model_dir / "teacher.json").read_text())
     if meta["kind"] == "pooled":
         encoder = AutoModel.from_pretrained(model_dir)
-        model = _module_class()(encoder, len(meta["labels"]), Pooling(**meta["pooling"]), meta["temperature"])
+        model = _module_class()(encoder, len(meta["labels"]), Pooling(**meta["pooling"]), meta["temperature"], meta.get("shift"))
         head = load_file(str(model_dir / "head.safetensors"))
         with torch.no_grad():
             model.head.weight.copy_(head["weight"])
             model.head.bias.copy_(head["bias"])
     else:
-        model = _module_class()(AutoModelForSequenceClassification.from_pretrained(model_dir), len(meta["labels"]), None, meta["temperature"])
+        model = _module_class()(AutoModelForSequenceClassification.from_pretrained(model_dir), len(meta["labels"]), None, meta["temperature"],
+                                meta.get("shift"))
     return model.to(device).eval(), AutoTokenizer.from_pretrained(model_dir)
 
 
@@ -227,8 +230,16 @@ def fit_head(features: np.ndarray, targets, seed: int) -> tuple[np.ndarray, np.n
     return weight.astype(np.float32), bias.astype(np.float32), c
 
 
-def fit_temperature(logits: np.ndarray, targets) -> float:
-    """The temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out texts
+def prior_shift(train_counts: list[int], pool_counts: list[int]) -> np.ndarray:
+    """log(pool share) - log(train share) per class: added to a classifier's log-probabilities, it moves them from
+    the class prior of the sample it was trained on to the pool's (Bayes' rule under label shift; Saerens et al.
+    2002). Zero when the shares are equal."""
+    train, pool = np.asarray(train_counts, dtype=np.float64), np.asarray(pool_counts, dtype=np.float64)
+    return (np.log(pool / pool.sum()) - np.log(train / train.sum())).astype(np.float32)
+
+
+def fit_temperature(logits: np.ndarray, targets, shift: np.ndarray | None = None) -> float:
+    """The temperature T minimising the negative log-likelihood of softmax(logits / T + shift) on held-out texts
     (temperature scaling, Guo et al. 2017): it keeps the argmax and makes confidences mean what they say."""
     from scipy.optimize import minimize_scalar
     from scipy.special import log_softmax
@@ -238,6 +249,6 @@ def fit_temperature(logits: np.ndarray, targets) -> float:
         return 1.0
 
     def nll(log_t):
-        return -log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(targets)), targets].mean()
+        return -log_softmax(logits / np.exp(log_t) + (0.0 if shift is None else shift), axis=1)[np.arange(len(targets)), targets].mean()
 
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded").x))

@@ -98,7 +98,7 @@ EXECUTION_ONLY = {"upstream", "device"}
 """Recorded in settings.json, but a stage made on a GPU is reused on a CPU and the other way round."""
 
 
-ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "epoch_examples": 1, "conditional": False}
+ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "epoch_examples": 1, "conditional": False, "prior": "train"}
 """Settings a stage gained after runs were made, with the value that does what those runs did: a settings.json
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
-from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, save_teacher
+from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, prior_shift, save_teacher
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import BestCheckpoint, resolve_device, accuracy, progress, seed_everything
 from gendistill.runtime.errors import GendistillError
@@ -50,6 +50,8 @@ class TeacherSettings(Seeded, OnDevice):
     """Teacher and student input length in tokens; 0 = auto: 128, or 256 when more than a tenth of the labeled training texts are longer than 128 teacher tokens (bbc-news articles, frozen all-mpnet-base-v2: 97.2% at 128, 98.4% at 256, 98.6% at 512 for twice 256's time). A finished stage made with a set length is reused by auto."""
     patience: int = 3
     """finetune: stop after this many epochs without a better dev accuracy."""
+    prior: Literal["train", "pool"] = "train"
+    """The class prior the teacher's soft labels assume: the labeled sample's (train), or the training pool's class shares (pool: when --per-class drew an even sample from an uneven pool, the teacher's log-probabilities are shifted by log(pool share / sample share), and its temperature fitted with the shift)."""
 
     def validate(self):
         self.at_least("epochs", 1)
@@ -122,6 +124,14 @@ def _align_labels(model, labels: list[str]):
             head.bias.copy_(head.bias[order].clone())
     classifier.config.id2label = dict(enumerate(labels))
     classifier.config.label2id = {label: i for i, label in enumerate(labels)}
+
+
+def class_prior_shift(run_dir: str | Path, labels: list[str]) -> np.ndarray:
+    """`prior_shift` from the labeled sample's class counts to the training pool's (the data stage's metrics)."""
+    metrics = read_json(stage_path(run_dir, "data") / "metrics.json")
+    if "pool_per_class" not in metrics:
+        raise GendistillError("This run's data stage predates --teacher-prior pool (it did not count the pool's classes); re-run it with --from data.")
+    return prior_shift([metrics["train_per_class"][label] for label in labels], [metrics["pool_per_class"][label] for label in labels])
 
 
 def fit_frozen_head(model, tokenizer, settings: TeacherSettings, texts: list[str], targets) -> float:
@@ -220,12 +230,15 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
     with torch.no_grad():
         model.temperature.fill_(1.0)
     raw_dev = teacher_logits(model, tokenizer, dev_texts, settings.max_length)
-    temperature = fit_temperature(raw_dev, dev_y)
+    shift = class_prior_shift(run_dir, labels) if settings.prior == "pool" else np.zeros(len(labels), dtype=np.float32)
+    temperature = fit_temperature(raw_dev, dev_y, shift)
     with torch.no_grad():
         model.temperature.fill_(temperature)
+        model.shift.copy_(torch.from_numpy(shift))
     save_teacher(model, tokenizer, out / "model", labels, link_from=source if unchanged_encoder else None)
     metrics.update({
-        "dev_accuracy": accuracy(raw_dev.argmax(1), dev_y),
+        "dev_accuracy": accuracy((raw_dev / temperature + shift).argmax(1), dev_y),
+        "prior_shift": shift.tolist(),
         "recipe": "finetuned" if settings.finetuned else ("finetune" if model.head is None else settings.recipe),
         "kind": model.kind,
         "pooling": model.pooling.mode if model.pooling else None,

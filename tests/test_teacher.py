@@ -222,3 +222,54 @@ def test_the_int8_onnx_teacher_follows_the_torch_teacher(tmp_path, tiny_encoder,
     np.testing.assert_allclose(fp32, reference, atol=1e-4)
     int8 = OnnxTeacher(tmp_path / "t8.onnx", tokenizer, 1).logits(texts, 32)
     assert np.corrcoef(int8.ravel(), reference.ravel())[0, 1] > 0.9
+
+
+# --- class prior ----------------------------------------------------------------------------------------
+
+def test_prior_shift_moves_log_probabilities_from_the_samples_class_shares_to_the_pools():
+    from gendistill.compressor.encoder import prior_shift
+
+    np.testing.assert_allclose(prior_shift([10, 10], [50, 50]), [0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(prior_shift([10, 10], [75, 25]), np.log([1.5, 0.5]), rtol=1e-6)
+
+
+def test_teacher_prior_pool_assumes_the_uneven_pools_class_shares(tmp_path, toy_rows, tiny_encoder):
+    """--per-class draws an even sample from an uneven pool; --teacher-prior pool shifts the teacher's soft labels
+    (and the int8 teacher's, through the same module) back to the pool's class shares."""
+    import csv
+
+    import torch
+
+    from gendistill.compressor.encoder import prior_shift
+    from gendistill.compressor.teacher import load_teacher, teacher_logits
+
+    kept = {label: 0 for label in {label for _, label in toy_rows}}
+    limits = dict(zip(sorted(kept), (60, 30, 15)))
+    rows = []
+    for text, label in toy_rows:
+        if kept[label] < limits[label]:
+            kept[label] += 1
+            rows.append((text, label))
+    data = tmp_path / "uneven.csv"
+    with open(data, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    run_dir = tmp_path / "run"
+    args = ["compress", data, "--out", run_dir, "--per-class", 8, "--teacher", tiny_encoder, "--teacher-recipe", "frozen",
+            "--teacher-prior", "pool", "--synthetic", 0, "--vocab-size", 100, "--student-epochs", 1, "--dev-size", 10,
+            "--test-size", 20, "--no-export"]
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data_metrics = json.loads((run_dir / "data" / "metrics.json").read_text())
+    labels = json.loads((run_dir / "data" / "labels.json").read_text())
+    pool = [data_metrics["pool_per_class"][label] for label in labels]
+    assert pool[0] > pool[1] > pool[2] and sum(pool) == len(rows) - 30  # dev and test left the pool
+    expected = prior_shift([8, 8, 8], pool)
+    np.testing.assert_allclose(json.loads((run_dir / "teacher" / "metrics.json").read_text())["prior_shift"], expected, rtol=1e-5)
+    model, tokenizer = load_teacher(run_dir)
+    np.testing.assert_allclose(model.shift.numpy(), expected, rtol=1e-5)
+    test = [json.loads(line)["text"] for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
+    shifted = teacher_logits(model, tokenizer, test, 128)
+    np.testing.assert_allclose(shifted, np.load(run_dir / "annotate" / "test.npy"), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        model.shift.zero_()
+    np.testing.assert_allclose(shifted - teacher_logits(model, tokenizer, test, 128), np.tile(expected, (len(test), 1)), rtol=1e-4, atol=1e-5)
