@@ -46,3 +46,17 @@ BENCHMARK_ARGS ?= --dataset rotten-tomatoes --dataset bbc-news --seeds 3 --per-c
 .PHONY: benchmark
 benchmark: install
 	$(VENV)/bin/gendistill benchmark $(BENCHMARK_ARGS) --out benchmarks --runs-dir runs/benchmark
+
+# Task shapes the main benchmark does not cover (benchmarks/shapes/make_shapes.py: 3 long-text topics at 30 labels
+# per class, and uneven classes met by an even labeled sample), the uneven ones with the teacher's class prior as
+# sampled and as the pool's (--teacher-prior pool). Resumable, like `make benchmark`.
+SHAPES_ARGS ?= --seeds 3 --synthetic-counts 0,5000 --no-oracle-curve
+SHAPES ?= rt-uneven:100:train rt-uneven:100:pool bbc3-uneven:30:train bbc3-uneven:30:pool bbc3:30:train
+.PHONY: benchmark-shapes
+benchmark-shapes: install
+	$(PY) benchmarks/shapes/make_shapes.py runs/shapes
+	@for shape in $(SHAPES); do \
+	  name=$$(echo $$shape | cut -d: -f1); per=$$(echo $$shape | cut -d: -f2); prior=$$(echo $$shape | cut -d: -f3); \
+	  $(VENV)/bin/gendistill benchmark --dataset runs/shapes/$$name.csv --per-class $$per --teacher-prior $$prior $(SHAPES_ARGS) \
+	    --out benchmarks/shapes/$$name-prior-$$prior --runs-dir runs/benchmark-shapes/prior-$$prior || exit 1; \
+	done

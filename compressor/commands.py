@@ -56,6 +56,8 @@ def _compress(data: str, run_dir: str, from_stage: str | None, force: bool, **se
         raise SystemExit(130) from None
     click.echo(summary_table(report))
     click.echo(f"\nReport: {run_dir}/report.md" + (f"   Bundle: {report['bundle']['path']}" if "bundle" in report else ""))
+    if report.get("warning"):
+        click.echo(f"\nWarning: {report['warning']}", err=True)
 
 
 @click.command()

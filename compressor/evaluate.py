@@ -141,6 +141,17 @@ def build_report(run_dir: str | Path) -> dict:
     test_y = load_split(run_dir, "test")[1]
     if test_y:
         report["majority_class_test_accuracy"] = max(test_y.count(k) for k in set(test_y)) / len(test_y)
+    dev_y = load_split(run_dir, "dev")[1]
+    if "distill" in metrics and dev_y:
+        d = metrics["distill"]
+        majority = max(set(dev_y), key=dev_y.count)
+        majority_dev = dev_y.count(majority) / len(dev_y)
+        shipped_dev = max(d["dev_accuracy"], d.get("labeled_only_dev_accuracy") or 0.0)
+        if shipped_dev <= majority_dev:  # a student no better than a constant: say so loudly, never ship it quietly
+            report["warning"] = (
+                f"The shipped student scores {pct(shipped_dev)} on dev, no better than always answering {report['labels'][majority]!r} "
+                f"({pct(majority_dev)}): do not use this bundle as it is. With uneven classes, try --teacher-prior pool; otherwise give "
+                "more labeled texts (--per-class) or real unlabeled ones (--unlabeled FILE).")
     if "teacher" in report and "student" in report:
         report["student_vs_teacher"] = report["student"]["test_accuracy"] / max(report["teacher"]["test_accuracy"], 1e-9)
         report["compression"] = report["teacher"]["params"] / max(report["student"]["params"], 1)
@@ -153,7 +164,10 @@ def build_report(run_dir: str | Path) -> dict:
 
 
 def render_markdown(report: dict) -> str:
-    lines = [f"# gendistill report: {report['dataset']}", "", "![accuracy against parameters](report.png)", ""]
+    lines = [f"# gendistill report: {report['dataset']}", ""]
+    if report.get("warning"):
+        lines += [f"**Warning: {report['warning']}**", ""]
+    lines += ["![accuracy against parameters](report.png)", ""]
     lines.append(
         f"Labels: {', '.join(report['labels'])}. Training examples: {report['splits'].get('train')} "
         f"({report['per_class'] or 'all'} per class), dev {report['splits'].get('dev')}, test {report['splits'].get('test')}."

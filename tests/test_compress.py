@@ -421,3 +421,22 @@ def test_annotate_reports_how_often_the_teacher_gives_the_class_a_text_was_asked
     after = load_annotations(run_dir, "synthetic").argmax(1)
     assert metrics["synthetic_prompted_agreement"] == float((after == np.asarray(prompted)).mean())
     assert 0.3 < metrics["synthetic_prompted_agreement"] < 0.7  # about half: the teacher's labels barely moved
+
+
+def test_a_student_no_better_than_the_majority_class_is_reported_as_a_failure(tmp_path, finished_run):
+    """The report (and the command's output) says loudly when neither student beats always answering one class on dev."""
+    import shutil
+
+    from gendistill.compressor.evaluate import render_markdown, write_report
+    from gendistill.compressor.rundir import read_json, stage_path
+    from gendistill.runtime.bundle import write_json_atomic
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    assert "warning" not in json.loads((run_dir / "report.json").read_text())  # the toy students beat a constant
+    metrics = read_json(stage_path(run_dir, "distill") / "metrics.json")
+    write_json_atomic(stage_path(run_dir, "distill") / "metrics.json", {**metrics, "dev_accuracy": 0.2, "labeled_only_dev_accuracy": 0.1})
+    report = write_report(run_dir)
+    assert report["warning"].startswith("The shipped student scores 20.0% on dev, no better than always answering")
+    assert "--teacher-prior pool" in report["warning"]
+    assert f"**Warning: {report['warning']}**" in render_markdown(report)
