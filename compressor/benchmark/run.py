@@ -120,7 +120,7 @@ class _RowCache:
         path = self.root / f"{name}.json"
         if path.is_file():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("settings") == jsonable(settings):
+            if saved.get("settings") == _as_saved(jsonable(settings), saved.get("settings")):
                 return saved["result"]
         return None
 
@@ -138,6 +138,17 @@ class _RowCache:
             shutil.rmtree(path)
         path.mkdir(parents=True)
         return path
+
+
+def _as_saved(wanted, saved):
+    """`wanted` without the settings a stage gained after `saved` was made, where they ask for what those rows did
+    (pipeline.ADDED_LATER), so an upgrade does not re-make cached rows it would make the same."""
+    from gendistill.compressor.pipeline import ADDED_LATER
+
+    if not isinstance(wanted, dict) or not isinstance(saved, dict):
+        return wanted
+    return {key: _as_saved(value, saved.get(key)) for key, value in wanted.items()
+            if key in saved or key not in ADDED_LATER or value != ADDED_LATER[key]}
 
 
 # --- one seed --------------------------------------------------------------------------------------
@@ -208,6 +219,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     """Shared stages once, then every row from their caches; returns {row name: result}."""
     from gendistill.compressor.pipeline import run_compress
     from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
+    from gendistill.compressor.distill import with_max_length
     from gendistill.compressor.teacher import teacher_max_length
 
     settings = compress_settings(bench, dataset, seed)
@@ -251,7 +263,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     annotate_id = read_json(stage_path(run_dir, "annotate") / "metrics.json")["stage_id"]
     distill_id = read_json(stage_path(run_dir, "distill") / "metrics.json")["stage_id"]
     exported = set(MODELS) | {f"ablation-architecture-{a}" for a in bench.architectures}
-    for item in _student_plan(bench, settings.distill):
+    for item in _student_plan(bench, with_max_length(settings.distill, run_dir)):  # auto length resolved: rows name the one used
         name = item["name"]
         export = bench.export and name in exported
         row_settings = {"distill": asdict(item["settings"]), "transfer": item["transfer"], "count": item["count"],
