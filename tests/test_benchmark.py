@@ -171,3 +171,13 @@ def test_sampler_ablation_shares_teacher_and_generator(benchmark_out):
     assert json.loads((variant / "synthesize" / "metrics.json").read_text())["sampler"] == "hf"
     assert "sampler (8 synthetic texts)" in (out / "RESULTS.md").read_text()
     assert json.loads((seed_dir.with_name("seed0-top_k-5") / "synthesize" / "settings.json").read_text())["top_k"] == 5
+
+
+def test_a_cached_row_made_before_a_setting_existed_is_reused_only_when_the_setting_asks_for_what_it_did():
+    from gendistill.compressor.benchmark.run import _as_saved
+
+    saved = {"distill": {"lam": 0.2}, "teacher": {"model": "embedded"}, "count": 10}
+    wanted = {"distill": {"lam": 0.2, "keep_confident": 0}, "teacher": {"model": "embedded", "prior": "train"}, "count": 10}
+    assert _as_saved(wanted, saved) == saved
+    assert _as_saved({**wanted, "teacher": {"model": "embedded", "prior": "pool"}}, saved) != saved
+    assert _as_saved({**wanted, "count": 20}, saved) != saved
