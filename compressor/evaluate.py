@@ -140,12 +140,11 @@ def build_report(run_dir: str | Path) -> dict:
         report["shipped"] = {"student": d["shipped"], "dev_accuracy": d["dev_accuracy"], "labeled_only_dev_accuracy": d.get("labeled_only_dev_accuracy")}
     test_y = load_split(run_dir, "test")[1]
     if test_y:
-        report["majority_class_test_accuracy"] = max(test_y.count(k) for k in set(test_y)) / len(test_y)
+        report["majority_class_test_accuracy"] = _majority(test_y)[1]
     dev_y = load_split(run_dir, "dev")[1]
     if "distill" in metrics and dev_y:
         d = metrics["distill"]
-        majority = max(set(dev_y), key=dev_y.count)
-        majority_dev = dev_y.count(majority) / len(dev_y)
+        majority, majority_dev = _majority(dev_y)
         shipped_dev = max(d["dev_accuracy"], d.get("labeled_only_dev_accuracy") or 0.0)
         if shipped_dev <= majority_dev:  # a student no better than a constant: say so loudly, never ship it quietly
             report["warning"] = (
@@ -161,6 +160,12 @@ def build_report(run_dir: str | Path) -> dict:
     seconds["total"] = sum(seconds.values())
     report["seconds"] = seconds
     return report
+
+
+def _majority(targets: list[int]) -> tuple[int, float]:
+    """The most frequent label index and its share: the accuracy of always answering it."""
+    label = max(set(targets), key=targets.count)
+    return label, targets.count(label) / len(targets)
 
 
 def render_markdown(report: dict) -> str:

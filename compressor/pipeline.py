@@ -108,14 +108,19 @@ AUTO = {"max_length": 0}
 satisfies a request for the automatic choice."""
 
 
-def settings_difference(saved: dict, wanted: dict) -> str | None:
+def settings_difference(saved: dict, wanted: dict, ignore=EXECUTION_ONLY) -> str | None:
     """The first setting (as "key: before -> after") in which a stage's saved settings differ from the wanted
-    ones, or None when the stage can be reused; execution-only settings (device, ...) never count."""
+    ones, or None when the stage can be reused; the `ignore` settings (execution-only: device, ...) never count.
+    Nested settings (a benchmark row's, which hold stages' settings) are compared by the same rule."""
     for key in sorted(set(saved) | set(wanted)):
-        if key in EXECUTION_ONLY or (key in AUTO and key in saved and wanted.get(key) == AUTO[key]):
+        if key in ignore or (key in AUTO and key in saved and wanted.get(key) == AUTO[key]):
             continue
         before = saved.get(key, ADDED_LATER.get(key))
-        if before != wanted.get(key):
+        if isinstance(before, dict) and isinstance(wanted.get(key), dict):
+            inner = settings_difference(before, wanted[key], ignore)
+            if inner:
+                return f"{key}.{inner}"
+        elif before != wanted.get(key):
             return f"{key}: {before!r} -> {wanted.get(key)!r}"
     return None
 

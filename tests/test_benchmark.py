@@ -174,10 +174,10 @@ def test_sampler_ablation_shares_teacher_and_generator(benchmark_out):
 
 
 def test_a_cached_row_made_before_a_setting_existed_is_reused_only_when_the_setting_asks_for_what_it_did():
-    from gendistill.compressor.benchmark.run import _as_saved
+    from gendistill.compressor.pipeline import settings_difference
 
     saved = {"distill": {"lam": 0.2}, "teacher": {"model": "embedded"}, "count": 10}
     wanted = {"distill": {"lam": 0.2, "keep_confident": 0}, "teacher": {"model": "embedded", "prior": "train"}, "count": 10}
-    assert _as_saved(wanted, saved) == saved
-    assert _as_saved({**wanted, "teacher": {"model": "embedded", "prior": "pool"}}, saved) != saved
-    assert _as_saved({**wanted, "count": 20}, saved) != saved
+    assert settings_difference(saved, wanted, ignore=()) is None
+    assert settings_difference(saved, {**wanted, "teacher": {"model": "embedded", "prior": "pool"}}, ignore=()) == "teacher.prior: 'train' -> 'pool'"
+    assert settings_difference(saved, {**wanted, "count": 20}, ignore=()) == "count: 10 -> 20"

@@ -18,6 +18,7 @@ from gendistill.compressor.benchmark.measure import jsonable
 from gendistill.compressor.benchmark.peers import FASTTEXT_GRID, encoder_lr_row, teacher_row, train_fasttext, train_tfidf_svm
 from gendistill.compressor.benchmark.report import MODELS, write_outputs
 from gendistill.compressor.benchmark.students import measure_student, student_data, train_student_row
+from gendistill.compressor.pipeline import settings_difference
 from gendistill.runtime.bundle import write_json_atomic
 from gendistill.runtime.errors import GendistillError
 
@@ -120,7 +121,9 @@ class _RowCache:
         path = self.root / f"{name}.json"
         if path.is_file():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("settings") == _as_saved(jsonable(settings), saved.get("settings")):
+            # The pipeline's own reuse rule, device included: a row made before a setting existed is reused when the
+            # setting asks for what it did, so an upgrade does not re-make cached rows it would make the same.
+            if isinstance(saved.get("settings"), dict) and settings_difference(saved["settings"], jsonable(settings), ignore=()) is None:
                 return saved["result"]
         return None
 
@@ -138,17 +141,6 @@ class _RowCache:
             shutil.rmtree(path)
         path.mkdir(parents=True)
         return path
-
-
-def _as_saved(wanted, saved):
-    """`wanted` without the settings a stage gained after `saved` was made, where they ask for what those rows did
-    (pipeline.ADDED_LATER), so an upgrade does not re-make cached rows it would make the same."""
-    from gendistill.compressor.pipeline import ADDED_LATER
-
-    if not isinstance(wanted, dict) or not isinstance(saved, dict):
-        return wanted
-    return {key: _as_saved(value, saved.get(key)) for key, value in wanted.items()
-            if key in saved or key not in ADDED_LATER or value != ADDED_LATER[key]}
 
 
 # --- one seed --------------------------------------------------------------------------------------
