@@ -43,9 +43,19 @@ clean:
 # Resumable (re-running reuses every finished stage and row); raise the budget to add seeds.
 BENCHMARK_ARGS ?= --dataset rotten-tomatoes --dataset bbc-news --seeds 3 --per-class 100 --synthetic-counts 0,20000 --no-oracle-curve \
 	--time-budget-min 360
-.PHONY: benchmark
-benchmark: install
-	$(VENV)/bin/gendistill benchmark $(BENCHMARK_ARGS) --out benchmarks --runs-dir runs/benchmark
+.PHONY: benchmark model2vec-env
+benchmark: install model2vec-env
+	$(VENV)/bin/gendistill benchmark $(BENCHMARK_ARGS) --model2vec-python $(M2V_VENV)/bin/python --out benchmarks --runs-dir runs/benchmark
+
+# The model2vec-lr row distills the teacher's encoder with model2vec, whose distill extra pins transformers < 5.4:
+# it cannot share .venv, so it gets its own environment (the benchmark runs it as a subprocess, once per encoder).
+M2V_VENV := .venv-model2vec
+model2vec-env: $(M2V_VENV)/.installed
+$(M2V_VENV)/.installed: constraints.txt
+	$(PYTHON) -m venv $(M2V_VENV)
+	$(M2V_VENV)/bin/python -m pip install -q --upgrade pip
+	$(M2V_VENV)/bin/python -m pip install -q $(FIND_LINKS) -c constraints.txt "model2vec[distill,quantization]==0.10.0"
+	touch $@
 
 # Task shapes the main benchmark does not cover (benchmarks/shapes/make_shapes.py: 3 long-text topics at 30 labels
 # per class, and uneven classes met by an even labeled sample), the uneven ones with the teacher's class prior as

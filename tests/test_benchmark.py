@@ -67,7 +67,7 @@ def test_results_schema(benchmark_out):
     assert results["datasets"]["toy"]["pipeline_settings"]["distill"]["lam"] is not None
     broken = json.loads(json.dumps(results))
     broken["datasets"]["toy"]["rows"] = broken["datasets"]["toy"]["rows"][1:]
-    with pytest.raises(ValueError, match="rows must be exactly"):
+    with pytest.raises(ValueError, match="rows must be"):
         check_results(broken)
     older = json.loads(json.dumps(results))  # results made before the encoder-lr row still check
     older["datasets"]["toy"]["rows"] = [r for r in older["datasets"]["toy"]["rows"] if r["model"] != "encoder-lr"]
@@ -181,3 +181,77 @@ def test_a_cached_row_made_before_a_setting_existed_is_reused_only_when_the_sett
     assert settings_difference(saved, wanted, ignore=()) is None
     assert settings_difference(saved, {**wanted, "teacher": {"model": "embedded", "prior": "pool"}}, ignore=()) == "teacher.prior: 'train' -> 'pool'"
     assert settings_difference(saved, {**wanted, "count": 20}, ignore=()) == "count: 10 -> 20"
+
+
+def _static_model_of(encoder, target):
+    """A real (tiny) model2vec static model on the encoder's own tokenizer, saved where the benchmark caches it."""
+    import numpy as np
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(encoder / "tokenizer.json"))
+    vectors = np.random.RandomState(0).normal(size=(tokenizer.get_vocab_size(), 16)).astype(np.float32)
+    StaticModel(vectors=vectors, tokenizer=tokenizer, normalize=True).save_pretrained(str(target))
+
+
+def test_model2vec_lr_row_fits_a_head_on_the_static_model_of_the_teacher_encoder(tmp_path, monkeypatch, toy_rows):
+    pytest.importorskip("model2vec")
+    from gendistill.compressor.benchmark.peers import model2vec_cache_path, model2vec_lr_row
+    from gendistill.compressor.teacher import TeacherSettings
+    from tiny_models import make_tiny_sentence_encoder
+
+    monkeypatch.setenv("GENDISTILL_CACHE", str(tmp_path / "cache"))
+    encoder = make_tiny_sentence_encoder(tmp_path / "encoder", [t for t, _ in toy_rows])
+    _static_model_of(encoder, model2vec_cache_path(str(encoder)))  # distilled already: no model2vec environment needed
+    labels = sorted({y for _, y in toy_rows})
+    texts, y = [t for t, _ in toy_rows], [labels.index(label) for _, label in toy_rows]
+    row = model2vec_lr_row(TeacherSettings(model=str(encoder)), str(tmp_path / "no-python"), texts[:60], y[:60], texts[60:90], y[60:90],
+                           texts[90:], y[90:], len(labels), texts[:5])
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 and row["bytes"] > 0
+    assert row["tuned"]["dims"] == 16 and row["tuned"]["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
+    outputs = 1 if len(labels) == 2 else len(labels)  # logistic regression: one weight vector for two classes
+    assert row["params"] == row["tuned"]["vocabulary"] * 16 + outputs * 16 + outputs
+
+
+def test_model2vec_lr_row_without_its_environment_says_how_to_make_it(tmp_path, monkeypatch):
+    from gendistill.compressor.benchmark.peers import model2vec_dir
+    from gendistill.runtime.errors import GendistillError
+
+    monkeypatch.setenv("GENDISTILL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(GendistillError, match="make model2vec-env"):
+        model2vec_dir(str(tmp_path / "encoder"), str(tmp_path / "missing" / "python"))
+    assert not (tmp_path / "cache" / "model2vec").exists() or not any((tmp_path / "cache" / "model2vec").iterdir())
+
+
+@pytest.mark.slow
+def test_model2vec_distills_a_real_encoder_folder_in_its_own_environment(tmp_path, monkeypatch, toy_rows):
+    """The subprocess path, where model2vec's environment exists (`make model2vec-env`; not made by `make test`)."""
+    from pathlib import Path
+
+    from gendistill.compressor.benchmark.peers import model2vec_dir
+    from tiny_models import make_tiny_sentence_encoder
+
+    python = Path(__file__).resolve().parents[1] / ".venv-model2vec" / "bin" / "python"
+    if not python.is_file():
+        pytest.skip("model2vec's own environment is not made here (make model2vec-env)")
+    monkeypatch.setenv("GENDISTILL_CACHE", str(tmp_path / "cache"))
+    encoder = make_tiny_sentence_encoder(tmp_path / "encoder", [t for t, _ in toy_rows])
+    folder = model2vec_dir(str(encoder), str(python))
+    assert (folder / "model.safetensors").is_file() and not folder.with_name(folder.name + ".partial").exists()
+    assert model2vec_dir(str(encoder), str(tmp_path / "gone")) == folder  # cached: the environment is not needed again
+
+
+def test_setfit_row_trains_setfit_on_a_sentence_encoder(tmp_path, toy_rows):
+    pytest.importorskip("setfit")
+    from gendistill.compressor.benchmark.peers import setfit_row
+    from tiny_models import make_tiny_sentence_encoder
+
+    encoder = make_tiny_sentence_encoder(tmp_path / "encoder", [t for t, _ in toy_rows])
+    labels = sorted({y for _, y in toy_rows})
+    texts, y = [t for t, _ in toy_rows], [labels.index(label) for _, label in toy_rows]
+    work = tmp_path / "work"
+    work.mkdir()
+    row = setfit_row(str(encoder), 0, texts[:30], y[:30], texts[90:], y[90:], len(labels), work, texts[:3])
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 and row["tuned"]["iterations"] == 20
+    assert (work / "model" / "model_head.pkl").is_file() and not (work / "checkpoints").exists()
+    assert row["bytes"] > (encoder / "model.safetensors").stat().st_size and row["params"] > 0

@@ -287,7 +287,7 @@ def test_int8_that_fails_every_recipe_ships_fp32_by_default(student_run, tmp_pat
     texts = manifest["metrics"]["int8_check"]["texts"]
     assert re.fullmatch(rf"int8 disagreed with fp32 on \d+ of {texts} texts \(.*\) with the best of its 4 recipes \(.+\)", reason)
     attempts = manifest["metrics"]["int8_check"]["attempts"]
-    assert [a["recipe"] for a in attempts] == ["all-int8", "fp32-classifier", "fp32-classifier-per-tensor", "int8-tables"]
+    assert [a["recipe"] for a in attempts] == ["all-int8", "fp32-classifier", "fp32-classifier-per-tensor", "int8-weights"]
     assert all(a["failed_rule"] == "agreement" for a in attempts) and manifest["metrics"]["int8_check"]["recipe"] is None
     assert manifest["metrics"]["int8_vs_fp32_agreement"] is None and manifest["metrics"]["int8_test_accuracy"] is None
     warnings = [r for r in caplog.records if r.name.startswith("gendistill") and r.levelno >= logging.WARNING]
@@ -419,9 +419,9 @@ def test_static_student_exports_to_a_verified_bundle(tmp_path, toy_rows):
     assert np.mean([classifier.predict([t])[0] == y for t, y in toy_rows[:200]]) > 0.6
 
 
-def test_per_row_tables_store_each_subword_vector_in_int8_with_its_own_scale(tmp_path, toy_rows):
+def test_weight_only_int8_stores_each_subword_vector_in_int8_with_its_own_scale(tmp_path, toy_rows):
     """The static student's table as int8 rows, each with its own scale: the logits stay within rounding of
-    fp32, the argmax is fp32's, the table takes a quarter of the bytes; the int8-tables recipe is exactly that."""
+    fp32, the argmax is fp32's, the table takes a quarter of the bytes; the int8-weights recipe is exactly that."""
     import onnx
     from onnx import numpy_helper
 
@@ -436,7 +436,7 @@ def test_per_row_tables_store_each_subword_vector_in_int8_with_its_own_scale(tmp
     fp32 = run_dir / "bundle" / "model.onnx"
     rows = tmp_path / "rows.onnx"
     shutil.copyfile(fp32, rows)
-    quantize.per_row_tables(rows)
+    quantize.weight_only_int8(rows)
     tables = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(rows)).graph.initializer}
     int8 = [name for name, value in tables.items() if value.dtype == np.int8]
     largest = np.abs(tables[int8[0]].astype(np.int16)).max(1)
@@ -455,7 +455,45 @@ def test_per_row_tables_store_each_subword_vector_in_int8_with_its_own_scale(tmp
     assert fp32.stat().st_size - rows.stat().st_size > 0.75 * table_bytes - 120 * 4  # int8 rows, plus a scale per row
 
     recipe = quantize.RECIPES[-1]
-    assert recipe.name == "int8-tables" and recipe.tables_only
+    assert recipe.name == "int8-weights" and recipe.weights_only
     tables_only = tmp_path / "tables-only.onnx"
     quantize.quantize_int8(fp32, tables_only, [], recipe)
     np.testing.assert_array_equal(onnx_session(tables_only).run(None, {name: ids})[0], after)
+
+
+def test_weight_only_int8_stores_convolution_kernels_per_output_channel(tmp_path, toy_rows):
+    """A Kim-CNN's kernels go int8 too (one scale per output channel), so the weight-only fallback is about as
+    small as the calibrated recipes; the arithmetic stays fp32, so its labels are fp32's."""
+    import onnx
+    from onnx import numpy_helper
+
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.compressor.student import load_student, student_input
+    from gendistill.export import quantize
+    from gendistill.export.bundle import ExportSettings
+    from gendistill.runtime.classifier import onnx_session
+
+    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="kim-cnn", epochs=5)
+    run_export(ExportSettings(quantize="none"), run_dir)
+    fp32 = run_dir / "bundle" / "model.onnx"
+    weights = tmp_path / "weights.onnx"
+    quantize.quantize_int8(fp32, weights, [], quantize.RECIPES[-1])
+    graph = onnx.load(str(weights)).graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    kernels = [name for name, value in values.items() if value.dtype == np.int8 and value.ndim == 3]
+    convolutions = [n for n in graph.node if n.op_type == "Conv"]
+    assert kernels and len(kernels) == len(convolutions)
+    for name in kernels:  # every output channel uses the full int8 range (or is all zeros)
+        assert set(np.abs(values[name].astype(np.int16)).reshape(len(values[name]), -1).max(1)) <= {0, 127}
+        assert values[name.replace("_int8", "_channel_scale")].shape == (len(values[name]), 1, 1)
+    fp32_kernels = [n.input[1] for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"]
+    assert fp32_kernels and not set(fp32_kernels) & set(values)  # no fp32 kernel is left
+    student_dir = run_dir / "distill" / "student"
+    model, config = load_student(student_dir)
+    ids = student_input(student_dir, config)([t for t, _ in toy_rows[:300]])
+    name = onnx_session(fp32).get_inputs()[0].name
+    before, after = (onnx_session(path).run(None, {name: ids})[0] for path in (fp32, weights))
+    assert np.abs(after - before).max() < 0.05 * np.abs(before).max() and (after.argmax(1) == before.argmax(1)).mean() > 0.99
+    original = {i.name: i for i in onnx.load(str(fp32)).graph.initializer}
+    quantized_floats = sum(numpy_helper.to_array(original[name]).size for name in fp32_kernels) + 120 * 16  # + the table
+    assert fp32.stat().st_size - weights.stat().st_size > 0.7 * 3 * quantized_floats  # 4 bytes each became 1 (+ scales)

@@ -194,10 +194,18 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     test = [json.loads(l)["text"] for l in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
     labeled = len(test) + len((run_dir / "data" / "dev.jsonl").read_text().splitlines())
     assert check["texts"] == labeled and check["attempts"]
+    # ... and on the transfer texts (all 16 synthetic ones here: fewer than the sample), by their probabilities.
+    synthetic = [json.loads(l)["text"] for l in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
+    assert check["transfer_texts"] == len(synthetic) == 16
     for attempt in check["attempts"]:
-        assert attempt["passed"] == (attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05)
+        accurate = attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05
+        assert attempt["passed"] == (accurate and attempt["transfer_probability_difference"] <= 0.02)
         assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
+        assert 0 <= attempt["transfer_argmax_agreement"] <= 1
     assert (annotate["engine"] == "onnx-int8") == check["attempts"][-1]["passed"]
+    # The checked sample keeps torch's logits (here every synthetic text), whichever engine annotated the rest.
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, synthetic, 128), np.load(run_dir / "annotate" / "synthetic.npy"),
+                               rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 128), np.load(run_dir / "annotate" / "test.npy"), rtol=1e-4, atol=1e-5)
     assert len(annotate["synthetic_confidence_per_class"]) == 3 and annotate["texts_per_second"] > 0
     assert not (run_dir / "annotate" / "onnx").exists()

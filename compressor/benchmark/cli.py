@@ -56,11 +56,15 @@ def _pipeline_options(function):
               help="Start no further seed once this many minutes are spent (or the next would overrun); results keep the finished seeds.")
 @click.option("--out", "out_dir", type=click.Path(), required=True, help="Where results.json, RESULTS.md and the plots go.")
 @click.option("--runs-dir", type=click.Path(), default=None, help="Where the per-seed pipeline runs are cached (default OUT/runs).")
+@click.option("--model2vec-python", type=click.Path(dir_okay=False), default=None,
+              help="Python of model2vec's own environment (make model2vec-env): adds the model2vec-lr row.")
+@click.option("--setfit-encoder", default=None,
+              help="Sentence encoder for the setfit row, e.g. embedded-minilm (about 15 min per seed on 2 CPU cores); default: no setfit row.")
 @click.option("--report-only", is_flag=True, help="Re-render RESULTS.md and the plots from OUT/results.json; run nothing.")
 @_pipeline_options
 @click.pass_context
 def benchmark(ctx, datasets, seeds, per_class, synthetic_counts, no_oracle_curve, lambdas, kd_temperatures, architectures,
-              embedding_inits, samplers, top_ks, synthesis_count, no_export, latency_texts, time_budget_min, out_dir, runs_dir, report_only, **pipeline):
+              embedding_inits, samplers, top_ks, synthesis_count, no_export, latency_texts, time_budget_min, out_dir, runs_dir, model2vec_python, setfit_encoder, report_only, **pipeline):
     """Reproduce the papers' tables on real data: peers, teacher, and every student, over seeds."""
     from gendistill.runtime.errors import GendistillError, require_extra
 
@@ -85,7 +89,7 @@ def benchmark(ctx, datasets, seeds, per_class, synthetic_counts, no_oracle_curve
         datasets=list(datasets), seeds=list(range(seeds)), per_class=per_class, synthetic_counts=synthetic_counts,
         oracle_curve=not no_oracle_curve, lambdas=lambdas, kd_temperatures=kd_temperatures, architectures=architectures,
         embeddings=embedding_inits, samplers=samplers, top_ks=top_ks, synthesis_count=synthesis_count, export=not no_export, latency_texts=latency_texts, time_budget_minutes=time_budget_min,
-        pipeline=changed,
+        pipeline=changed, model2vec_python=model2vec_python, setfit_encoder=setfit_encoder,
     )
     argv = sys.argv[1:]
     command = "gendistill " + " ".join(shlex.quote(a) for a in argv) if "benchmark" in argv else None

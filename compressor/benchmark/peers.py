@@ -1,10 +1,12 @@
 """The rows a user would try instead of our student, trained on the same split: TF-IDF+SVM and
-fastText (hyper-parameters chosen on dev), the teacher's encoder frozen + logistic regression, and the teacher itself."""
+fastText (hyper-parameters chosen on dev), the teacher's encoder frozen + logistic regression (encoder-lr),
+model2vec distilled from that encoder + logistic regression (model2vec-lr), SetFit, and the teacher itself."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,106 @@ def encoder_lr_row(teacher, labels: list[str], train_texts, train_y, test_texts,
     return {**result, "params": sum(p.numel() for p in model.parameters()),
             "bytes": files_bytes(_model_files(source)) if Path(source).is_dir() else None,
             "latency_ms": _encoder_latency(model, tokenizer, latency_texts, teacher.max_length), "tuned": {"C": c}}
+
+
+# --- model2vec: a static model distilled from the teacher's encoder ------------------------------------
+
+MODEL2VEC_DIMS = 256
+"""model2vec's own default PCA width."""
+
+
+def model2vec_cache_path(source: str) -> Path:
+    """Where the static model of the encoder `source` is kept: one per encoder, shared by every seed and run."""
+    import hashlib
+
+    from gendistill.compressor.assets import cache_dir
+
+    return cache_dir() / "model2vec" / f"{Path(str(source)).name}-{hashlib.sha256(str(source).encode()).hexdigest()[:12]}-{MODEL2VEC_DIMS}"
+
+
+def model2vec_dir(source: str, python: str) -> Path:
+    """model2vec's static model of the encoder `source` (a folder or hub name), distilled once into the cache by
+    `model2vec_distill.py` in model2vec's own environment (`python`: its interpreter, `make model2vec-env`)."""
+    import subprocess
+
+    target = model2vec_cache_path(source)
+    if (target / "model.safetensors").is_file():
+        return target
+    if not Path(python).is_file():
+        raise GendistillError(f"The model2vec-lr row needs model2vec's own environment, and {python} does not exist: run "
+                              "`make model2vec-env` (model2vec's distill extra pins transformers < 5.4, so it cannot share ours).")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    script = Path(__file__).with_name("model2vec_distill.py")
+    done = subprocess.run([python, str(script), str(source), str(target), str(MODEL2VEC_DIMS)], capture_output=True, text=True)
+    if done.returncode != 0 or not (target / "model.safetensors").is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise GendistillError(f"model2vec could not distill {source} ({tail[0]}); run {python} {script} {source} {target} to see why.")
+    return target
+
+
+def model2vec_lr_row(teacher, python: str, train_texts, train_y, dev_texts, dev_y, test_texts, test_y, num_labels: int,
+                     latency_texts: list[str]) -> dict:
+    """`model2vec-lr`: the teacher's encoder (untouched) distilled by model2vec with its defaults, its text
+    vectors + logistic regression, C chosen on dev accuracy: the static model a user would make from the same
+    encoder without any of our stages."""
+    from model2vec import StaticModel
+    from sklearn.linear_model import LogisticRegression
+
+    from gendistill.compressor.assets import resolve_model
+    from gendistill.compressor.training import accuracy
+
+    folder = model2vec_dir(resolve_model(teacher.model, "teacher"), python)
+    model = StaticModel.from_pretrained(str(folder))
+    x_train, x_dev = model.encode(list(train_texts)), model.encode(list(dev_texts))
+    best = None
+    for c in (0.01, 0.1, 1.0, 10.0, 100.0):
+        lr = LogisticRegression(C=c, max_iter=5000).fit(x_train, train_y)
+        dev_accuracy = accuracy(lr.predict(x_dev), dev_y)
+        if best is None or dev_accuracy > best[0]:
+            best = (dev_accuracy, c, lr)
+    dev_accuracy, c, lr = best
+    result = scores(lr.predict(model.encode(list(test_texts))), test_y, num_labels)
+    latency = median_ms(lambda t: lr.decision_function(model.encode([t])), latency_texts)
+    files = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".json")]
+    return {**result, "params": int(model.embedding.size + lr.coef_.size + lr.intercept_.size), "bytes": files_bytes(files),
+            "latency_ms": latency, "tuned": {"C": c, "dev_accuracy": dev_accuracy, "dims": int(model.embedding.shape[1]),
+                                            "vocabulary": int(model.embedding.shape[0])}}
+
+
+# --- SetFit: contrastive fine-tuning of a sentence encoder + logistic regression -------------------------
+
+SETFIT_ITERATIONS = 20
+"""Pairs per labeled text and epoch. Set explicitly: setfit 1.2's own default (`None`) oversamples to about
+20,000 pairs for 200 texts, 2.5x the cost for the same recipe."""
+
+
+def setfit_row(encoder: str, seed: int, train_texts, train_y, test_texts, test_y, num_labels: int, work_dir: Path,
+               latency_texts: list[str]) -> dict:
+    """`setfit`: SetFit 1.2 with its documented recipe (CosineSimilarityLoss on pairs of labeled texts, one epoch,
+    batch 16, `SETFIT_ITERATIONS`, then its logistic-regression head) on the sentence encoder `encoder` (an
+    embedded name, hub name or folder): the few-shot classifier a user would try first."""
+    try:
+        from setfit import SetFitModel, Trainer, TrainingArguments
+    except ImportError:
+        raise GendistillError('The setfit row needs SetFit: pip install "gendistill[benchmark]".') from None
+    import torch
+    from datasets import Dataset
+
+    from gendistill.compressor.assets import resolve_model
+
+    model = SetFitModel.from_pretrained(resolve_model(encoder, "teacher"))
+    args = TrainingArguments(batch_size=16, num_iterations=SETFIT_ITERATIONS, num_epochs=1, seed=seed, report_to="none",
+                             output_dir=str(work_dir / "checkpoints"))
+    Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": list(train_texts), "label": list(train_y)})).train()
+    result = scores(np.asarray(model.predict(list(test_texts))), test_y, num_labels)
+    model.save_pretrained(str(work_dir / "model"))
+    shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        latency = median_ms(lambda t: model.predict([t]), latency_texts)
+    finally:
+        torch.set_num_threads(threads)
+    return {**result, "params": sum(p.numel() for p in model.model_body.parameters()) + int(model.model_head.coef_.size + model.model_head.intercept_.size),
+            "bytes": files_bytes(_model_files(work_dir / "model")) + files_bytes(list((work_dir / "model").glob("*.pkl"))),
+            "latency_ms": latency, "tuned": {"iterations": SETFIT_ITERATIONS, "encoder": encoder}}

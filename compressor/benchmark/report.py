@@ -14,11 +14,12 @@ import numpy as np
 from gendistill.runtime.bundle import write_atomic, write_json_atomic, write_text_atomic
 from gendistill.runtime.formatting import ms, pct, size
 
-MODELS = ("tfidf-svm", "fasttext", "encoder-lr", "teacher", "student-labeled-only", "student-kd", "student-gendist",
+MODELS = ("tfidf-svm", "fasttext", "encoder-lr", "model2vec-lr", "setfit", "teacher", "student-labeled-only", "student-kd", "student-gendist",
           "student-gendist-hard", "student-oracle-unlabeled")
 ROW_KEYS = ("model", "accuracy_mean", "accuracy_std", "macro_f1_mean", "params", "bytes", "latency_ms")
-ADDED_ROWS = ("encoder-lr",)
-"""Rows added after results were committed: results without them still check and render."""
+OPTIONAL_ROWS = ("encoder-lr", "model2vec-lr", "setfit")
+"""Rows a results file may lack: added after results were committed, or trained only when asked for
+(model2vec-lr needs model2vec's own environment; setfit an encoder and the time)."""
 
 def check_results(results: dict) -> None:
     """Raise ValueError unless `results` has the documented shape (the schema tests and consumers rely on)."""
@@ -30,8 +31,8 @@ def check_results(results: dict) -> None:
         if not isinstance(dataset.get("per_class"), int):
             raise ValueError(f"{name}: per_class must be an integer")
         models = [row.get("model") for row in dataset.get("rows", [])]
-        if sorted(models) not in (sorted(MODELS), sorted(set(MODELS) - set(ADDED_ROWS))):
-            raise ValueError(f"{name}: rows must be exactly {MODELS}, got {models}")
+        if len(set(models)) != len(models) or not set(MODELS) - set(OPTIONAL_ROWS) <= set(models) <= set(MODELS):
+            raise ValueError(f"{name}: rows must be {MODELS} (any of {OPTIONAL_ROWS} may be missing), got {models}")
         for row in dataset["rows"]:
             missing = [k for k in ROW_KEYS if k not in row]
             if missing:
@@ -134,6 +135,8 @@ def headline(dataset: dict) -> dict:
         "minus_tfidf_svm": student - rows["tfidf-svm"]["accuracy_mean"],
         "minus_fasttext": student - rows["fasttext"]["accuracy_mean"],
         "minus_encoder_lr": student - rows["encoder-lr"]["accuracy_mean"] if "encoder-lr" in rows else None,
+        "minus_model2vec_lr": student - rows["model2vec-lr"]["accuracy_mean"] if "model2vec-lr" in rows else None,
+        "minus_setfit": student - rows["setfit"]["accuracy_mean"] if "setfit" in rows else None,
         "minus_labeled_only": student - rows["student-labeled-only"]["accuracy_mean"],
         "minus_kd": student - rows["student-kd"]["accuracy_mean"],
         "soft_minus_hard": student - rows["student-gendist-hard"]["accuracy_mean"],
@@ -188,6 +191,9 @@ def render_markdown(results: dict, plots: list[str]) -> str:
                   f"fastText {points(h['minus_fasttext'])}, "
                   + (f"the teacher's encoder frozen + logistic regression (encoder-lr) {points(h['minus_encoder_lr'])}, "
                      if h["minus_encoder_lr"] is not None else "")
+                  + (f"model2vec distilled from that encoder + logistic regression (model2vec-lr) {points(h['minus_model2vec_lr'])}, "
+                     if h["minus_model2vec_lr"] is not None else "")
+                  + (f"SetFit (setfit) {points(h['minus_setfit'])}, " if h["minus_setfit"] is not None else "")
                   + f"labeled-only student {points(h['minus_labeled_only'])}, "
                   f"plain KD {points(h['minus_kd'])}, hard labels {points(h['soft_minus_hard'])}, "
                   f"oracle on real unlabeled texts {points(-h['oracle_minus_synthetic'])} (points of accuracy).", ""]

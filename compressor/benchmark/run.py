@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from gendistill.compressor.benchmark.measure import jsonable
-from gendistill.compressor.benchmark.peers import FASTTEXT_GRID, encoder_lr_row, teacher_row, train_fasttext, train_tfidf_svm
+from gendistill.compressor.benchmark.peers import (FASTTEXT_GRID, MODEL2VEC_DIMS, SETFIT_ITERATIONS, encoder_lr_row, model2vec_lr_row,
+                                                   setfit_row, teacher_row, train_fasttext, train_tfidf_svm)
 from gendistill.compressor.benchmark.report import MODELS, write_outputs
 from gendistill.compressor.benchmark.students import measure_student, student_data, train_student_row
 from gendistill.compressor.pipeline import settings_difference
@@ -62,6 +63,12 @@ class BenchmarkSettings:
     dataset's previous seed) would overrun it; the results then hold the seeds that finished."""
     pipeline: dict = field(default_factory=dict)
     """Pipeline settings by API name (as `compress(**settings)`) over the pipeline's own defaults."""
+    model2vec_python: str | None = None
+    """The Python of model2vec's own environment (`make model2vec-env`): with it, the `model2vec-lr` row is trained
+    too (model2vec distilled from the teacher's encoder + logistic regression); without it, that row is left out."""
+    setfit_encoder: str | None = None
+    """The sentence encoder of the `setfit` row (an embedded name, hub name or folder; SetFit's usual small choice
+    is embedded-minilm); None leaves the row out (on 2 CPU cores it takes about 15 minutes per seed with MiniLM)."""
 
     def __post_init__(self):
         if not self.datasets:
@@ -248,6 +255,14 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     teacher = replace(settings.teacher, max_length=teacher_max_length(run_dir))  # the length the run's teacher used (auto resolved)
     row("encoder-lr", {"model": "encoder-lr", "teacher": jsonable(asdict(teacher)), "data": settings.of("data"), "latency_texts": bench.latency_texts},
         lambda: encoder_lr_row(teacher, labels, train_texts, train_y, test_texts, test_y, latency_texts))
+    if bench.model2vec_python:
+        row("model2vec-lr", {"model": "model2vec-lr", "encoder": teacher.model, "dims": MODEL2VEC_DIMS, "data": settings.of("data"),
+                             "latency_texts": bench.latency_texts},
+            lambda: model2vec_lr_row(teacher, bench.model2vec_python, *common, latency_texts))
+    if bench.setfit_encoder:
+        row("setfit", {"model": "setfit", "encoder": bench.setfit_encoder, "iterations": SETFIT_ITERATIONS, "seed": seed,
+                       "data": settings.of("data"), "latency_texts": bench.latency_texts},
+            lambda: setfit_row(bench.setfit_encoder, seed, train_texts, train_y, test_texts, test_y, k, cache.work_dir("setfit"), latency_texts))
     teacher_id = read_json(stage_path(run_dir, "teacher") / "metrics.json")["stage_id"]
     row("teacher", {"model": "teacher", "teacher": teacher_id, "latency_texts": bench.latency_texts},
         lambda: teacher_row(run_dir, test_y, k, latency_texts, teacher.max_length))
@@ -335,6 +350,8 @@ def aggregate(bench: BenchmarkSettings, seeds: dict[int, dict]) -> dict:
     first = next(iter(seeds.values()))
     rows = []
     for model in MODELS:
+        if any(model not in s["rows"] for s in seeds.values()):
+            continue  # an optional row (OPTIONAL_ROWS) this benchmark was not asked for, or not on every seed
         per_seed = [s["rows"][model] for s in seeds.values()]
         row = {"model": model, **_summary(per_seed)}
         for key in ("params", "bytes", "latency_ms", "int8_accuracy", "fp32_bytes", "onnx_batch1_ms", "transfer_texts"):
