@@ -42,7 +42,7 @@ clean:
 # The evidence behind benchmarks/RESULTS.md: both real datasets, the papers' protocol (100 labeled per class).
 # Resumable (re-running reuses every finished stage and row); raise the budget to add seeds.
 BENCHMARK_ARGS ?= --dataset rotten-tomatoes --dataset bbc-news --seeds 3 --per-class 100 --synthetic-counts 0,20000 --no-oracle-curve \
-	--time-budget-min 360
+	--setfit-encoder embedded-minilm --time-budget-min 360
 .PHONY: benchmark model2vec-env
 benchmark: install model2vec-env
 	$(VENV)/bin/gendistill benchmark $(BENCHMARK_ARGS) --model2vec-python $(M2V_VENV)/bin/python --out benchmarks --runs-dir runs/benchmark
