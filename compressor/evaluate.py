@@ -244,7 +244,12 @@ def render_markdown(report: dict) -> str:
             lines.append(f"On the synthetic texts (mean max-probability {pct(s['synthetic_mean_max_probability'])}), per class the teacher predicts: {per_class}.")
         if report.get("annotation"):
             a = report["annotation"]
-            lines.append(f"Annotation: {a['texts']:,} texts at {a['texts_per_second']:.1f} texts/s ({a['engine']}).")
+            check = a.get("int8_check") or {}
+            fidelity = ""
+            if a["engine"] == "onnx-int8" and check.get("transfer_texts"):  # absent from runs annotated before the transfer check
+                fidelity = (f", recipe {check['recipe']}: on {check['transfer_texts']} transfer texts it gives torch's label to "
+                            f"{pct(check['transfer_argmax_agreement'])}, mean |probability difference| {check['transfer_probability_difference']:.3f}")
+            lines.append(f"Annotation: {a['texts']:,} texts at {a['texts_per_second']:.1f} texts/s ({a['engine']}{fidelity}).")
     if "generator" in report:
         g = report["generator"]
         lines += ["", f"Generator dev perplexity: {g['dev_perplexity_before']:.1f} before fine-tuning, {g['dev_perplexity_after']:.1f} after."]

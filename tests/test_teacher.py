@@ -203,6 +203,8 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
         assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
         assert 0 <= attempt["transfer_argmax_agreement"] <= 1
     assert (annotate["engine"] == "onnx-int8") == check["attempts"][-1]["passed"]
+    report = (run_dir / "report.md").read_text()  # the report says how closely an int8 teacher followed torch there
+    assert "Annotation:" in report and ("on 16 transfer texts it gives torch's label" in report) == (annotate["engine"] == "onnx-int8")
     # The checked sample keeps torch's logits (here every synthetic text), whichever engine annotated the rest.
     np.testing.assert_allclose(teacher_logits(model, tokenizer, synthetic, 128), np.load(run_dir / "annotate" / "synthetic.npy"),
                                rtol=1e-4, atol=1e-5)
