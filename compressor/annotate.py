@@ -86,16 +86,16 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     logits, metrics = {}, {"engine": "torch"}
     for split in SPLITS:
         logits[split] = teacher_logits(model, tokenizer, texts[split], max_length, settings.batch_size, desc=f"annotate {split}")
-    run = None
+    run, checked = None, {}
     if settings.engine != "torch" and device == "cpu" and any(len(texts[s]) for s in texts if s not in logits):
-        run = _int8_engine(settings, model, tokenizer, texts, targets, logits, max_length, out / "onnx", metrics)
+        run, checked = _int8_engine(settings, model, tokenizer, texts, targets, logits, max_length, out / "onnx", metrics)
     for split, split_texts in texts.items():
         if split not in logits:
             tick = time.time()
             logits[split] = (run(split_texts, split) if run else
                              teacher_logits(model, tokenizer, split_texts, max_length, settings.batch_size, desc=f"annotate {split}"))
-            if run and split in run.torch_logits:  # the checked sample: keep torch's own logits for it
-                index, reference = run.torch_logits[split]
+            if run and split in checked:  # the checked sample: keep torch's own logits for it
+                index, reference = checked[split]
                 logits[split][index] = reference
             if split == "synthetic":
                 metrics["synthetic_texts_per_second"] = len(split_texts) / max(time.time() - tick, 1e-9)
@@ -140,8 +140,8 @@ def _transfer_sample(texts: dict[str, list[str]], size: int) -> dict[str, np.nda
 def _int8_engine(settings, model, tokenizer, texts, targets, logits, max_length, work: Path, metrics: dict):
     """Export the teacher, quantize it by each recipe in turn, check each against torch (accuracy on the labeled
     texts, probabilities on a sample of the transfer texts; module docstring), and return a logits function for
-    the first that passes (or for the last, when `onnx-int8` is asked explicitly); None when `auto` and none
-    passes: then torch annotates. The function's `torch_logits` holds torch's logits of the checked sample."""
+    the first that passes (or for the last, when `onnx-int8` is asked explicitly), or None when `auto` and none
+    passes (then torch annotates); and torch's logits of the checked sample, as {split: (indices, logits)}."""
     import torch
 
     from gendistill.compressor.teacher_onnx import RECIPES, OnnxTeacher, export_teacher, quantize_teacher
@@ -177,15 +177,11 @@ def _int8_engine(settings, model, tokenizer, texts, targets, logits, max_length,
         log.info("The int8 teacher failed its check with each recipe (at most %.1f points lost on dev + test, and a mean probability "
                  "difference of at most %.3f on %d transfer texts); annotating with torch instead.",
                  100 * MAX_INT8_ACCURACY_LOSS, MAX_TRANSFER_PROBABILITY_DIFFERENCE, len(transfer))
-        return None
+        return None, {}
     metrics["engine"] = "onnx-int8"
-
-    def run(split_texts, split):
-        return engine.logits(split_texts, max_length, settings.batch_size, desc=f"annotate {split} (int8)")
-
     offsets = np.cumsum([0] + [len(index) for index in sample.values()])
-    run.torch_logits = {split: (index, transfer_torch[offsets[i]: offsets[i + 1]]) for i, (split, index) in enumerate(sample.items())}
-    return run
+    checked = {split: (index, transfer_torch[offsets[i]: offsets[i + 1]]) for i, (split, index) in enumerate(sample.items())}
+    return (lambda split_texts, split: engine.logits(split_texts, max_length, settings.batch_size, desc=f"annotate {split} (int8)")), checked
 
 
 def user_unlabeled(run_dir: str | Path) -> bool:

@@ -110,6 +110,16 @@ def _table_lookups(graph) -> list:
             and shapes[node.input[0]][1] >= 8 and axis(node) == 0]
 
 
+def _symmetric_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 values and fp32 scales, one scale per slice along the first axis (a table's row, a kernel's output
+    channel), shaped to broadcast against `weights`: weights ≈ values * scales."""
+    weights = weights.astype(np.float32)
+    scales = np.abs(weights.reshape(len(weights), -1)).max(1) / 127.0
+    scales[scales == 0] = 1.0
+    scales = scales.reshape((-1,) + (1,) * (weights.ndim - 1)).astype(np.float32)
+    return np.round(weights / scales).astype(np.int8), scales
+
+
 def weight_only_int8(path: str | Path) -> None:
     """Rewrite `path` in place: each subword table becomes int8 with one fp32 scale per row, each convolution
     kernel int8 with one scale per output channel; every computation stays fp32.
@@ -128,13 +138,10 @@ def weight_only_int8(path: str | Path) -> None:
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     for node in _table_lookups(graph):
-        table = numpy_helper.to_array(initializers[node.input[0]]).astype(np.float32)
-        scales = np.abs(table).max(1, keepdims=True) / 127.0
-        scales[scales == 0] = 1.0
+        values, scales = _symmetric_int8(numpy_helper.to_array(initializers[node.input[0]]))
         name, ids, out = node.input[0], node.input[1], node.output[0]
         graph.initializer.remove(initializers[name])
-        graph.initializer.extend([numpy_helper.from_array(np.round(table / scales).astype(np.int8), f"{name}_int8"),
-                                  numpy_helper.from_array(scales.astype(np.float32), f"{name}_row_scale")])
+        graph.initializer.extend([numpy_helper.from_array(values, f"{name}_int8"), numpy_helper.from_array(scales, f"{name}_row_scale")])
         at = list(graph.node).index(node)
         graph.node.remove(node)
         for offset, new in enumerate([
@@ -148,13 +155,9 @@ def weight_only_int8(path: str | Path) -> None:
             graph.node.insert(at + offset, new)
     for node in [n for n in graph.node if n.op_type == "Conv" and n.input[1] in initializers]:
         name = node.input[1]
-        kernel = numpy_helper.to_array(initializers[name]).astype(np.float32)
-        scales = np.abs(kernel.reshape(len(kernel), -1)).max(1) / 127.0
-        scales[scales == 0] = 1.0
-        shape = (-1,) + (1,) * (kernel.ndim - 1)
+        values, scales = _symmetric_int8(numpy_helper.to_array(initializers[name]))
         graph.initializer.remove(initializers[name])
-        graph.initializer.extend([numpy_helper.from_array(np.round(kernel / scales.reshape(shape)).astype(np.int8), f"{name}_int8"),
-                                  numpy_helper.from_array(scales.reshape(shape).astype(np.float32), f"{name}_channel_scale")])
+        graph.initializer.extend([numpy_helper.from_array(values, f"{name}_int8"), numpy_helper.from_array(scales, f"{name}_channel_scale")])
         at = list(graph.node).index(node)
         # Cast and Mul, not DequantizeLinear: onnxruntime folds constant Cast/Mul into an fp32 kernel when the session
         # loads (batch-1 as fast as fp32), but keeps a DequantizeLinear to run on every call (measured 1.3x slower).

@@ -14,6 +14,10 @@ import numpy as np
 from gendistill.compressor.benchmark.measure import files_bytes, median_ms, scores
 from gendistill.runtime.errors import GendistillError
 
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+"""Regularisation strengths of the linear heads tuned on dev accuracy (TF-IDF+SVM, model2vec-lr)."""
+
+
 def train_tfidf_svm(train_texts, train_y, dev_texts, dev_y, test_texts, test_y, num_labels: int, work_dir: Path,
                     latency_texts: list[str]) -> dict:
     """TF-IDF (sublinear tf) + LinearSVC; C in 10^-2..10^2 and n-grams (1,1)/(1,2) chosen on dev accuracy."""
@@ -27,7 +31,7 @@ def train_tfidf_svm(train_texts, train_y, dev_texts, dev_y, test_texts, test_y, 
         vectorizer = TfidfVectorizer(ngram_range=ngrams, sublinear_tf=True, lowercase=True)
         x_train, x_dev = vectorizer.fit_transform(train_texts), None
         x_dev = vectorizer.transform(dev_texts)
-        for c in (0.01, 0.1, 1.0, 10.0, 100.0):
+        for c in C_GRID:
             svm = LinearSVC(C=c, max_iter=10000).fit(x_train, train_y)
             dev_accuracy = accuracy(svm.predict(x_dev), dev_y)
             if best is None or dev_accuracy > best[0]:
@@ -101,21 +105,26 @@ def train_fasttext(train_texts, train_y, dev_texts, dev_y, test_texts, test_y, n
 # --- the teacher and its encoder ---------------------------------------------------------------------
 
 
-def _encoder_latency(model, tokenizer, texts: list[str], max_length: int) -> float:
-    """Median batch-1 milliseconds of a torch teacher-shaped model on one thread."""
+def _torch_median_ms(predict, texts: list[str]) -> float:
+    """`median_ms` of a torch model's `predict(text)` on one thread (as every row's latency), in inference mode."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with torch.inference_mode():
-            def predict(text):
-                encoded = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
-                return model(encoded["input_ids"], encoded["attention_mask"])
-
             return median_ms(predict, texts)
     finally:
         torch.set_num_threads(threads)
+
+
+def _encoder_latency(model, tokenizer, texts: list[str], max_length: int) -> float:
+    """Median batch-1 milliseconds of a torch teacher-shaped model on one thread."""
+    def predict(text):
+        encoded = tokenizer([text], truncation=True, max_length=max_length, return_tensors="pt")
+        return model(encoded["input_ids"], encoded["attention_mask"])
+
+    return _torch_median_ms(predict, texts)
 
 
 def _model_files(model_dir: Path) -> list[Path]:
@@ -205,7 +214,7 @@ def model2vec_lr_row(teacher, python: str, train_texts, train_y, dev_texts, dev_
     model = StaticModel.from_pretrained(str(folder))
     x_train, x_dev = model.encode(list(train_texts)), model.encode(list(dev_texts))
     best = None
-    for c in (0.01, 0.1, 1.0, 10.0, 100.0):
+    for c in C_GRID:
         lr = LogisticRegression(C=c, max_iter=5000).fit(x_train, train_y)
         dev_accuracy = accuracy(lr.predict(x_dev), dev_y)
         if best is None or dev_accuracy > best[0]:
@@ -235,7 +244,6 @@ def setfit_row(encoder: str, seed: int, train_texts, train_y, test_texts, test_y
         from setfit import SetFitModel, Trainer, TrainingArguments
     except ImportError:
         raise GendistillError('The setfit row needs SetFit: pip install "gendistill[benchmark]".') from None
-    import torch
     from datasets import Dataset
 
     from gendistill.compressor.assets import resolve_model
@@ -247,12 +255,7 @@ def setfit_row(encoder: str, seed: int, train_texts, train_y, test_texts, test_y
     result = scores(np.asarray(model.predict(list(test_texts))), test_y, num_labels)
     model.save_pretrained(str(work_dir / "model"))
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        latency = median_ms(lambda t: model.predict([t]), latency_texts)
-    finally:
-        torch.set_num_threads(threads)
+    latency = _torch_median_ms(lambda t: model.predict([t]), latency_texts)
     return {**result, "params": sum(p.numel() for p in model.model_body.parameters()) + int(model.model_head.coef_.size + model.model_head.intercept_.size),
             "bytes": files_bytes(_model_files(work_dir / "model")) + files_bytes(list((work_dir / "model").glob("*.pkl"))),
             "latency_ms": latency, "tuned": {"iterations": SETFIT_ITERATIONS, "encoder": encoder}}
