@@ -27,10 +27,10 @@ RECIPES = ("frozen", "finetune")
 
 def parse_teacher(spec: str) -> dict:
     parts = spec.split("/")
-    if len(parts) != 3 or parts[0] not in RECIPES or not parts[2].isdigit():
-        raise GendistillError(f"--teachers entries are RECIPE/MODEL/MAX_LENGTH with RECIPE in {', '.join(RECIPES)} (e.g. frozen/embedded/128), "
-                              f"not {spec!r}.")
-    return {"teacher_recipe": parts[0], "teacher": parts[1], "max_length": int(parts[2])}
+    if len(parts) not in (3, 4) or parts[0] not in RECIPES or not parts[2].isdigit() or parts[3:] not in ([], ["bf16"]):
+        raise GendistillError(f"--teachers entries are RECIPE/MODEL/MAX_LENGTH[/bf16] with RECIPE in {', '.join(RECIPES)} (e.g. frozen/embedded/128, "
+                              f"finetune/embedded/128/bf16), not {spec!r}.")
+    return {"teacher_recipe": parts[0], "teacher": parts[1], "max_length": int(parts[2]), "teacher_precision": parts[3] if parts[3:] else "fp32"}
 
 
 def _slug(text: str) -> str:

@@ -149,7 +149,7 @@ def bench_synthesize(run_dir: Path, count: int, backends: str | None, batch_size
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds 0..N-1: one split and teacher each.")
 @click.option("--per-class", type=click.IntRange(min=1), default=100, show_default=True, help="Labeled texts per class.")
 @click.option("--teachers", default="frozen/embedded/128,frozen/embedded-minilm/128", show_default=True,
-              help="Comma-separated RECIPE/MODEL/MAX_LENGTH teachers to compare.")
+              help="Comma-separated RECIPE/MODEL/MAX_LENGTH[/bf16] teachers to compare (/bf16: fine-tuned under bfloat16 autocast; else fp32).")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/bench-teacher"), show_default=True,
               help="Where each teacher's run directory is kept (reused on a re-run).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write results.json and RESULTS.md here.")

@@ -134,7 +134,7 @@ def build_report(run_dir: str | Path) -> dict:
         report["synthetic"].update({k: a[k] for k in ("synthetic_mean_max_probability", "synthetic_label_counts", "synthetic_confidence_per_class",
                                                       "synthetic_confident_share", "test_confident_share") if k in a})
     if "annotate" in metrics:
-        report["annotation"] = {k: metrics["annotate"].get(k) for k in ("engine", "texts", "texts_per_second", "seconds", "int8_check")}
+        report["annotation"] = {k: metrics["annotate"].get(k) for k in ("engine", "texts", "texts_per_second", "seconds", "engine_check")}
     if "distill" in metrics and metrics["distill"].get("shipped"):
         d = metrics["distill"]
         report["shipped"] = {"student": d["shipped"], "dev_accuracy": d["dev_accuracy"], "labeled_only_dev_accuracy": d.get("labeled_only_dev_accuracy")}
@@ -244,10 +244,11 @@ def render_markdown(report: dict) -> str:
             lines.append(f"On the synthetic texts (mean max-probability {pct(s['synthetic_mean_max_probability'])}), per class the teacher predicts: {per_class}.")
         if report.get("annotation"):
             a = report["annotation"]
-            check = a.get("int8_check") or {}
+            check = a.get("engine_check") or {}
             fidelity = ""
-            if a["engine"] == "onnx-int8" and check.get("transfer_texts"):  # absent from runs annotated before the transfer check
-                fidelity = (f", recipe {check['recipe']}: on {check['transfer_texts']} transfer texts it gives torch's label to "
+            if a["engine"] != "torch" and check.get("transfer_texts"):
+                recipe = f" recipe {check['recipe']}" if check.get("recipe") else ""
+                fidelity = (f"{recipe}: on {check['transfer_texts']} transfer texts it gives fp32 torch's label to "
                             f"{pct(check['transfer_argmax_agreement'])}, mean |probability difference| {check['transfer_probability_difference']:.3f}")
             lines.append(f"Annotation: {a['texts']:,} texts at {a['texts_per_second']:.1f} texts/s ({a['engine']}{fidelity}).")
     if "generator" in report:

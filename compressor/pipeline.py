@@ -94,8 +94,9 @@ def _check_run_dir(run_dir: Path) -> None:
         raise GendistillError(f"--out {run_dir} already holds files that are not a gendistill run; choose a new or empty directory.")
 
 
-EXECUTION_ONLY = {"upstream", "device"}
-"""Recorded in settings.json, but a stage made on a GPU is reused on a CPU and the other way round."""
+EXECUTION_ONLY = {"upstream", "device", "precision"}
+"""Recorded in settings.json, but a stage made on a GPU is reused on a CPU and the other way round, and one
+trained in bfloat16 is reused for fp32 (measured to make the same teacher; TeacherSettings.precision)."""
 
 
 ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "epoch_examples": 1, "conditional": False, "prior": "train"}

@@ -22,7 +22,7 @@ import numpy as np
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
 from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, prior_shift, save_teacher
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
-from gendistill.compressor.training import BestCheckpoint, resolve_device, accuracy, progress, seed_everything
+from gendistill.compressor.training import BestCheckpoint, accuracy, native_bf16, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
 
@@ -50,6 +50,8 @@ class TeacherSettings(Seeded, OnDevice):
     """Teacher and student input length in tokens; 0 = auto: 128, or 256 when more than a tenth of the labeled training texts are longer than 128 teacher tokens (bbc-news articles, frozen all-mpnet-base-v2: 97.2% at 128, 98.4% at 256, 98.6% at 512 for twice 256's time). A finished stage made with a set length is reused by auto."""
     patience: int = 3
     """finetune: stop after this many epochs without a better dev accuracy."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """finetune: bf16 trains under torch's bfloat16 autocast (weights, optimizer, evaluation and calibration stay fp32); auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), else fp32. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: the same teacher (86.6 ± 1.6% both, per seed within 0.1 point; benchmarks/teacher); a training step 1.8x faster side by side (benchmarks/teacher/engines.json), the stage 168 s against 195 s (evaluation stays fp32)."""
     prior: Literal["train", "pool"] = "train"
     """The class prior the teacher's soft labels assume: the labeled sample's (train), or the training pool's class shares (pool: when --per-class drew an even sample from an uneven pool, the teacher's log-probabilities are shifted by log(pool share / sample share), and its temperature fitted with the shift)."""
 
@@ -84,8 +86,10 @@ def load_teacher(run_dir: str | Path, device: str = "cpu"):
     return load_teacher_dir(stage_path(run_dir, "teacher") / "model", device)
 
 
-def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str | None, method: str) -> np.ndarray:
-    """`model.<method>` (forward: calibrated logits; embed: pooled vectors) over `texts`, in batches sorted by length."""
+def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str | None, method: str,
+         bf16: bool = False) -> np.ndarray:
+    """`model.<method>` (forward: calibrated logits; embed: pooled vectors) over `texts`, in batches sorted by length;
+    `bf16`: under torch's bfloat16 autocast (annotate's faster engine, checked there against fp32)."""
     import torch
 
     device = next(model.parameters()).device
@@ -95,14 +99,15 @@ def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, d
         encoded = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
         return getattr(model, method)(encoded["input_ids"], encoded["attention_mask"]).float().cpu().numpy()
 
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         return batched(texts, batch_size, width, compute, desc)
 
 
-def teacher_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
-    """Calibrated class logits for `texts`, batched by length so padding is small."""
+def teacher_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = None,
+                   bf16: bool = False) -> np.ndarray:
+    """Calibrated class logits for `texts`, batched by length so padding is small (`bf16`: see `_run`)."""
     model.eval()
-    return _run(model, tokenizer, texts, max_length, batch_size, desc, "forward")
+    return _run(model, tokenizer, texts, max_length, batch_size, desc, "forward", bf16)
 
 
 def _align_labels(model, labels: list[str]):
@@ -146,6 +151,13 @@ def fit_frozen_head(model, tokenizer, settings: TeacherSettings, texts: list[str
     return c
 
 
+def training_precision(settings: TeacherSettings, device: str) -> str:
+    """`precision` resolved: auto is bf16 on a CPU with native bfloat16, else fp32."""
+    if settings.precision != "auto":
+        return settings.precision
+    return "bf16" if device == "cpu" and native_bf16() else "fp32"
+
+
 def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y, dev_texts, dev_y, device, history) -> int:
     """Train encoder + head with cross-entropy; the best dev epoch is kept, epoch 0 (the start) included."""
     import torch
@@ -168,6 +180,7 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
     else:  # a checkpoint's own, freshly initialised head: no untrained start worth keeping
         best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
     targets = torch.tensor(train_y, device=device)
+    bf16 = training_precision(settings, device) == "bf16"
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(train_texts), generator=rng).tolist()
@@ -175,7 +188,8 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
         for first in bar:
             batch = order[first : first + settings.batch_size]
             encoded = tokenizer([train_texts[i] for i in batch], truncation=True, max_length=settings.max_length, padding=True, return_tensors="pt").to(device)
-            loss = torch.nn.functional.cross_entropy(model.raw_logits(encoded["input_ids"], encoded["attention_mask"]), targets[batch])
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(model.raw_logits(encoded["input_ids"], encoded["attention_mask"]).float(), targets[batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -245,6 +259,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
         "temperature": temperature,
         "best_epoch": best_epoch,
         "history": history,
+        "training_precision": training_precision(settings, device) if any(h["epoch"] for h in history) else None,  # None: not trained
         "params": sum(p.numel() for p in model.parameters()),
         "test_examples": len(test_texts),
         "seconds": time.time() - started,

@@ -29,6 +29,13 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def native_bf16() -> bool:
+    """Does this CPU do bfloat16 arithmetic natively (AVX512-BF16 or AMX)? Elsewhere torch emulates it, slower than fp32."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def accuracy(predictions, targets) -> float:
     predictions, targets = np.asarray(predictions), np.asarray(targets)
     return float((predictions == targets).mean()) if len(targets) else 0.0

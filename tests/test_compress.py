@@ -47,6 +47,10 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
         assert (run_dir / stage / "metrics.json").is_file(), stage
         assert (run_dir / stage / "settings.json").is_file(), stage
     assert not list(run_dir.glob("*.partial"))
+    from gendistill.compressor.training import native_bf16
+
+    teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())  # fine-tuned in bf16 where the CPU has it (auto)
+    assert teacher["training_precision"] == ("bf16" if native_bf16() else "fp32")
     report = json.loads((run_dir / "report.json").read_text())
     assert report["labels"] == ["business", "sport", "tech"]
     for model in ("teacher", "student", "student_labeled_only"):
@@ -397,6 +401,19 @@ def test_a_setting_added_later_reads_as_what_older_runs_did():
     assert settings_difference({"count": 10}, {"count": 10, "prefix_share": 0.5}) == "prefix_share: 0.0 -> 0.5"
     assert settings_difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
+
+
+def test_a_teacher_trained_in_bf16_is_reused_for_fp32_and_the_other_way_round():
+    """precision, like device, changes how fast a teacher trains, not which teacher (measured the same over 3 seeds)."""
+    from gendistill.compressor.pipeline import settings_difference
+    from gendistill.compressor.teacher import TeacherSettings, training_precision
+
+    assert settings_difference({"epochs": 4, "precision": "bf16"}, {"epochs": 4, "precision": "fp32"}) is None
+    assert settings_difference({"epochs": 4}, {"epochs": 4, "precision": "auto"}) is None  # made before the setting existed
+    assert settings_difference({"epochs": 4, "precision": "bf16"}, {"epochs": 3, "precision": "bf16"}) == "epochs: 4 -> 3"
+    assert training_precision(TeacherSettings(precision="fp32"), "cpu") == "fp32"
+    assert training_precision(TeacherSettings(precision="bf16"), "cpu") == "bf16"
+    assert training_precision(TeacherSettings(precision="auto"), "cuda") == "fp32"
 
 
 def test_annotate_reports_how_often_the_teacher_gives_the_class_a_text_was_asked_for(tmp_path, finished_run):

@@ -32,7 +32,9 @@ def test_embedded_default_runs_end_to_end_on_a_slice(tmp_path):
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert teacher["kind"] == "pooled" and teacher["pooling"] == "mean"  # used the way it was trained (its modules.json)
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
-    assert annotate["engine"] in ("onnx-int8", "torch") and annotate["int8_check"]["argmax_agreement"] > 0.8
+    assert annotate["engine"] in ("torch-bf16", "onnx-int8", "torch")
+    if annotate["engine"] != "torch":  # a faster engine annotated: it kept fp32 torch's labels on the texts checked
+        assert annotate["engine_check"]["argmax_agreement"] > 0.8
     generator = json.loads((run_dir / "generator" / "metrics.json").read_text())
     assert generator["params"] > 100_000_000  # the real SmolLM2-135M
     # Fine-tuning on the texts must lower the dev perplexity of a real LM, or the generator is not learning.

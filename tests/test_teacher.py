@@ -162,6 +162,7 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     from safetensors import safe_open
 
     from gendistill.compressor.teacher import load_teacher, teacher_logits
+    from gendistill.compressor.teacher_onnx import RECIPES
 
     generator = make_tiny_generator(tmp_path / "generator", [t for t, _ in toy_rows])
     run_dir = tmp_path / "run"
@@ -176,6 +177,7 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert metrics["recipe"] == "frozen" and metrics["kind"] == "pooled" and metrics["pooling"] == "mean"
     assert metrics["best_epoch"] == 0 and metrics["temperature"] > 0 and metrics["head_c"] > 0
+    assert metrics["training_precision"] is None  # frozen: nothing was trained
     model_dir = run_dir / "teacher" / "model"
     # The encoder is the source's, untouched: linked, not rewritten.
     assert (model_dir / "model.safetensors").read_bytes() == (tiny_encoder / "model.safetensors").read_bytes()
@@ -188,23 +190,35 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 128), annotated, rtol=1e-4, atol=1e-5)
     assert teacher_logits(model, tokenizer, texts, 128).shape == (10, 3)
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
-    assert annotate["engine"] in ("onnx-int8", "torch") and "int8_check" in annotate
-    # int8 is judged on dev + test against torch, whose logits every labeled split keeps.
-    check = annotate["int8_check"]
+    assert annotate["engine"] in ("torch-bf16", "onnx-int8", "torch") and "engine_check" in annotate
+    # A faster engine is judged on dev + test against fp32 torch, whose logits every labeled split keeps.
+    check = annotate["engine_check"]
     test = [json.loads(l)["text"] for l in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
     labeled = len(test) + len((run_dir / "data" / "dev.jsonl").read_text().splitlines())
-    assert check["texts"] == labeled and check["attempts"]
-    # ... and on the transfer texts (all 16 synthetic ones here: fewer than the sample), by their probabilities.
+    assert check["texts"] == labeled and check["attempts"] and check["torch_transfer_texts_per_second"] > 0
+    # ... and on the transfer texts (all 16 synthetic ones here: fewer than the sample), by their probabilities and speed.
     synthetic = [json.loads(l)["text"] for l in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
     assert check["transfer_texts"] == len(synthetic) == 16
+    engines = [a["engine"] for a in check["attempts"]]
+    # bfloat16 first where the CPU has it natively, then int8 by each recipe, in order, stopping at the first that passes.
+    assert engines == sorted(engines, key=("torch-bf16", "onnx-int8").index)
+    assert [a["recipe"] for a in check["attempts"] if a["engine"] == "onnx-int8"] == list(RECIPES)[: engines.count("onnx-int8")]
+    assert not any(a["passed"] for a in check["attempts"][:-1])
     for attempt in check["attempts"]:
-        accurate = attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05
-        assert attempt["passed"] == (accurate and attempt["transfer_probability_difference"] <= 0.02)
-        assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
         assert 0 <= attempt["transfer_argmax_agreement"] <= 1
-    assert (annotate["engine"] == "onnx-int8") == check["attempts"][-1]["passed"]
-    report = (run_dir / "report.md").read_text()  # the report says how closely an int8 teacher followed torch there
-    assert "Annotation:" in report and ("on 16 transfer texts it gives torch's label" in report) == (annotate["engine"] == "onnx-int8")
+        quick = attempt["transfer_probability_difference"] <= 0.02 and attempt["transfer_texts_per_second"] > check["torch_transfer_texts_per_second"]
+        # The transfer sample is checked first: an engine refused there is never run on the labeled texts.
+        assert ("accuracy_loss" in attempt) == quick
+        if quick:
+            accurate = attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05
+            assert attempt["passed"] == accurate
+            assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
+        else:
+            assert not attempt["passed"]
+    assert (annotate["engine"] != "torch") == check["attempts"][-1]["passed"]
+    assert annotate["engine"] in ("torch", check["attempts"][-1]["engine"])
+    report = (run_dir / "report.md").read_text()  # the report says how closely a faster engine followed torch there
+    assert "Annotation:" in report and ("on 16 transfer texts it gives fp32 torch's label" in report) == (annotate["engine"] != "torch")
     # The checked sample keeps torch's logits (here every synthetic text), whichever engine annotated the rest.
     np.testing.assert_allclose(teacher_logits(model, tokenizer, synthetic, 128), np.load(run_dir / "annotate" / "synthetic.npy"),
                                rtol=1e-4, atol=1e-5)
@@ -232,6 +246,23 @@ def test_the_int8_onnx_teacher_follows_the_torch_teacher(tmp_path, tiny_encoder,
     np.testing.assert_allclose(fp32, reference, atol=1e-4)
     int8 = OnnxTeacher(tmp_path / "t8.onnx", tokenizer, 1).logits(texts, 32)
     assert np.corrcoef(int8.ravel(), reference.ravel())[0, 1] > 0.9
+
+
+def test_bf16_teacher_logits_follow_fp32(tiny_encoder, toy_rows):
+    import torch
+
+    from gendistill.compressor.assets import load_hf
+    from gendistill.compressor.encoder import build_teacher
+    from gendistill.compressor.teacher import teacher_logits
+
+    torch.manual_seed(0)
+    model, tokenizer = build_teacher(str(tiny_encoder), 3, ["a", "b", "c"], lambda loader, name, **kw: load_hf(loader, name, "teacher", **kw))
+    texts = [t for t, _ in toy_rows[:50]]
+    reference = teacher_logits(model, tokenizer, texts, 32)
+    bf16 = teacher_logits(model, tokenizer, texts, 32, bf16=True)
+    assert bf16.dtype == np.float32 and not np.array_equal(bf16, reference)  # autocast did run in bfloat16 ...
+    np.testing.assert_allclose(bf16, reference, atol=0.05)  # ... and stays close to fp32
+    assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
 
 
 # --- class prior ----------------------------------------------------------------------------------------
@@ -283,3 +314,15 @@ def test_teacher_prior_pool_assumes_the_uneven_pools_class_shares(tmp_path, toy_
     with torch.no_grad():
         model.shift.zero_()
     np.testing.assert_allclose(shifted - teacher_logits(model, tokenizer, test, 128), np.tile(expected, (len(test), 1)), rtol=1e-4, atol=1e-5)
+
+
+def test_bench_teacher_specs_name_recipe_model_length_and_optionally_bf16():
+    from gendistill.compressor.bench_teacher import parse_teacher
+    from gendistill.runtime.errors import GendistillError
+
+    assert parse_teacher("finetune/embedded/128") == {"teacher_recipe": "finetune", "teacher": "embedded", "max_length": 128,
+                                                      "teacher_precision": "fp32"}
+    assert parse_teacher("finetune/embedded/128/bf16")["teacher_precision"] == "bf16"
+    for bad in ("finetune/embedded", "finetune/embedded/128/fp16", "tune/embedded/128"):
+        with pytest.raises(GendistillError, match="RECIPE/MODEL/MAX_LENGTH"):
+            parse_teacher(bad)
