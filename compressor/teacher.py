@@ -158,8 +158,9 @@ def training_precision(settings: TeacherSettings, device: str) -> str:
     return "bf16" if device == "cpu" and native_bf16() else "fp32"
 
 
-def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y, dev_texts, dev_y, device, history) -> int:
-    """Train encoder + head with cross-entropy; the best dev epoch is kept, epoch 0 (the start) included."""
+def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y, dev_texts, dev_y, device, history, on_epoch=None) -> int:
+    """Train encoder + head with cross-entropy; the best dev epoch is kept, epoch 0 (the start) included.
+    `on_epoch(epoch, model, tokenizer)` is called after each epoch's dev score, epoch 0 included (benchmarks/teacher/epochs.py)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -176,6 +177,8 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
     if model.head is not None:  # epoch 0 is the frozen recipe's teacher: no epoch below it is kept
         start = dev_accuracy()
         history.append({"epoch": 0, "dev_accuracy": start})
+        if on_epoch:
+            on_epoch(0, model, tokenizer)
         best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience, initial=start, keep_initial=True)
     else:  # a checkpoint's own, freshly initialised head: no untrained start worth keeping
         best = BestCheckpoint(model, higher_is_better=True, patience=settings.patience)
@@ -199,13 +202,15 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
         score = dev_accuracy()
         history.append({"epoch": epoch, "dev_accuracy": score})
         log.info("teacher epoch %d: dev accuracy %.4f", epoch, score)
+        if on_epoch:
+            on_epoch(epoch, model, tokenizer)
         if best.update(epoch, score, last=epoch == settings.epochs):
             break
     best.restore()
     return best.best_epoch
 
 
-def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
+def run_teacher(settings: TeacherSettings, run_dir: str | Path, on_epoch=None) -> dict:
     import torch
 
     started = time.time()
@@ -235,7 +240,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path) -> dict:
         if model.head is not None:
             metrics["head_c"] = fit_frozen_head(model, tokenizer, settings, train_texts, train_y)
         if settings.recipe == "finetune" or model.head is None:
-            best_epoch = _finetune(model, tokenizer, settings, train_texts, train_y, dev_texts, dev_y, device, history)
+            best_epoch = _finetune(model, tokenizer, settings, train_texts, train_y, dev_texts, dev_y, device, history, on_epoch)
         else:
             best_epoch = 0
         unchanged_encoder = best_epoch == 0 and model.head is not None and Path(source).is_dir()
