@@ -9,18 +9,16 @@ Copies RUN to OUT (hard links) and puts the variants where the oracle's real unl
 """
 
 import argparse
-import json
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gendistill.compressor.rundir import load_split, stage_path
+from gendistill.compressor.rundir import load_split
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
+from probe_run import copy_run, save_transfer_texts  # benchmarks/student/probe_run.py
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run_dir", type=Path)
@@ -32,8 +30,7 @@ parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 torch.set_num_threads(2)
-if not args.out_dir.exists():
-    subprocess.run(["cp", "-al", str(args.run_dir), str(args.out_dir)], check=True)
+copy_run(args.run_dir, args.out_dir)
 train_texts, _ = load_split(args.run_dir, "train")
 model, tokenizer = load_teacher(args.run_dir)
 table = model.encoder.get_input_embeddings().weight.detach().float()
@@ -65,12 +62,6 @@ print(f"{len(variants)} variants of {len(train_texts)} texts; e.g.\n  " + "\n  "
 started = time.time()
 logits = teacher_logits(model, tokenizer, variants, teacher_max_length(args.run_dir), 64, desc="teacher on variants")
 print(f"teacher: {len(variants) / (time.time() - started):.1f} texts/s")
-for path in (stage_path(args.out_dir, "data") / "unlabeled.jsonl", stage_path(args.out_dir, "annotate") / "unlabeled.npy"):
-    if path.exists():
-        os.unlink(path)  # a hard link into RUN: never write through it
-with open(stage_path(args.out_dir, "data") / "unlabeled.jsonl", "w", encoding="utf-8") as handle:
-    for text in variants:
-        handle.write(json.dumps({"text": text}) + "\n")
-np.save(stage_path(args.out_dir, "annotate") / "unlabeled.npy", logits.astype(np.float32))
+save_transfer_texts(args.out_dir, variants, logits)
 probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
 print(f"mean max-probability {probabilities.max(1).mean():.3f}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")

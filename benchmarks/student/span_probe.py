@@ -15,18 +15,16 @@ kim-cnn:teacher:synthetic+unlabeled` trains on the kept synthetic texts + the sp
 """
 
 import argparse
-import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gendistill.compressor.rundir import load_split, stage_path
+from gendistill.compressor.rundir import load_split
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
+from probe_run import copy_run, save_transfer_texts  # benchmarks/student/probe_run.py
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run_dir", type=Path)
@@ -40,8 +38,7 @@ parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 torch.set_num_threads(2)
-if not args.out_dir.exists():
-    subprocess.run(["cp", "-al", str(args.run_dir), str(args.out_dir)], check=True)
+copy_run(args.run_dir, args.out_dir)
 rng = np.random.RandomState(args.seed)
 seen = set()
 for split in ("train", "dev", "test"):
@@ -76,13 +73,7 @@ model, tokenizer = load_teacher(args.run_dir)
 started = time.time()
 logits = teacher_logits(model, tokenizer, spans, teacher_max_length(args.run_dir), 64, desc="teacher on spans")
 print(f"teacher: {len(spans) / (time.time() - started):.1f} texts/s")
-for path in (stage_path(args.out_dir, "data") / "unlabeled.jsonl", stage_path(args.out_dir, "annotate") / "unlabeled.npy"):
-    if path.exists():
-        os.unlink(path)  # a hard link into RUN: never write through it
-with open(stage_path(args.out_dir, "data") / "unlabeled.jsonl", "w", encoding="utf-8") as handle:
-    for text in spans:
-        handle.write(json.dumps({"text": text}) + "\n")
-np.save(stage_path(args.out_dir, "annotate") / "unlabeled.npy", logits.astype(np.float32))
+save_transfer_texts(args.out_dir, spans, logits)
 probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
 for source in ("train", "synthetic"):
     mask = np.asarray(sources) == source

@@ -19,14 +19,14 @@ import json
 import statistics
 from pathlib import Path
 
-import numpy as np
-import torch
+from sklearn.metrics import log_loss
 
 from gendistill.compressor.data import run_data
 from gendistill.compressor.pipeline import build_settings
 from gendistill.compressor.rundir import is_complete, load_split
 from gendistill.compressor.teacher import run_teacher, teacher_logits
 from gendistill.compressor.training import accuracy
+from gendistill.runtime.classifier import softmax
 
 parser = argparse.ArgumentParser()
 parser.add_argument("out", type=Path)
@@ -36,11 +36,6 @@ parser.add_argument("--runs-dir", type=Path, default=Path("runs/teacher-epochs")
 args = parser.parse_args()
 
 results = json.loads(args.out.read_text()) if args.out.is_file() else {"dataset": args.dataset, "seeds": {}}
-
-
-def cross_entropy(logits, y):
-    shifted = logits - logits.max(1, keepdims=True)
-    return float(-(shifted[np.arange(len(y)), y] - np.log(np.exp(shifted).sum(1))).mean())
 
 
 for seed in range(args.seeds):
@@ -59,7 +54,7 @@ for seed in range(args.seeds):
     def on_epoch(epoch, model, tokenizer):
         dev = teacher_logits(model, tokenizer, dev_texts, 128)
         test = teacher_logits(model, tokenizer, test_texts, 128, bf16=True, desc=f"seed {seed} epoch {epoch}: test")
-        curve.append({"epoch": epoch, "dev_accuracy": accuracy(dev.argmax(1), dev_y), "dev_loss": cross_entropy(dev, np.asarray(dev_y)),
+        curve.append({"epoch": epoch, "dev_accuracy": accuracy(dev.argmax(1), dev_y), "dev_loss": float(log_loss(dev_y, softmax(dev), labels=range(dev.shape[1]))),
                       "test_accuracy": accuracy(test.argmax(1), test_y)})
         print(seed, curve[-1], flush=True)
 
@@ -68,28 +63,16 @@ for seed in range(args.seeds):
     args.out.write_text(json.dumps(results, indent=1))
 
 
-def pick(curve, rule):
-    trained = [c for c in curve if c["epoch"] > 0]
-    start = curve[0]
-    if rule == "best dev accuracy, earliest of ties (today)":
-        best = max(curve, key=lambda c: (c["dev_accuracy"], -c["epoch"]))
-    elif rule == "best dev accuracy, latest of ties":
-        best = max(curve, key=lambda c: (c["dev_accuracy"], c["epoch"]))
-        return best
-    elif rule == "lowest dev loss":
-        return min(curve, key=lambda c: c["dev_loss"])
-    elif rule == "last epoch":
-        return trained[-1]
-    elif rule == "last epoch unless below the start on dev":
-        return trained[-1] if trained[-1]["dev_accuracy"] >= start["dev_accuracy"] else start
-    return best
-
-
-RULES = ["best dev accuracy, earliest of ties (today)", "best dev accuracy, latest of ties", "lowest dev loss", "last epoch",
-         "last epoch unless below the start on dev"]
+RULES = {  # each picks an epoch from a seed's curve by dev alone (epoch 0 = the frozen start)
+    "best dev accuracy, earliest of ties (today)": lambda curve: max(curve, key=lambda c: (c["dev_accuracy"], -c["epoch"])),
+    "best dev accuracy, latest of ties": lambda curve: max(curve, key=lambda c: (c["dev_accuracy"], c["epoch"])),
+    "lowest dev loss": lambda curve: min(curve, key=lambda c: c["dev_loss"]),
+    "last epoch": lambda curve: curve[-1],
+    "last epoch unless below the start on dev": lambda curve: curve[-1] if curve[-1]["dev_accuracy"] >= curve[0]["dev_accuracy"] else curve[0],
+}
 summary = {}
-for rule in RULES:
-    picks = [pick(results["seeds"][s]["curve"], rule) for s in sorted(results["seeds"])]
+for rule, pick in RULES.items():
+    picks = [pick(results["seeds"][s]["curve"]) for s in sorted(results["seeds"])]
     accs = [p["test_accuracy"] for p in picks]
     summary[rule] = {"epochs": [p["epoch"] for p in picks], "test_accuracy": accs, "mean": statistics.fmean(accs),
                      "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
