@@ -71,6 +71,8 @@ def bench_one(dataset: str, seed: int, per_class: int, spec: str, runs_dir: Path
     test_seconds = json.loads(timing.read_text())
     return {"test_accuracy": accuracy(logits.argmax(1), test_y), "test_macro_f1": macro_f1(logits.argmax(1), test_y, len(labels)),
             "dev_accuracy": metrics["dev_accuracy"], "temperature": metrics.get("temperature"), "best_epoch": metrics.get("best_epoch"),
+            "kept_by": "dev loss" if any("dev_loss" in h for h in metrics["history"]) else None,
+            "training_precision": metrics.get("training_precision"),
             "ece": reliability(logits, test_y)["ece"], "teacher_seconds": metrics["seconds"], "test_seconds": test_seconds,
             "test_texts_per_second": len(test_texts) / max(test_seconds, 1e-9), "params": metrics["params"]}
 
@@ -78,9 +80,13 @@ def bench_one(dataset: str, seed: int, per_class: int, spec: str, runs_dir: Path
 def bench_teacher(datasets: list[str], seeds: int, per_class: int, teachers: list[str], runs_dir: Path, out: Path | None, command: str) -> dict:
     for spec in teachers:
         parse_teacher(spec)
-    results = {"command": command, "per_class": per_class, "seeds": list(range(seeds)), "datasets": {}}
+    results = {"commands": [], "per_class": per_class, "seeds": list(range(seeds)), "datasets": {}}
     if out and (out / "results.json").is_file():  # resume: keep what was measured before, rows re-checked below
-        results["datasets"] = json.loads((out / "results.json").read_text()).get("datasets", {})
+        before = json.loads((out / "results.json").read_text())
+        results["datasets"] = before.get("datasets", {})
+        results["commands"] = before.get("commands", [before["command"]] if "command" in before else [])
+    if command not in results["commands"]:  # every command that made a row here
+        results["commands"].append(command)
     for dataset in datasets:
         rows = results["datasets"].setdefault(dataset, {})
         for spec in teachers:
@@ -102,17 +108,23 @@ def summarise(row: dict) -> None:
 
 
 def render(results: dict) -> str:
-    lines = ["# Teacher recipes", "", "Made by:", "", "```", results["command"], "```", "",
+    lines = ["# Teacher recipes", "", "Made by (a later command re-makes the rows it names; the rows are the latest of each):", "", "```",
+             *results["commands"], "```", "",
              f"{results['per_class']} labeled texts per class; each seed its own split (the benchmark's). Test accuracy and macro-F1 in %, "
              "mean ± sample std over seeds; ECE = expected calibration error of the calibrated teacher on test; seconds = teacher stage "
-             "(encode + fit, or fine-tune) on 2 CPU cores; test texts/s = the torch fp32 teacher on the test split."]
+             "(encode + fit, or fine-tune) on 2 CPU cores, so only rows made on the same day compare; test texts/s = the torch fp32 "
+             "teacher on the test split; epochs kept = the fine-tuning epoch kept per seed (0 = the frozen start) and the dev score that "
+             "chose it."]
     for dataset, rows in results["datasets"].items():
-        lines += ["", f"## {dataset}", "", "| teacher (recipe/encoder/max length) | test accuracy | per seed | macro-F1 | dev accuracy | ECE | seconds | test texts/s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"## {dataset}", "", "| teacher (recipe/encoder/max length) | test accuracy | per seed | macro-F1 | dev accuracy | ECE | "
+                  "epochs kept | seconds | test texts/s |", "|---|---|---|---|---|---|---|---|---|"]
         for spec, row in rows.items():
-            per_seed = " / ".join(f"{100 * s['test_accuracy']:.1f}" for s in row["per_seed"].values())
+            seeds = list(row["per_seed"].values())
+            per_seed = " / ".join(f"{100 * s['test_accuracy']:.1f}" for s in seeds)
+            # Rows made before the teacher kept its epoch by dev loss (main 34659bc and earlier) have no `kept_by`.
+            kept = "—" if spec.startswith("frozen/") else f"{'/'.join(str(s['best_epoch']) for s in seeds)} ({seeds[0].get('kept_by') or 'dev accuracy'})"
             lines.append(f"| {spec} | {100 * row['test_accuracy']:.1f} ± {100 * row['test_accuracy_std']:.1f} | {per_seed} | "
-                         f"{100 * row['test_macro_f1']:.1f} | {100 * row['dev_accuracy']:.1f} | {100 * row['ece']:.1f} | "
+                         f"{100 * row['test_macro_f1']:.1f} | {100 * row['dev_accuracy']:.1f} | {100 * row['ece']:.1f} | {kept} | "
                          f"{row['teacher_seconds']:.0f} | {row['test_texts_per_second']:.1f} |")
     return "\n".join(lines) + "\n"
 

@@ -51,6 +51,11 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
 
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())  # fine-tuned in bf16 where the CPU has it (auto)
     assert teacher["training_precision"] == ("bf16" if native_bf16() else "fp32")
+    # The epoch kept is the first with the lowest dev cross-entropy (this tiny checkpoint has its own untrained head:
+    # no epoch 0 to keep; a sentence-transformers folder's frozen start would be epoch 0).
+    history = teacher["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all(h["dev_loss"] > 0 and 0 <= h["dev_accuracy"] <= 1 for h in history)
+    assert teacher["best_epoch"] == min(history, key=lambda h: (h["dev_loss"], h["epoch"]))["epoch"]
     report = json.loads((run_dir / "report.json").read_text())
     assert report["labels"] == ["business", "sport", "tech"]
     for model in ("teacher", "student", "student_labeled_only"):

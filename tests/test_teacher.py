@@ -227,6 +227,35 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     assert not (run_dir / "annotate" / "onnx").exists()
 
 
+@pytest.mark.parametrize("lr", [1e-3, 3.0])  # 3.0: training wrecks the encoder, so the frozen start (epoch 0) must be kept
+def test_finetune_keeps_the_epoch_with_the_lowest_dev_loss_the_frozen_start_included(tmp_path, toy_csv, tiny_encoder, lr):
+    from gendistill.compressor.data import run_data
+    from gendistill.compressor.pipeline import build_settings
+    from gendistill.compressor.rundir import load_split
+    from gendistill.compressor.teacher import load_teacher, run_teacher, teacher_logits
+
+    settings = build_settings(str(toy_csv), per_class=20, teacher=str(tiny_encoder), teacher_recipe="finetune", teacher_epochs=3,
+                              teacher_lr=lr, teacher_patience=3, max_length=32, dev_size=30, test_size=30, no_export=True)
+    run_dir = tmp_path / "run"
+    run_data(settings.data, run_dir)
+    dev_texts, _ = load_split(run_dir, "dev")
+    logits = {}  # each epoch's dev logits, from the hook every epoch calls
+
+    def on_epoch(epoch, model, tokenizer):
+        logits[epoch] = teacher_logits(model, tokenizer, dev_texts, 32)
+
+    metrics = run_teacher(settings.teacher, run_dir, on_epoch=on_epoch)
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3] == sorted(logits)
+    kept = min(history, key=lambda h: (h["dev_loss"], h["epoch"]))["epoch"]
+    assert metrics["best_epoch"] == kept
+    if lr > 1:
+        assert kept == 0 and history[-1]["dev_loss"] > history[0]["dev_loss"]
+    # The saved teacher is the kept epoch's (its logits up to the temperature fitted after).
+    model, tokenizer = load_teacher(run_dir)
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, dev_texts, 32) * metrics["temperature"], logits[kept], rtol=1e-3, atol=1e-4)
+
+
 def test_the_int8_onnx_teacher_follows_the_torch_teacher(tmp_path, tiny_encoder, toy_rows):
     import torch
 
