@@ -38,7 +38,7 @@ class TeacherSettings(Seeded, OnDevice):
     model: str = EMBEDDED
     """Teacher encoder: `embedded` (the packaged all-mpnet-base-v2), `embedded-minilm` (the packaged all-MiniLM-L6-v2, 5x smaller), or any hub name or path (a sentence-transformers folder keeps its pooling)."""
     recipe: Literal["frozen", "finetune"] = "finetune"
-    """finetune: the whole encoder trained, starting from the frozen recipe's head; frozen: encoder untouched + logistic-regression head (C by cross-validation), about 10x faster. A checkpoint that is not a sentence-transformers folder has no declared pooling and is always fine-tuned with its own head. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: finetune 86.6 ± 1.6%, frozen 83.2 ± 0.9% (benchmarks/teacher)."""
+    """finetune: the whole encoder trained, starting from the frozen recipe's head; frozen: encoder untouched + logistic-regression head (C by cross-validation), about 10x faster. A checkpoint that is not a sentence-transformers folder has no declared pooling and is always fine-tuned with its own head. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: finetune 87.4 ± 0.5%, frozen 83.2 ± 0.9% (benchmarks/teacher)."""
     finetuned: str | None = None
     """An already fine-tuned classifier (path or hub name) to use as the teacher; skips teacher training."""
     epochs: int = 4
@@ -52,7 +52,7 @@ class TeacherSettings(Seeded, OnDevice):
     patience: int = 3
     """finetune: stop after this many epochs without a lower dev cross-entropy."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """finetune: bf16 trains under torch's bfloat16 autocast (weights, optimizer, evaluation and calibration stay fp32); auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), else fp32. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: the same teacher (86.6 ± 1.6% both, per seed within 0.1 point; benchmarks/teacher); a training step 1.8x faster side by side (benchmarks/teacher/engines.json), the stage 168 s against 195 s (evaluation stays fp32)."""
+    """finetune: bf16 trains under torch's bfloat16 autocast (weights, optimizer, evaluation and calibration stay fp32); auto: bf16 on a CPU with native bfloat16 (AVX512-BF16 or AMX), else fp32. Measured with all-mpnet-base-v2 on rotten-tomatoes, 3 seeds: the same teacher (87.4 ± 0.6% against 87.4 ± 0.5% in fp32, the same epochs kept, per seed within 0.2 point; benchmarks/teacher); a training step 1.8x faster side by side (benchmarks/teacher/engines.json), the stage 144 s against 204 s (evaluation stays fp32)."""
     prior: Literal["train", "pool"] = "train"
     """The class prior the teacher's soft labels assume: the labeled sample's (train), or the training pool's class shares (pool: when --per-class drew an even sample from an uneven pool, the teacher's log-probabilities are shifted by log(pool share / sample share), and its temperature fitted with the shift)."""
 
