@@ -70,8 +70,8 @@ def progress(iterable=None, **kwargs):
 class BestCheckpoint:
     """Keep the weights of the best epoch by a dev score, and say when to stop (early stopping).
 
-    The teacher (dev accuracy), the generator (dev perplexity, lower is better) and the student (dev
-    accuracy) all select their epoch with this. `initial` scores the weights before training (epoch 0):
+    The teacher (dev cross-entropy, lower is better), the generator (dev perplexity, lower is better) and the
+    student (dev accuracy) all select their epoch with this. `initial` scores the weights before training (epoch 0):
     when no epoch beats it, `best_epoch` stays 0 and the caller keeps (or reloads) the untrained weights;
     with `keep_initial`, `restore` reloads them itself.
     """
