@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 from gendistill.compressor.annotate import CONFIDENT, load_annotations, user_unlabeled
-from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, load_labels, load_split, read_json, stage_path
+from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, is_stale, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import accuracy, macro_f1, per_class_scores
 from gendistill.runtime.bundle import write_atomic, write_json_atomic, write_text_atomic
 from gendistill.runtime.formatting import ms, pct, size
@@ -106,7 +106,8 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
 def build_report(run_dir: str | Path) -> dict:
     """report.json's content from the finished stages' metrics."""
     run_dir = Path(run_dir)
-    metrics = {s: read_json(stage_path(run_dir, s) / "metrics.json") for s in STAGES if is_complete(run_dir, s)}
+    # A stage built on outputs re-made since is not reported (the bundle of an earlier student, kept by --no-export).
+    metrics = {s: read_json(stage_path(run_dir, s) / "metrics.json") for s in STAGES if is_complete(run_dir, s) and not is_stale(run_dir, s)}
     data_settings = read_json(stage_path(run_dir, "data") / "settings.json")
     evaluation = metrics.get("evaluate", {})
     report = {

@@ -22,7 +22,7 @@ from gendistill.compressor.evaluate import EvaluateSettings, run_evaluate, write
 from gendistill.compressor.export_stage import run_export
 from gendistill.compressor.generator import GeneratorSettings, run_generator
 from gendistill.compressor.rundir import (STAGES, depends_on, is_complete, kill_point, partial_path, read_json, recover_run, remove_dir,
-                                         stage_path, upstream_ids)
+                                         stage_path, is_stale)
 from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
 from gendistill.compressor.teacher import TeacherSettings, run_teacher
 from gendistill.export.bundle import ExportSettings
@@ -144,7 +144,7 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
             remade.add(stage)  # so is every stage built on it
             continue
         saved = read_json(stage_path(run_dir, stage) / "settings.json")
-        built_on, wanted = saved.get("upstream"), settings.of(stage)
+        wanted = settings.of(stage)
         difference = settings_difference(saved or {}, wanted)
         if difference and redo_changed:
             log.info("%-10s made with other settings (%s): re-made", stage, difference)
@@ -156,8 +156,7 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
                 f"{run_dir} holds a run whose {stage} stage was made with other settings ({difference}); "
                 f"use a new --out, or --from {stage} to redo it and what follows, or --force."
             )
-        built_on = {s: i for s, i in (built_on or {}).items() if s in inputs}  # older runs recorded every earlier stage
-        if built_on != upstream_ids(run_dir, stage):  # an earlier re-run was cut off after re-making its inputs
+        if is_stale(run_dir, stage):  # an earlier re-run was cut off after re-making its inputs
             out.append((stage, False))
             remade.add(stage)
             continue

@@ -93,6 +93,14 @@ def upstream_ids(run_dir: str | Path, stage: str) -> dict:
     return {s: stage_id(run_dir, s) for s in depends_on(stage) if is_complete(run_dir, s)}
 
 
+def is_stale(run_dir: str | Path, stage: str) -> bool:
+    """Was this finished stage built on outputs that have been re-made since (an interrupted re-run, or a stage
+    left out of the re-run: `--no-export` after `--from distill` keeps the old bundle)?"""
+    inputs = depends_on(stage)
+    built_on = read_json(stage_path(run_dir, stage) / "settings.json").get("upstream") or {}
+    return {s: i for s, i in built_on.items() if s in inputs} != upstream_ids(run_dir, stage)  # older runs recorded every earlier stage
+
+
 def finish_stage(run_dir: str | Path, stage: str, settings: dict, metrics: dict, final: Path | None = None) -> Path:
     """Write settings and metrics (the completion marker) into the partial dir, then move it into place.
 

@@ -242,6 +242,14 @@ def test_soft_and_hard_labels_and_res_cnn(tmp_path, finished_run, toy_csv, tiny_
     assert config["architecture"] == "res-cnn"
 
 
+def test_a_bundle_of_an_earlier_student_is_not_reported_after_a_rerun_without_export(tmp_path, finished_run, toy_csv, tiny_models):
+    run_dir = redistill(tmp_path, finished_run, toy_csv, tiny_models, "--no-export")
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "bundle" not in report and "export" not in report["seconds"]
+    assert "Exported bundle" not in (run_dir / "report.md").read_text()
+    assert (run_dir / "bundle" / "model.onnx").is_file()  # left on disk as it was, only not presented as this run's
+
+
 def test_already_finetuned_teacher_skips_training(tmp_path, finished_run, toy_csv, tiny_models):
     teacher = finished_run[0] / "teacher" / "model"
     run_dir = tmp_path / "run"
