@@ -21,8 +21,8 @@ from gendistill.compressor.distill import DistillSettings, run_distill
 from gendistill.compressor.evaluate import EvaluateSettings, run_evaluate, write_report
 from gendistill.compressor.export_stage import run_export
 from gendistill.compressor.generator import GeneratorSettings, run_generator
-from gendistill.compressor.rundir import (STAGES, depends_on, is_complete, kill_point, partial_path, read_json, recover_run, remove_dir,
-                                         stage_path, is_stale)
+from gendistill.compressor.rundir import (STAGES, depends_on, is_complete, is_stale, kill_point, partial_path, read_json, recover_run,
+                                         remove_dir, stage_path)
 from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
 from gendistill.compressor.teacher import TeacherSettings, run_teacher
 from gendistill.export.bundle import ExportSettings
