@@ -238,17 +238,23 @@ def prior_shift(train_counts: list[int], pool_counts: list[int]) -> np.ndarray:
     return (np.log(pool / pool.sum()) - np.log(train / train.sum())).astype(np.float32)
 
 
+def mean_nll(logits: np.ndarray, targets) -> float:
+    """Mean negative log-likelihood (cross-entropy) of the `targets` under softmax(`logits`)."""
+    from scipy.special import log_softmax
+
+    return float(-log_softmax(logits, axis=1)[np.arange(len(targets)), np.asarray(targets)].mean())
+
+
 def fit_temperature(logits: np.ndarray, targets, shift: np.ndarray | None = None) -> float:
     """The temperature T minimising the negative log-likelihood of softmax(logits / T + shift) on held-out texts
     (temperature scaling, Guo et al. 2017): it keeps the argmax and makes confidences mean what they say."""
     from scipy.optimize import minimize_scalar
-    from scipy.special import log_softmax
 
     targets = np.asarray(targets)
     if len(targets) == 0:
         return 1.0
 
     def nll(log_t):
-        return -log_softmax(logits / np.exp(log_t) + (0.0 if shift is None else shift), axis=1)[np.arange(len(targets)), targets].mean()
+        return mean_nll(logits / np.exp(log_t) + (0.0 if shift is None else shift), targets)
 
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e3)), method="bounded").x))

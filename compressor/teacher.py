@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
-from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, prior_shift, save_teacher
+from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, mean_nll, prior_shift, save_teacher
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import BestCheckpoint, accuracy, native_bf16, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
@@ -163,12 +163,11 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
     """Train encoder + head with cross-entropy; the epoch with the lowest dev loss is kept, epoch 0 (the start) included.
     `on_epoch(epoch, model, tokenizer)` is called after each epoch's dev score, epoch 0 included (benchmarks/teacher/epochs.py)."""
     import torch
-    from scipy.special import log_softmax
     from transformers import get_linear_schedule_with_warmup
 
     def dev_scores():  # (accuracy, cross-entropy) of the uncalibrated logits on dev
         logits = teacher_logits(model, tokenizer, dev_texts, settings.max_length)
-        return accuracy(logits.argmax(1), dev_y), float(-log_softmax(logits, axis=1)[np.arange(len(dev_y)), dev_y].mean())
+        return accuracy(logits.argmax(1), dev_y), mean_nll(logits, dev_y)
 
     groups = [{"params": model.encoder.parameters(), "lr": settings.lr}]
     if model.head is not None:
