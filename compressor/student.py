@@ -87,17 +87,12 @@ class KimCNN(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.num_filters * len(config.kernel_sizes), config.num_labels)
 
-    def pool(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = (input_ids != self.pad_id).unsqueeze(1).to(torch.float32)  # [B, 1, T]
         x = self.embedding(input_ids).transpose(1, 2)  # [B, E, T]
         # ReLU outputs are >= 0, so zeroing pad positions before the max equals masking them out.
-        return torch.cat([(torch.relu(conv(x)) * mask).amax(dim=2) for conv in self.convs], dim=1)
-
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(pooled))
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(input_ids))
+        pooled = [(torch.relu(conv(x)) * mask).amax(dim=2) for conv in self.convs]
+        return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
 
 
 class StaticStudent(nn.Module):
@@ -119,17 +114,12 @@ class StaticStudent(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.hidden, config.num_labels)
 
-    def pool(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = (input_ids != self.pad_id).unsqueeze(2).to(torch.float32)  # [B, T, 1]
         summed = (self.embedding(input_ids) * self.weight(input_ids) * mask).sum(1)
         pooled = summed / mask.sum(1).clamp(min=1.0)
-        return pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-6) * self.scale
-
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-6) * self.scale
         return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(input_ids))
 
 
 class ResidualBlock(nn.Module):
@@ -157,18 +147,12 @@ class ResCNN(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.hidden, config.num_labels)
 
-    def pool(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = (input_ids != self.pad_id).unsqueeze(1).to(torch.float32)
         h = torch.relu(self.project(self.embedding(input_ids).transpose(1, 2))) * mask
         for block in self.blocks:
             h = block(h, mask) * mask
-        return h.amax(dim=2)
-
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(pooled))
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(input_ids))
+        return self.classifier(self.dropout(h.amax(dim=2)))
 
 
 def build_student(config: StudentConfig) -> nn.Module:
