@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gendistill.compressor.assets import EMBEDDED, load_hf
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
-from gendistill.compressor.training import BestCheckpoint, resolve_device, progress, seed_everything
+from gendistill.compressor.training import BestCheckpoint, fused, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
 
@@ -138,7 +138,7 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
 
     perplexity_before = perplexity(model, dev, eos)
     log.info("generator dev perplexity before fine-tuning: %.1f", perplexity_before)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=fused(device))
     rng = torch.Generator().manual_seed(settings.seed)
     best = BestCheckpoint(model, higher_is_better=False, initial=perplexity_before)
     history = []

@@ -23,7 +23,7 @@ import numpy as np
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
 from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, mean_nll, prior_shift, save_teacher
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
-from gendistill.compressor.training import BestCheckpoint, accuracy, native_bf16, progress, resolve_device, seed_everything
+from gendistill.compressor.training import BestCheckpoint, accuracy, fused, native_bf16, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
 
@@ -172,7 +172,7 @@ def _finetune(model, tokenizer, settings: TeacherSettings, train_texts, train_y,
     groups = [{"params": model.encoder.parameters(), "lr": settings.lr}]
     if model.head is not None:
         groups.append({"params": model.head.parameters(), "lr": 10 * settings.lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01, fused=fused(device))
     steps_per_epoch = (len(train_texts) + settings.batch_size - 1) // settings.batch_size
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps_per_epoch * settings.epochs), steps_per_epoch * settings.epochs)
     rng = torch.Generator().manual_seed(settings.seed)
