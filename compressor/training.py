@@ -39,7 +39,8 @@ def native_bf16() -> bool:
 def fused(device: str) -> bool | None:
     """The `fused` argument for torch's Adam/AdamW: one fused kernel per step instead of a loop of tensor ops, on the
     devices that have it (CPU and CUDA). Same update rule; on the 135M-parameter generator at batch 1 on 2 cores the
-    optimizer step fell from 0.39 to 0.09 s of a 1.1 s step (benchmarks/generator/RESULTS.md)."""
+    optimizer step fell from 0.39 to 0.09 s of a 1.1 s step (benchmarks/generator/RESULTS.md). Used by the generator
+    and the teacher; the 1M-parameter student's update is a small share of its step, so it keeps the default."""
     return True if device in ("cpu", "cuda") else None
 
 
