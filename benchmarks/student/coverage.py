@@ -7,31 +7,28 @@ occurs in the set at all, and at least 5 times. Prints a markdown table.
     python benchmarks/student/coverage.py runs/demo27 runs/demo27-t08
 """
 
-import json
 import re
 import sys
 from collections import Counter
 from pathlib import Path
+
+from gendistill.compressor.rundir import load_split
+from gendistill.compressor.synthesize import load_synthetic
 
 
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
-def texts(path: Path, limit: int | None = None) -> list[str]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f][:limit]
-
-
 def main():
     runs = [Path(p) for p in sys.argv[1:]]
     base = runs[0]
-    test = Counter(w for t in texts(base / "data" / "test.jsonl") for w in words(t))
+    test = Counter(w for t in load_split(base, "test")[0] for w in words(t))
     total = sum(test.values())
-    sets = [("the 200 labeled texts", texts(base / "data" / "train.jsonl"))]
-    sets += [(f"{run.name}'s synthetic texts", texts(run / "synthesize" / "synthetic.jsonl")) for run in runs]
+    sets = [("the 200 labeled texts", load_split(base, "train")[0])]
+    sets += [(f"{run.name}'s synthetic texts", load_synthetic(run)) for run in runs]
     synthetic = len(sets[-1][1])
-    sets.append((f"{synthetic:,} real unlabeled texts", texts(base / "data" / "unlabeled.jsonl", synthetic)))
+    sets.append((f"{synthetic:,} real unlabeled texts", load_split(base, "unlabeled")[0][:synthetic]))
     print("| texts | distinct words | test word tokens covered | covered by a word seen ≥ 5 times |")
     print("|---|---|---|---|")
     for name, rows in sets:
