@@ -3,8 +3,8 @@ fine-tuned generator's.
 
 The fine-tuned SmolLM2-135M samples at temperature 1 are often word salad; the same model before fine-tuning, given
 a list "Sentences from movie reviews:" of 3 random training texts and an open "-", continues the list with fluent
-sentences in a wider vocabulary (few-shot generation, as in ZeroGen-style data synthesis; one prompt yields 5-8 texts,
-so its cost is shared). This samples COUNT such texts (CTranslate2 int8, temperature 1, the full distribution, 160 new tokens
+sentences in a wider vocabulary (few-shot generation, as in ZeroGen-style data synthesis; one prompt yields several
+texts, about 3 kept on the demo's split, so its cost is shared). This samples COUNT such texts (CTranslate2 int8, temperature 1, the full distribution, 160 new tokens
 per prompt), drops items under 3 words, empty ones and copies of training or RUN's synthetic texts, labels them with
 RUN's teacher (torch fp32, calibrated as the annotate stage's) and writes two runs, RUN hard-linked, whose synthetic pool is:
 
@@ -23,23 +23,22 @@ Resumes: the prompted texts and their logits are kept in OUT-texts/ once made.
 import argparse
 import json
 import random
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.annotate import CONFIDENT, load_annotations
 from gendistill.compressor.assets import cache_dir, generator_dir
 from gendistill.compressor.data import text_key
-from gendistill.compressor.rundir import load_split, stage_path, write_jsonl_atomic
+from gendistill.compressor.rundir import load_split, write_jsonl_atomic
 from gendistill.compressor.samplers import convert_ct2
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.training import progress
+from gendistill.runtime.classifier import softmax
+from probe_run import replace_synthetic_pool  # benchmarks/student/probe_run.py
 
-LENGTH = 160  # new tokens per prompt: room for 5-8 list items
-# CTranslate2 grows its cache by copying: at 256 rows of ~250 tokens one step took seconds; 32 rows at a time are fast.
+LENGTH = 160  # new tokens per prompt: room for several list items
 HEADER = "Sentences from movie reviews:\n"
 
 
@@ -78,6 +77,7 @@ def sample(count: int, train_texts: list[str], exclude: set[str], seed: int, bat
             prompts.append(tokenizer.convert_ids_to_tokens(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
         ctranslate2.set_random_seed(seed * 100_003 + shard)
         generator = ctranslate2.Generator(str(ct2_dir), device="cpu", compute_type="int8", intra_threads=torch.get_num_threads())
+        # 32 rows at a time: CTranslate2's cost per step grows with its cache, and 256 rows of 250-330 tokens took seconds a step.
         results = generator.generate_batch(prompts, max_batch_size=32, sampling_topk=0, sampling_topp=1.0, sampling_temperature=1.0,
                                            max_length=LENGTH, include_prompt_in_result=False)
         shard += 1
@@ -93,17 +93,6 @@ def sample(count: int, train_texts: list[str], exclude: set[str], seed: int, bat
     bar.close()
     seconds = time.time() - started
     return kept[:count], {"sampled": sampled, "kept": min(len(kept), count), "seconds": seconds, "kept_texts_per_second": min(len(kept), count) / seconds}
-
-
-def write_pool(run_dir: Path, out: Path, texts: list[str], logits: np.ndarray) -> None:
-    """OUT: RUN hard-linked, with its synthetic pool replaced by `texts` and `logits` (new files, never written through the links)."""
-    if out.exists():
-        shutil.rmtree(out)
-    subprocess.run(["cp", "-al", str(run_dir), str(out)], check=True)
-    for path in (stage_path(out, "synthesize") / "synthetic.jsonl", stage_path(out, "annotate") / "synthetic.npy"):
-        path.unlink()
-    write_jsonl_atomic(stage_path(out, "synthesize") / "synthetic.jsonl", [{"text": t} for t in texts])
-    np.save(stage_path(out, "annotate") / "synthetic.npy", logits.astype(np.float32))
 
 
 def main():
@@ -131,16 +120,15 @@ def main():
     logits = np.load(store / "logits.npy")
     stats = json.loads((store / "sampling.json").read_text())
     first = load_annotations(args.run_dir, "synthetic")
-    probabilities = np.exp(logits - logits.max(1, keepdims=True))
-    probabilities /= probabilities.sum(1, keepdims=True)
+    probabilities = softmax(logits)
     print(f"{len(texts)} prompted texts ({stats['kept_texts_per_second']:.1f} kept texts/s, {stats['sampled']} sampled); "
-          f"teacher >= 0.9 sure of {(probabilities.max(1) >= 0.9).mean():.1%}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
+          f"teacher >= {CONFIDENT} sure of {(probabilities.max(1) >= CONFIDENT).mean():.1%}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
     for text in texts[:: max(len(texts) // 8, 1)][:8]:
         print("  ", text)
     n = len(texts)
     kept = len(synthetic) - n
-    write_pool(args.run_dir, args.out.with_name(args.out.name + "-mix"), synthetic[:kept] + texts, np.concatenate([first[:kept], logits]))
-    write_pool(args.run_dir, args.out.with_name(args.out.name + "-add"), synthetic + texts, np.concatenate([first, logits]))
+    replace_synthetic_pool(args.run_dir, args.out.with_name(args.out.name + "-mix"), synthetic[:kept] + texts, np.concatenate([first[:kept], logits]))
+    replace_synthetic_pool(args.run_dir, args.out.with_name(args.out.name + "-add"), synthetic + texts, np.concatenate([first, logits]))
 
 
 if __name__ == "__main__":

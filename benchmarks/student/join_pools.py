@@ -11,7 +11,6 @@ shards of another seed are other samples), then OUT: RUN hard-linked, with both 
 
 import argparse
 import dataclasses
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.api import DEMO
 from gendistill.compressor.pipeline import build_settings, run_compress
 from gendistill.compressor.data import text_key
-from gendistill.compressor.rundir import read_json, stage_path, write_jsonl_atomic
+from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
+from probe_run import replace_synthetic_pool  # benchmarks/student/probe_run.py
 
 
 def main():
@@ -49,13 +49,8 @@ def main():
     first_logits, second_logits = load_annotations(args.run_dir, "synthetic"), load_annotations(second, "synthetic")
     seen = {text_key(t) for t in first_texts}
     new = [i for i, t in enumerate(second_texts) if text_key(t) not in seen]
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    subprocess.run(["cp", "-al", str(args.run_dir), str(args.out)], check=True)
-    for path in (stage_path(args.out, "synthesize") / "synthetic.jsonl", stage_path(args.out, "annotate") / "synthetic.npy"):
-        path.unlink()  # hard links: write new files, never through the links into RUN's own
-    write_jsonl_atomic(stage_path(args.out, "synthesize") / "synthetic.jsonl", [{"text": t} for t in first_texts + [second_texts[i] for i in new]])
-    np.save(stage_path(args.out, "annotate") / "synthetic.npy", np.concatenate([first_logits, second_logits[new]]))
+    replace_synthetic_pool(args.run_dir, args.out, first_texts + [second_texts[i] for i in new],
+                           np.concatenate([first_logits, second_logits[new]]))
     print(f"{args.out}: {len(first_texts)} + {len(new)} synthetic texts ({len(second_texts) - len(new)} of the second pool were in the first)")
 
 

@@ -1,15 +1,17 @@
-"""Shared by the transfer-text probes (augment_probe.py, span_probe.py): a hard-linked copy of a finished run whose
-real-unlabeled-text slot holds the probe's texts and their teacher logits, so that `ablate.py OUT ... --variant
-kim-cnn:teacher:synthetic+unlabeled` trains on the run's synthetic texts + the probe's."""
+"""Shared by the transfer-text probes: a hard-linked copy of a finished run whose real-unlabeled-text slot holds the
+probe's texts and their teacher logits (augment_probe.py, span_probe.py), so that `ablate.py OUT ... --variant
+kim-cnn:teacher:synthetic+unlabeled` trains on the run's synthetic texts + the probe's; or whose synthetic pool is
+replaced by another one (join_pools.py, instruct_probe.py)."""
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from gendistill.compressor.rundir import stage_path
+from gendistill.compressor.rundir import stage_path, write_jsonl_atomic
 
 
 def copy_run(run_dir: Path, out_dir: Path) -> None:
@@ -28,3 +30,15 @@ def save_transfer_texts(out_dir: Path, texts: list[str], logits: np.ndarray) -> 
         for text in texts:
             handle.write(json.dumps({"text": text}) + "\n")
     np.save(stage_path(out_dir, "annotate") / "unlabeled.npy", logits.astype(np.float32))
+
+
+def replace_synthetic_pool(run_dir: Path, out_dir: Path, texts: list[str], logits: np.ndarray) -> None:
+    """OUT made again as RUN hard-linked, with its synthetic pool (synthesize/synthetic.jsonl, annotate/synthetic.npy)
+    replaced by `texts` and their teacher `logits`."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    subprocess.run(["cp", "-al", str(run_dir), str(out_dir)], check=True)
+    for path in (stage_path(out_dir, "synthesize") / "synthetic.jsonl", stage_path(out_dir, "annotate") / "synthetic.npy"):
+        path.unlink()  # hard links: write new files, never through the links into RUN's own
+    write_jsonl_atomic(stage_path(out_dir, "synthesize") / "synthetic.jsonl", [{"text": t} for t in texts])
+    np.save(stage_path(out_dir, "annotate") / "synthetic.npy", logits.astype(np.float32))
