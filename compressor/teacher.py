@@ -48,7 +48,7 @@ class TeacherSettings(Seeded, OnDevice):
     batch_size: int = 16
     """finetune: texts per step (the frozen recipe encodes in batches of 64)."""
     max_length: int = 0
-    """Teacher and student input length in tokens; 0 = auto: 128, or 256 when more than a tenth of the labeled training texts are longer than 128 teacher tokens (bbc-news articles, frozen all-mpnet-base-v2 over 3 seeds: 97.3 ± 0.9% at 256, 97.7 ± 1.0% at 512 for 2.2x the time, a gain inside the spread; 97.2% at 128 on one seed). A finished stage made with a set length is reused by auto."""
+    """Teacher input length in tokens (the student reads twice this by default: --student-max-length); 0 = auto: 128, or 256 when more than a tenth of the labeled training texts are longer than 128 teacher tokens (bbc-news articles, frozen all-mpnet-base-v2 over 3 seeds: 97.3 ± 0.9% at 256, 97.7 ± 1.0% at 512 for 2.2x the time, a gain inside the spread; 97.2% at 128 on one seed). A finished stage made with a set length is reused by auto."""
     patience: int = 3
     """finetune: stop after this many epochs without a lower dev cross-entropy."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"

@@ -117,7 +117,7 @@ def test_out_dir_holding_a_run_on_other_data(tmp_path, toy_csv, student_run):
     ("--lambda", 1.5), ("--sampling-temperature", 0), ("--student-epochs", 0), ("--teacher-epochs", 0), ("--generator-epochs", 0),
     ("--teacher-lr", 0), ("--generator-lr", -1), ("--student-lr", 0), ("--synthesis-batch", 0), ("--synthesis-shard", 0),
     ("--top-p", 0), ("--top-k", -1), ("--max-new-tokens", 0), ("--synthetic", -1), ("--vocab-size", 10), ("--kd-temperature", 0),
-    ("--per-class", 0), ("--dev-size", 0), ("--max-length", 2), ("--annotate-batch-size", 0), ("--calibration-size", 0),
+    ("--per-class", 0), ("--dev-size", 0), ("--max-length", 2), ("--student-max-length", 2), ("--annotate-batch-size", 0), ("--calibration-size", 0),
     ("--export-opset", 3), ("--latency-threads", 0), ("--student-patience", 0),
 ])
 def test_bad_option_values(tmp_path, toy_csv, flag, value):

@@ -72,7 +72,8 @@ def test_every_stage_option_has_help_and_one_meaning():
 def test_shared_options_set_every_stage_and_nothing_is_changed_after_building():
     settings = build_settings("toy.csv", seed=7, max_length=64, lam=0.3, sampling_temperature=0.8)
     assert {settings.data.seed, settings.teacher.seed, settings.generator.seed, settings.synthesize.seed, settings.distill.seed} == {7}
-    assert settings.teacher.max_length == settings.distill.max_length == 64
+    assert (settings.teacher.max_length, settings.distill.max_length) == (64, 0)  # the student's own length: auto
+    assert build_settings("toy.csv", student_max_length=300).distill.max_length == 300
     assert settings.distill.lam == 0.3 and settings.synthesize.sampling_temperature == 0.8
     assert dataclasses.replace(settings) == settings
     with pytest.raises(dataclasses.FrozenInstanceError):

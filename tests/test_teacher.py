@@ -171,9 +171,10 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
             "--student-epochs", 2, "--dev-size", 30, "--test-size", 30, "--no-export"]  # --max-length: auto
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    # Auto input length: the toy texts are short, so 128; saved resolved, and the student reads as far.
+    # Auto input length: the toy texts are short, so 128; saved resolved, and the student reads twice as far.
     assert json.loads((run_dir / "teacher" / "settings.json").read_text())["max_length"] == 128
-    assert json.loads((run_dir / "distill" / "student" / "student.json").read_text())["max_length"] == 128
+    assert json.loads((run_dir / "distill" / "settings.json").read_text())["max_length"] == 256
+    assert json.loads((run_dir / "distill" / "student" / "student.json").read_text())["max_length"] == 256
     metrics = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert metrics["recipe"] == "frozen" and metrics["kind"] == "pooled" and metrics["pooling"] == "mean"
     assert metrics["best_epoch"] == 0 and metrics["temperature"] > 0 and metrics["head_c"] > 0
