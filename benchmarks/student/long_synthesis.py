@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gendistill.compressor.benchmark.run import BenchmarkSettings, compress_settings
 from gendistill.compressor.pipeline import run_compress
-from gendistill.compressor.rundir import read_json
+from gendistill.compressor.rundir import read_json, stage_path
 from probe_run import copy_run  # benchmarks/student/probe_run.py
 
 
@@ -32,7 +32,7 @@ def main():
     dataset, seed = args.run_dir.parent.name, int(args.run_dir.name.removeprefix("seed"))
     bench = BenchmarkSettings(datasets=[dataset], seeds=[seed], synthetic_counts=[int(c) for c in args.synthetic_counts.split(",")])
     settings = compress_settings(bench, dataset, seed)
-    made = read_json(args.run_dir / "data" / "settings.json")
+    made = read_json(stage_path(args.run_dir, "data") / "settings.json")
     if made.get("fingerprint") != settings.of("data")["fingerprint"]:
         raise SystemExit(f"{args.run_dir} was not made by the benchmark with these settings (its data stage differs).")
     settings = replace(settings, generator=replace(settings.generator, max_length=args.generator_max_length),
