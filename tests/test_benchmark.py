@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -150,6 +151,27 @@ def test_time_budget_keeps_the_finished_seeds(benchmark_out, tmp_path):
     assert results["skipped_for_time_budget"] == [{"dataset": "toy", "seed": 1}]
     assert "toy seed 1" in (tmp_path / "budget" / "RESULTS.md").read_text()
     assert not (out / "runs" / "toy" / "seed1").exists()
+
+
+def test_student_rows_read_as_far_as_the_pipelines_own_student(benchmark_out, tmp_path):
+    """A distill stage made at another length (an older auto) is reused by the pipeline, so every student row
+    trains at that stage's length, not the current auto one: the rows compare students that read the same text."""
+    from gendistill.compressor.rundir import stage_path
+
+    out, _, args = benchmark_out
+    shutil.copytree(out / "runs", tmp_path / "runs")
+    seed_dir = tmp_path / "runs" / "toy" / "seed0"
+    saved_path = stage_path(seed_dir, "distill") / "settings.json"
+    saved = json.loads(saved_path.read_text())
+    assert saved["max_length"] == 64  # auto: twice the teacher's --max-length 32
+    saved_path.write_text(json.dumps({**saved, "max_length": 48}))
+    args = [a for a in args]
+    args[args.index("--out") + 1] = str(tmp_path / "out")
+    result = CliRunner().invoke(main, args + ["--runs-dir", str(tmp_path / "runs")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(saved_path.read_text())["max_length"] == 48  # the stage itself was reused, not re-made
+    for row in ("student-labeled-only", "student-kd", "student-gendist", "student-gendist-hard"):
+        assert json.loads((seed_dir / "benchmark" / f"{row}.json").read_text())["settings"]["distill"]["max_length"] == 48, row
 
 
 def test_sampler_ablation_shares_teacher_and_generator(benchmark_out):

@@ -270,7 +270,11 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     annotate_id = read_json(stage_path(run_dir, "annotate") / "metrics.json")["stage_id"]
     distill_id = read_json(stage_path(run_dir, "distill") / "metrics.json")["stage_id"]
     exported = set(MODELS) | {f"ablation-architecture-{a}" for a in bench.architectures}
-    for item in _student_plan(bench, with_max_length(settings.distill, run_dir)):  # auto length resolved: rows name the one used
+    # Every student row reads as far as the pipeline's own student did: its distill stage's saved length (auto resolved
+    # when it was made; a stage made at an older auto length is reused by the pipeline, so the rows follow it).
+    student_length = read_json(stage_path(run_dir, "distill") / "settings.json").get("max_length")
+    distill = replace(settings.distill, max_length=student_length) if student_length else with_max_length(settings.distill, run_dir)
+    for item in _student_plan(bench, distill):
         name = item["name"]
         export = bench.export and name in exported
         row_settings = {"distill": asdict(item["settings"]), "transfer": item["transfer"], "count": item["count"],
