@@ -21,7 +21,7 @@ import numpy as np
 
 from gendistill.compressor.annotate import load_annotations, user_unlabeled
 from gendistill.compressor.embeddings import Embeddings, initial_vectors
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.training import BestCheckpoint, accuracy, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
@@ -302,6 +302,11 @@ def with_max_length(settings: DistillSettings, run_dir: str | Path) -> DistillSe
     from gendistill.compressor.teacher import teacher_max_length
 
     return settings if settings.max_length else replace(settings, max_length=2 * teacher_max_length(run_dir))
+
+
+def student_max_length(run_dir: str | Path) -> int:
+    """The input length a finished distill stage's student used (auto resolved when it was made)."""
+    return read_json(stage_path(run_dir, "distill") / "settings.json")["max_length"]
 
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
