@@ -182,7 +182,7 @@ def render_markdown(report: dict) -> str:
         s = report["synthetic"]
         lines.append(f"Synthetic texts: {s['kept']} kept of {s['requested']} requested ({s['sampled']} sampled).")
         if s.get("distilled") is not None and s["distilled"] < s["kept"]:
-            lines.append(f"The student learned from the {s['distilled']} of them the teacher is surest of (`--keep-confident`).")
+            lines.append(f"The student learned from the {s['distilled']} of them the teacher is surest of (`--keep-confident`, `--keep-share`).")
         near = s.get("nearest_training_similarity") or {}
         if near.get("synthetic") is not None and near.get("dev") is not None:
             lines.append(f"Are they on-topic? Median TF-IDF cosine to the nearest training text: {near['synthetic']:.2f} (real dev texts: {near['dev']:.2f}).")

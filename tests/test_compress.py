@@ -405,6 +405,26 @@ def test_keep_confident_distills_on_the_synthetic_texts_the_teacher_is_surest_of
     np.testing.assert_array_equal(half["soft"][real:], everything["soft"][[real + i for i in chosen]])
 
 
+def test_a_larger_pool_keeps_a_larger_share_of_its_surest_texts(finished_run):
+    """keep_share: of a large pool the student learns from that share (the surest texts), never fewer than
+    keep_confident; keep_confident 0 still keeps everything."""
+    from gendistill.compressor.distill import DistillSettings, kept_count, training_set
+    from gendistill.compressor.synthesize import load_synthetic
+
+    defaults = DistillSettings()
+    assert [kept_count(defaults, pool) for pool in (5_000, 10_000, 20_000, 40_000, 80_000)] == [5_000, 10_000, 10_000, 15_000, 30_000]
+    assert kept_count(DistillSettings(keep_share=0.0), 80_000) == 10_000
+    assert kept_count(DistillSettings(keep_confident=0), 80_000) == 80_000
+    run_dir, _ = finished_run
+    pool = len(load_synthetic(run_dir))
+    real = len(training_set(run_dir, DistillSettings(keep_confident=0))["texts"]) - pool
+    by_share = training_set(run_dir, DistillSettings(keep_confident=1, keep_share=0.5))
+    assert by_share["synthetic"] == round(pool / 2) and len(by_share["texts"]) == real + round(pool / 2)
+    assert training_set(run_dir, DistillSettings(keep_confident=1, keep_share=0.0))["synthetic"] == 1
+    # The same surest texts as asking for that many by count.
+    assert by_share["texts"] == training_set(run_dir, DistillSettings(keep_confident=round(pool / 2), keep_share=0.0))["texts"]
+
+
 def test_a_setting_added_later_reads_as_what_older_runs_did():
     """A stage made before a setting existed is reused when the setting asks for what that stage did, and
     refused (or re-made) when it asks for something else."""
@@ -414,6 +434,7 @@ def test_a_setting_added_later_reads_as_what_older_runs_did():
     assert settings_difference({"count": 10}, {"count": 10, "prefix_share": 0.5}) == "prefix_share: 0.0 -> 0.5"
     assert settings_difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
+    assert settings_difference({"keep_confident": 10_000}, {"keep_confident": 10_000, "keep_share": 0.375}) == "keep_share: 0.0 -> 0.375"
 
 
 def test_a_teacher_trained_in_bf16_is_reused_for_fp32_and_the_other_way_round():
