@@ -15,7 +15,8 @@ A variant is ARCHITECTURE:EMBEDDINGS:TRANSFER[:key=value,...] with TRANSFER one 
 real KD only), labeled-only (no teacher), and extra DistillSettings fields after the third colon
 (e.g. static:teacher-output:synthetic:embed_dim=64,vocab_size=12000), and `count=N` for the first N transfer
 texts only (the synthetic-count curve), with `select=confidence|similarity` the N that score highest (the teacher's
-confidence, TF-IDF similarity to the nearest training text) instead of the first N.
+confidence, TF-IDF similarity to the nearest training text) instead of the first N. `keep_confident=N` keeps the surest
+N synthetic texts, or the run's keep_share of them when that is more (runs made before --keep-share read as 0: exactly N).
 """
 
 import argparse
@@ -63,8 +64,11 @@ def main():
                         help="Only export the variants' students again (after a change to the export) and update their bundle figures.")
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "variants": {}}
-    base = DistillSettings(**{k: v for k, v in read_json(stage_path(args.run_dir, "distill") / "settings.json").items()
-                              if k in {f.name for f in dataclasses.fields(DistillSettings)}})
+    saved = read_json(stage_path(args.run_dir, "distill") / "settings.json")
+    # A run made before --keep-share kept exactly --keep-confident texts, and so did every variant measured on it:
+    # read it that way, so `keep_confident=N` still means N there (on newer runs, add keep_share=0 for that).
+    saved.setdefault("keep_share", 0.0)
+    base = DistillSettings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(DistillSettings)}})
     test_texts, test_y = load_split(args.run_dir, "test")
     k = len(load_labels(args.run_dir))
     teacher_test = load_annotations(args.run_dir, "test").argmax(1)
