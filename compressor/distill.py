@@ -305,8 +305,9 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
         transfer_logits = load_annotations(run_dir, source)
         transfer_texts = load_synthetic(run_dir) if source == "synthetic" else load_split(run_dir, "unlabeled")[0][: len(transfer_logits)]
         if source == "synthetic":
-            if kept_count(settings, len(transfer_texts)) < len(transfer_texts):
-                kept = most_confident(transfer_logits, kept_count(settings, len(transfer_texts)))
+            count = kept_count(settings, len(transfer_texts))
+            if count < len(transfer_texts):
+                kept = most_confident(transfer_logits, count)
                 transfer_texts, transfer_logits = [transfer_texts[i] for i in kept], transfer_logits[kept]
             synthetic = len(transfer_texts)
         texts += transfer_texts

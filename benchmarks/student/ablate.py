@@ -31,6 +31,7 @@ from pathlib import Path
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.benchmark.students import export_student, measure_student, student_data
 from gendistill.compressor.distill import DistillSettings, distill_student
+from gendistill.compressor.pipeline import ADDED_LATER
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
 
 
@@ -67,8 +68,9 @@ def main():
     saved = read_json(stage_path(args.run_dir, "distill") / "settings.json")
     # A run made before --keep-share kept exactly --keep-confident texts, and so did every variant measured on it:
     # read it that way, so `keep_confident=N` still means N there (on newer runs, add keep_share=0 for that).
-    saved.setdefault("keep_share", 0.0)
-    base = DistillSettings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(DistillSettings)}})
+    saved.setdefault("keep_share", ADDED_LATER["keep_share"])
+    names = {f.name for f in dataclasses.fields(DistillSettings)}
+    base = DistillSettings(**{k: v for k, v in saved.items() if k in names})
     test_texts, test_y = load_split(args.run_dir, "test")
     k = len(load_labels(args.run_dir))
     teacher_test = load_annotations(args.run_dir, "test").argmax(1)
