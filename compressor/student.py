@@ -1,9 +1,11 @@
 """The student: a tiny text classifier over sentencepiece subword embeddings.
 
-Three architectures: as in generation-distillation section 4, `kim-cnn` (Kim 2014: filters of several
+Four architectures: as in generation-distillation section 4, `kim-cnn` (Kim 2014: filters of several
 widths, max-over-time pooling, dropout) and `res-cnn` (a ResNet-style stack of residual 1D conv blocks);
-and `static` (model2vec's shape: a weighted mean of the subword vectors, L2-normalised, then a small MLP),
-which ignores word order but learns from few texts without over-fitting its convolutions.
+`static` (model2vec's shape: a weighted mean of the subword vectors, L2-normalised, then a small MLP),
+which ignores word order but learns from few texts without over-fitting its convolutions; and `bigru`
+(the recurrent student of Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural
+Networks", with GRU cells: a bidirectional GRU max-pooled over time), which reads the whole text in order.
 
 Padding is exact: the pad embedding is a fixed zero vector, every conv sees zero padding, and hidden
 states at pad positions are masked to zero before pooling. A text therefore gets the same logits
@@ -38,7 +40,7 @@ class StudentConfig:
     kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
     """kim-cnn: the filter widths; res-cnn uses the first one for every block."""
     hidden: int = 100
-    """res-cnn: channels of each residual block; static: the MLP's hidden units."""
+    """res-cnn: channels of each residual block; static: the MLP's hidden units; bigru: GRU units per direction."""
     num_blocks: int = 3
     """res-cnn: number of residual blocks."""
     dropout: float = 0.5
@@ -155,8 +157,39 @@ class ResCNN(nn.Module):
         return self.classifier(self.dropout(h.amax(dim=2)))
 
 
+class BiGRU(nn.Module):
+    """A GRU reads the text forwards and another reads it backwards; their states are max-pooled over time.
+
+    Padding stays exact: the backward GRU reads each text reversed within its own length (pads still last), so no
+    pad reaches a real position in either direction; the ONNX graph is one GRU node per direction.
+    """
+
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.pad_id = config.pad_id
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
+        self.forward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
+        self.backward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(2 * config.hidden, config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = input_ids != self.pad_id  # [B, T]
+        lengths = mask.sum(1, keepdim=True)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        # Position t of the reversed text holds piece length-1-t; pads map to themselves, so they stay last.
+        reverse = torch.where(positions < lengths, lengths - 1 - positions, positions).unsqueeze(2)  # [B, T, 1]
+        x = self.embedding(input_ids)  # [B, T, E]
+        ahead, _ = self.forward_gru(x)
+        behind, _ = self.backward_gru(x.gather(1, reverse.expand(-1, -1, x.shape[2])))
+        behind = behind.gather(1, reverse.expand(-1, -1, behind.shape[2]))  # back into the text's order
+        # GRU states lie in (-1, 1): shifted by 1 they are > 0 at real positions, so zeroing pads before the max masks them.
+        states = (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
+        return self.classifier(self.dropout(states.amax(dim=1)))
+
+
 def build_student(config: StudentConfig) -> nn.Module:
-    return {"kim-cnn": KimCNN, "res-cnn": ResCNN, "static": StaticStudent}[config.architecture](config)
+    return {"kim-cnn": KimCNN, "res-cnn": ResCNN, "static": StaticStudent, "bigru": BiGRU}[config.architecture](config)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -33,6 +33,10 @@ def export_fp32(model, min_length: int, path: str | Path, opset: int) -> int:
     import torch
     from torch.export import Dim
 
+    # torch 2.13: for dynamic shapes the exporter swaps in a GRU decomposition it can keep as one ONNX GRU node, but
+    # through an operator dispatch cache it leaves filled when it swaps back: from the second export in a process on,
+    # a GRU student was unrolled over the example's length and that axis fixed. Emptying the cache first avoids it.
+    torch.ops.aten.gru.input._dispatch_cache.clear()
     example = torch.full((2, max(16, min_length + 1)), 1, dtype=torch.int64)
     dynamic_shapes = {INPUT_NAME: {0: Dim(INPUT_AXES[0]), 1: Dim(INPUT_AXES[1])}}
     # The exporter reports progress and version notes through print, warnings and logging; the export

@@ -491,3 +491,28 @@ def test_a_student_no_better_than_the_majority_class_is_reported_as_a_failure(tm
     assert report["warning"].startswith("The shipped student scores 20.0% on dev, no better than always answering")
     assert "--teacher-prior pool" in report["warning"]
     assert f"**Warning: {report['warning']}**" in render_markdown(report)
+
+
+def test_every_student_gets_the_same_logits_alone_or_in_a_padded_batch_and_the_gru_reads_word_order():
+    """Padding is exact for every architecture (the runtime batches freely); the BiGRU, unlike the static student, tells
+    a text from the same pieces in another order, through its backward direction as well as its forward one."""
+    import torch
+
+    from gendistill.compressor.distill import ARCHITECTURES
+    from gendistill.compressor.student import StudentConfig, build_student
+
+    torch.manual_seed(0)
+    text = torch.tensor([[5, 9, 17, 3, 11, 42, 8]])
+    padded = torch.cat([torch.cat([text, torch.zeros((1, 6), dtype=torch.int64)], 1),
+                        torch.randint(1, 50, (1, 13))])  # a longer text beside it: the first row gets 6 pads
+    for architecture in ARCHITECTURES:
+        model = build_student(StudentConfig(architecture=architecture, vocab_size=50, embed_dim=8, hidden=8, num_filters=4,
+                                            num_labels=3)).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(text)[0], model(padded)[0], atol=1e-5, rtol=0, msg=architecture)
+    gru = build_student(StudentConfig(architecture="bigru", vocab_size=50, embed_dim=8, hidden=8, num_labels=3)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(gru(text), gru(text.flip(1)), atol=1e-4)
+        for weight in gru.forward_gru.parameters():  # a zeroed forward GRU stays at 0: the backward one alone sees the order
+            weight.zero_()
+        assert not torch.allclose(gru(text), gru(text.flip(1)), atol=1e-4)

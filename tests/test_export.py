@@ -399,17 +399,24 @@ def test_bundle_files_get_ordinary_permissions(kim_bundle):
         assert path.stat().st_mode & readable == readable, path.name
 
 
-def test_static_student_exports_to_a_verified_bundle(tmp_path, toy_rows):
-    """The static student (weighted mean of subword vectors + MLP) goes through the same export, checks and golden file."""
+@pytest.mark.parametrize("architecture", ["static", "bigru"])
+def test_static_and_recurrent_students_export_to_a_verified_bundle(tmp_path, toy_rows, architecture):
+    """The static student (weighted mean of subword vectors + MLP) and the bidirectional GRU go through the same
+    export, checks and golden file; the GRU's graph keeps both axes dynamic and reads texts of any length."""
+    import onnx
+
     from gendistill.compressor.export_stage import run_export
     from gendistill.export.bundle import ExportSettings
     from gendistill.runtime.classifier import Classifier
 
-    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="static", epochs=30)
+    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture=architecture, epochs=30)
     run_export(ExportSettings(quantize="auto"), run_dir)
     manifest = load_manifest(run_dir / "bundle")
-    assert manifest["model"]["architecture"] == "static"
+    assert manifest["model"]["architecture"] == architecture
     assert manifest["metrics"]["fp32_vs_torch_max_abs_diff"] < 1e-4
+    graph = onnx.load(str(run_dir / "bundle" / "model.onnx")).graph
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"]
+    assert (architecture == "bigru") == ("GRU" in {node.op_type for node in graph.node})
     classifier = Classifier.load(run_dir / "bundle")
     texts = [t for t, _ in toy_rows[:40]]
     # Padding is exact: a text alone gets the logits it gets inside a batch.
@@ -497,3 +504,18 @@ def test_weight_only_int8_stores_convolution_kernels_per_output_channel(tmp_path
     original = {i.name: i for i in onnx.load(str(fp32)).graph.initializer}
     quantized_floats = sum(numpy_helper.to_array(original[name]).size for name in fp32_kernels) + 120 * 16  # + the table
     assert fp32.stat().st_size - weights.stat().st_size > 0.7 * 3 * quantized_floats  # 4 bytes each became 1 (+ scales)
+
+
+def test_a_second_gru_export_in_one_process_keeps_its_sequence_axis_dynamic(tmp_path):
+    """torch's exporter left a GRU unrolled to the example's length from the second export in a process on (the
+    benchmark exports many students in one); export_fp32 guards against it."""
+    import onnx
+
+    from gendistill.compressor.student import StudentConfig, build_student
+    from gendistill.export.onnx_export import export_fp32
+
+    for attempt in range(2):
+        model = build_student(StudentConfig(architecture="bigru", vocab_size=60, embed_dim=8, hidden=8, num_labels=2))
+        export_fp32(model, 5, tmp_path / f"{attempt}.onnx", opset=18)
+        graph = onnx.load(str(tmp_path / f"{attempt}.onnx")).graph
+        assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"], attempt
