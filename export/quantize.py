@@ -28,6 +28,9 @@ vectors and a 13k-parameter MLP), which every calibrated recipe left 1.2-1.6% aw
 uint8 activation that feeds its MLP; it then held only the tables. Kim-CNNs fail the calibrated recipes too (a
 third of the benchmark's students did): with their kernels in fp32 they shipped 1.70 MB instead of 1.32, over the
 1.5 MB target, so the kernels went int8 too.
+
+A bigru student's GRU nodes are outside onnxruntime's QDQ quantizer: every recipe stores their weights in int8 with
+one scale per gate row (dequantized when the session loads, as the kernels above) and runs the GRU in fp32.
 """
 
 from __future__ import annotations
@@ -97,6 +100,10 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration_batc
             quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel, nodes_to_exclude=excluded,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )
+    model = onnx.load(str(int8_path))
+    if any(node.op_type == "GRU" for node in model.graph.node):
+        _int8_gru_weights(model.graph, {init.name: init for init in model.graph.initializer})
+        onnx.save(model, str(int8_path))
 
 
 def _table_lookups(graph) -> list:
@@ -122,7 +129,7 @@ def _symmetric_int8(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def weight_only_int8(path: str | Path) -> None:
     """Rewrite `path` in place: each subword table becomes int8 with one fp32 scale per row, each convolution
-    kernel int8 with one scale per output channel; every computation stays fp32.
+    kernel int8 with one scale per output channel, a GRU's weights with one per gate row; every computation stays fp32.
 
     Written here because onnxruntime's quantizer has no weight-only int8 for a lookup table (it quantizes a
     Gather's table as an activation, with one uint8 scale for all rows and the values after it in uint8 too) and
@@ -154,16 +161,38 @@ def weight_only_int8(path: str | Path) -> None:
         ]):
             graph.node.insert(at + offset, new)
     for node in [n for n in graph.node if n.op_type == "Conv" and n.input[1] in initializers]:
-        name = node.input[1]
-        values, scales = _symmetric_int8(numpy_helper.to_array(initializers[name]))
-        graph.initializer.remove(initializers[name])
-        graph.initializer.extend([numpy_helper.from_array(values, f"{name}_int8"), numpy_helper.from_array(scales, f"{name}_channel_scale")])
-        at = list(graph.node).index(node)
-        # Cast and Mul, not DequantizeLinear: onnxruntime folds constant Cast/Mul into an fp32 kernel when the session
-        # loads (batch-1 as fast as fp32), but keeps a DequantizeLinear to run on every call (measured 1.3x slower).
-        graph.node.insert(at, helper.make_node("Cast", [f"{name}_int8"], [f"{name}_per_channel_unscaled"], name=f"{node.name}_per_channel_cast",
-                                               to=onnx.TensorProto.FLOAT))
-        graph.node.insert(at + 1, helper.make_node("Mul", [f"{name}_per_channel_unscaled", f"{name}_channel_scale"], [f"{name}_per_channel"],
-                                                   name=f"{node.name}_per_channel_dequantize"))
-        node.input[1] = f"{name}_per_channel"
+        _int8_kernel(graph, initializers, node, 1)
+    _int8_gru_weights(graph, initializers)
     onnx.save(model, str(path))
+
+
+def _int8_kernel(graph, initializers: dict, node, index: int) -> None:
+    """Store the weight initializer that feeds `node.input[index]` as int8 with one scale per slice of its first axis
+    (a kernel's output channel, a GRU's gate row), dequantized by Cast and Mul in front of the node."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    name = node.input[index]
+    weights = numpy_helper.to_array(initializers[name])
+    gru = node.op_type == "GRU"  # W and R are [directions, 3 x hidden, inputs]: a scale per gate row, not per direction
+    values, scales = _symmetric_int8(weights.reshape(-1, weights.shape[-1]) if gru else weights)
+    values, scales = (values.reshape(weights.shape), scales.reshape(weights.shape[:-1] + (1,))) if gru else (values, scales)
+    graph.initializer.remove(initializers[name])
+    graph.initializer.extend([numpy_helper.from_array(values, f"{name}_int8"), numpy_helper.from_array(scales, f"{name}_channel_scale")])
+    at = list(graph.node).index(node)
+    # Cast and Mul, not DequantizeLinear: onnxruntime folds constant Cast/Mul into an fp32 kernel when the session
+    # loads (batch-1 as fast as fp32), but keeps a DequantizeLinear to run on every call (measured 1.3x slower).
+    graph.node.insert(at, helper.make_node("Cast", [f"{name}_int8"], [f"{name}_per_channel_unscaled"], name=f"{node.name}_{index}_per_channel_cast",
+                                           to=onnx.TensorProto.FLOAT))
+    graph.node.insert(at + 1, helper.make_node("Mul", [f"{name}_per_channel_unscaled", f"{name}_channel_scale"], [f"{name}_per_channel"],
+                                               name=f"{node.name}_{index}_per_channel_dequantize"))
+    node.input[index] = f"{name}_per_channel"
+
+
+def _int8_gru_weights(graph, initializers: dict) -> None:
+    """A GRU's input and recurrent weights (W, R) in int8, arithmetic in fp32: onnxruntime's QDQ quantizer leaves a GRU
+    node in fp32, where its weights would take a fifth of a bigru bundle."""
+    for node in [n for n in graph.node if n.op_type == "GRU"]:
+        for index in (1, 2):
+            if node.input[index] in initializers:
+                _int8_kernel(graph, initializers, node, index)

@@ -404,6 +404,7 @@ def test_static_and_recurrent_students_export_to_a_verified_bundle(tmp_path, toy
     """The static student (weighted mean of subword vectors + MLP) and the bidirectional GRU go through the same
     export, checks and golden file; the GRU's graph keeps both axes dynamic and reads texts of any length."""
     import onnx
+    from onnx import numpy_helper
 
     from gendistill.compressor.export_stage import run_export
     from gendistill.export.bundle import ExportSettings
@@ -417,6 +418,11 @@ def test_static_and_recurrent_students_export_to_a_verified_bundle(tmp_path, toy
     graph = onnx.load(str(run_dir / "bundle" / "model.onnx")).graph
     assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"]
     assert (architecture == "bigru") == ("GRU" in {node.op_type for node in graph.node})
+    # int8: the subword table and, for the GRU, its weights (W and R of both directions) are stored in 8 bits.
+    assert manifest["model"]["precision"] == "int8"
+    large = [numpy_helper.to_array(i) for i in graph.initializer if numpy_helper.to_array(i).size > 200]
+    assert large and {array.dtype.itemsize for array in large} == {1}
+    assert sum(array.ndim == 3 for array in large) == (4 if architecture == "bigru" else 0)
     classifier = Classifier.load(run_dir / "bundle")
     texts = [t for t, _ in toy_rows[:40]]
     # Padding is exact: a text alone gets the logits it gets inside a batch.
