@@ -43,8 +43,11 @@ class DistillSettings(Seeded, OnDevice):
              "keep_share": "keep_share"}
     FLAGS = {"lam": "--lambda"}
 
-    architecture: Architecture = "kim-cnn"
-    """Student network: Kim-CNN (filters of several widths, max-pooling), Res-CNN (residual conv blocks), static (weighted mean of subword vectors + MLP), or bigru (bidirectional GRU, max-pooling)."""
+    architecture: Literal["auto", Architecture] = "auto"
+    """Student network: bigru (bidirectional GRU, max-pooling), Kim-CNN (filters of several widths, max-pooling), Res-CNN
+    (residual conv blocks) or static (weighted mean of subword vectors + MLP); auto = bigru for short texts (the teacher
+    reads 128 tokens), kim-cnn for long ones. On rotten-tomatoes bigru measured 77.4% against Kim-CNN's 75.3 (30,000
+    of 80,000 synthetic texts, 3 seeds; benchmarks/student); on long texts its cost grows with every piece it reads."""
     embeddings: Embeddings = "teacher"
     """Initial subword vectors: the teacher's own input embedding table (offline default), the teacher encoder's output for each piece (teacher-output), GloVe, BPEmb (the paper's), or random."""
     bpemb_model: str | None = None
@@ -254,7 +257,7 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
     """
     from gendistill.compressor.student import count_parameters, save_student
 
-    settings = with_max_length(settings, run_dir)
+    settings = with_auto_choices(settings, run_dir)
     student_dir.mkdir(parents=True, exist_ok=True)
     dev_texts, dev_y = load_split(run_dir, "dev")
     inputs, config, vectors, coverage = prepare_student(settings, run_dir, data["texts"], len(load_labels(run_dir)), student_dir,
@@ -317,21 +320,33 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     return {"texts": texts, "hard": np.asarray(hard), "soft": np.concatenate(soft), "synthetic": synthetic}
 
 
-def with_max_length(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
-    """`max_length` 0 (auto) resolved: twice the teacher's."""
+SHORT_TEXTS = 128
+"""Teacher input length (--max-length, auto: 128 or 256 by the labeled texts' length) up to which `architecture`
+auto picks the bigru; past it the Kim-CNN, whose convolutions run over every position at once."""
+
+
+def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
+    """The automatic settings resolved from the run's teacher: `max_length` 0 = twice the teacher's length;
+    `architecture` auto = bigru when the teacher reads up to SHORT_TEXTS tokens, else kim-cnn."""
     from gendistill.compressor.teacher import teacher_max_length
 
-    return settings if settings.max_length else replace(settings, max_length=2 * teacher_max_length(run_dir))
+    teacher_length = teacher_max_length(run_dir)
+    if not settings.max_length:
+        settings = replace(settings, max_length=2 * teacher_length)
+    if settings.architecture == "auto":
+        settings = replace(settings, architecture="bigru" if teacher_length <= SHORT_TEXTS else "kim-cnn")
+    return settings
 
 
-def student_max_length(run_dir: str | Path) -> int:
-    """The input length a finished distill stage's student used (auto resolved when it was made)."""
-    return read_json(stage_path(run_dir, "distill") / "settings.json")["max_length"]
+def student_choices(run_dir: str | Path) -> dict:
+    """The input length and architecture a finished distill stage's student used (auto resolved when it was made)."""
+    saved = read_json(stage_path(run_dir, "distill") / "settings.json")
+    return {"max_length": saved["max_length"], "architecture": saved["architecture"]}
 
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
     started = time.time()
-    settings = with_max_length(settings, run_dir)
+    settings = with_auto_choices(settings, run_dir)
     data = training_set(run_dir, settings)
     if len(data["texts"]) == 0:
         raise GendistillError("There is nothing to train the student on; check the data split.")

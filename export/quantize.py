@@ -142,6 +142,14 @@ def weight_only_int8(path: str | Path) -> None:
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(path))
+    if any(node.op_type == "GRU" for node in model.graph.node):
+        # The exporter computes a GRU's W and R from torch's weights in the graph (gates reordered); fold them into
+        # initializers first, as the calibrated recipes' pre-processing does, so they can be stored in int8.
+        with tempfile.TemporaryDirectory(prefix="gendistill-quantize-") as work:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(path), str(Path(work) / "folded.onnx"), skip_symbolic_shape=True)
+            model = onnx.load(str(Path(work) / "folded.onnx"))
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     for node in _table_lookups(graph):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import make_student_run
 
 from gendistill.runtime.bundle import write_json_atomic, write_manifest
 from gendistill.runtime.errors import GendistillError
@@ -102,6 +103,20 @@ def _require(found: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI must run the browser tests; `make test` installs what they need)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=["kim-cnn", "bigru"])
+def bundle(request, bundle, tmp_path_factory, toy_rows) -> Path:
+    """Every browser check runs on the shared Kim-CNN bundle and on a bigru one (its graph has GRU nodes)."""
+    if request.param == "kim-cnn":
+        return bundle
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.export.bundle import ExportSettings
+
+    run_dir = make_student_run(tmp_path_factory.mktemp("bigru-run"), toy_rows, architecture="bigru")
+    out = tmp_path_factory.mktemp("bigru") / "bundle"
+    run_export(ExportSettings(), run_dir, out)
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -516,3 +516,23 @@ def test_every_student_gets_the_same_logits_alone_or_in_a_padded_batch_and_the_g
         for weight in gru.forward_gru.parameters():  # a zeroed forward GRU stays at 0: the backward one alone sees the order
             weight.zero_()
         assert not torch.allclose(gru(text), gru(text.flip(1)), atol=1e-4)
+
+
+def test_auto_student_is_the_bigru_for_short_texts_and_the_kim_cnn_for_long_ones(tmp_path):
+    """`--student auto` (the default) follows the teacher's input length; an explicit choice is kept; a stage made
+    under either choice satisfies a request for auto, as a resolved auto length does."""
+    from gendistill.compressor.distill import DistillSettings, with_auto_choices
+    from gendistill.compressor.pipeline import settings_difference
+    from gendistill.compressor.rundir import stage_path
+    from gendistill.runtime.bundle import write_json_atomic
+
+    assert DistillSettings().architecture == "auto"
+    for teacher_length, architecture in ((64, "bigru"), (128, "bigru"), (256, "kim-cnn"), (512, "kim-cnn")):
+        run_dir = tmp_path / str(teacher_length)
+        stage_path(run_dir, "teacher").mkdir(parents=True)
+        write_json_atomic(stage_path(run_dir, "teacher") / "settings.json", {"max_length": teacher_length})
+        resolved = with_auto_choices(DistillSettings(), run_dir)
+        assert (resolved.architecture, resolved.max_length) == (architecture, 2 * teacher_length)
+        assert with_auto_choices(DistillSettings(architecture="static"), run_dir).architecture == "static"
+        assert settings_difference({"architecture": architecture}, {"architecture": "auto"}) is None
+    assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"

@@ -525,3 +525,34 @@ def test_a_second_gru_export_in_one_process_keeps_its_sequence_axis_dynamic(tmp_
         export_fp32(model, 5, tmp_path / f"{attempt}.onnx", opset=18)
         graph = onnx.load(str(tmp_path / f"{attempt}.onnx")).graph
         assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "sequence"], attempt
+
+
+def test_every_int8_recipe_stores_a_bigru_students_gru_weights_in_int8(tmp_path, toy_rows):
+    """onnxruntime's quantizer leaves GRU nodes alone, and the exporter builds their weights inside the graph: every
+    recipe, the weight-only one included, still ships them as int8 with one scale per gate row, close to fp32."""
+    import onnx
+    from onnx import numpy_helper
+
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.compressor.student import load_student, student_input
+    from gendistill.export import quantize
+    from gendistill.export.bundle import ExportSettings
+    from gendistill.runtime.classifier import onnx_session
+
+    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="bigru")
+    run_export(ExportSettings(quantize="none"), run_dir)
+    fp32 = run_dir / "bundle" / "model.onnx"
+    student_dir = run_dir / "distill" / "student"
+    _, config = load_student(student_dir)
+    ids = student_input(student_dir, config)([t for t, _ in toy_rows[:300]])
+    name = onnx_session(fp32).get_inputs()[0].name
+    before = onnx_session(fp32).run(None, {name: ids})[0]
+    for recipe in quantize.RECIPES:
+        path = tmp_path / f"{recipe.name}.onnx"
+        quantize.quantize_int8(fp32, path, [ids[:64], ids[64:128]], recipe)
+        graph = onnx.load(str(path)).graph
+        gru_weights = [numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("_int8") and len(i.dims) == 3]
+        assert len(gru_weights) == 4 and all(w.dtype == np.int8 and w.shape[1] == 3 * config.hidden for w in gru_weights), recipe.name
+        after = onnx_session(path).run(None, {name: ids})[0]
+        assert (after.argmax(1) == before.argmax(1)).mean() > 0.95, recipe.name
+    assert (tmp_path / "int8-weights.onnx").stat().st_size < 0.5 * fp32.stat().st_size

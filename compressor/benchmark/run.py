@@ -218,7 +218,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     """Shared stages once, then every row from their caches; returns {row name: result}."""
     from gendistill.compressor.pipeline import run_compress
     from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
-    from gendistill.compressor.distill import student_max_length
+    from gendistill.compressor.distill import student_choices
     from gendistill.compressor.teacher import teacher_max_length
 
     settings = compress_settings(bench, dataset, seed)
@@ -270,9 +270,9 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     annotate_id = read_json(stage_path(run_dir, "annotate") / "metrics.json")["stage_id"]
     distill_id = read_json(stage_path(run_dir, "distill") / "metrics.json")["stage_id"]
     exported = set(MODELS) | {f"ablation-architecture-{a}" for a in bench.architectures}
-    # Every student row reads as far as the pipeline's own student did: its distill stage's saved length (auto resolved
-    # when it was made; a stage made at an older auto length is reused by the pipeline, so the rows follow it).
-    for item in _student_plan(bench, replace(settings.distill, max_length=student_max_length(run_dir))):
+    # Every student row has the pipeline's own student's length and architecture: its distill stage's saved ones (auto
+    # resolved when it was made; a stage made under an older auto choice is reused by the pipeline, so the rows follow it).
+    for item in _student_plan(bench, replace(settings.distill, **student_choices(run_dir))):
         name = item["name"]
         export = bench.export and name in exported
         row_settings = {"distill": asdict(item["settings"]), "transfer": item["transfer"], "count": item["count"],
