@@ -182,9 +182,11 @@ def _int8_kernel(graph, initializers: dict, node, index: int) -> None:
 
     name = node.input[index]
     weights = numpy_helper.to_array(initializers[name])
-    gru = node.op_type == "GRU"  # W and R are [directions, 3 x hidden, inputs]: a scale per gate row, not per direction
-    values, scales = _symmetric_int8(weights.reshape(-1, weights.shape[-1]) if gru else weights)
-    values, scales = (values.reshape(weights.shape), scales.reshape(weights.shape[:-1] + (1,))) if gru else (values, scales)
+    if node.op_type == "GRU":  # W and R are [directions, 3 x hidden, inputs]: one scale per gate row, not per direction
+        values, scales = _symmetric_int8(weights.reshape(-1, weights.shape[-1]))
+        values, scales = values.reshape(weights.shape), scales.reshape(weights.shape[:-1] + (1,))
+    else:
+        values, scales = _symmetric_int8(weights)
     graph.initializer.remove(initializers[name])
     graph.initializer.extend([numpy_helper.from_array(values, f"{name}_int8"), numpy_helper.from_array(scales, f"{name}_channel_scale")])
     at = list(graph.node).index(node)
