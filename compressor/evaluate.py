@@ -88,6 +88,7 @@ def run_evaluate(settings: EvaluateSettings, run_dir: str | Path) -> dict:
             **_scores(predictions, test_y, len(labels)),
             "params": count_parameters(model),
             "bytes": (student_dir / "student.safetensors").stat().st_size,
+            "architecture": config.architecture,
         }
     # The simplest peer a user would try first, on the same split (C and n-grams tuned on dev).
     from gendistill.compressor.benchmark.peers import train_tfidf_svm
@@ -121,7 +122,7 @@ def build_report(run_dir: str | Path) -> dict:
     for name in ("teacher", "student", "student_labeled_only", "tfidf_svm"):
         if name in evaluation:
             report[name] = {k: evaluation[name][k] for k in ("test_accuracy", "test_macro_f1", "params", "bytes", "per_class", "reliability",
-                                                             "latency_ms") if k in evaluation[name]}
+                                                             "latency_ms", "architecture") if k in evaluation[name]}
     if "teacher" in report and "teacher" in metrics:
         t = metrics["teacher"]
         report["teacher"].update({k: t[k] for k in ("recipe", "pooling", "temperature") if k in t})
@@ -193,10 +194,11 @@ def render_markdown(report: dict) -> str:
         u = report["user_unlabeled"]
         lines.append(f"Real unlabeled texts (`--unlabeled {u['file']}`): {u['texts']}, labeled by the teacher and distilled on beside the synthetic ones.")
     lines += ["", "| model | test accuracy | macro-F1 | parameters | size |", "|---|---|---|---|---|"]
-    names = {"teacher": "teacher", "student": "student (generation-distillation)", "student_labeled_only": "student, labeled data only"}
+    names = {"teacher": "teacher", "student": "student (generation-distillation{})", "student_labeled_only": "student, labeled data only{}"}
     for key, title in names.items():
         if key in report:
             r = report[key]
+            title = title.format(f", {r['architecture']}" if r.get("architecture") else "")  # absent from reports made before it was recorded
             lines.append(f"| {title} | {pct(r['test_accuracy'])} | {pct(r['test_macro_f1'])} | {r['params']:,} | {size(r['bytes'])} |")
     if "bundle" in report:
         b = report["bundle"]

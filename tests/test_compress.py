@@ -64,6 +64,11 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
         assert report[model]["params"] > 0
     assert report["synthetic"]["requested"] == 24 and 0 < report["synthetic"]["kept"] <= 24
     assert report["synthetic"]["distilled"] == report["synthetic"]["kept"]  # --keep-confident 10000 keeps all of them
+    # --student auto resolved by the teacher's input length, and the report names what it picked.
+    teacher_length = json.loads((run_dir / "teacher" / "settings.json").read_text())["max_length"]
+    picked = "bigru" if teacher_length <= 128 else "kim-cnn"
+    assert report["student"]["architecture"] == report["student_labeled_only"]["architecture"] == picked
+    assert f"| student (generation-distillation, {picked}) |" in (run_dir / "report.md").read_text()
     # What tells a user whether synthesis is on-topic, each beside the same figure on real texts.
     near = report["synthetic"]["nearest_training_similarity"]
     assert 0 <= near["synthetic"] <= 1 and 0 < near["dev"] <= 1
