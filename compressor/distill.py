@@ -136,6 +136,12 @@ def _bpemb_files(settings: DistillSettings) -> tuple[Path, Path]:
         raise GendistillError(f"Could not fetch BPEmb {settings.bpemb!r} ({type(exc).__name__}); offline, pass local --bpemb-model/--bpemb-vectors files.") from None
 
 
+STUDENT_SHAPES = {"static": {"hidden": 128, "dropout": 0.1}, "bigru": {"hidden": 64}}
+"""StudentConfig fields that differ from its defaults per architecture. static: the probe's MLP (128 hidden units,
+dropout 0.1); bigru: 64 units per direction, its int8 bundle the size of the Kim-CNN's (1.25-1.28 MB against 1.32);
+the others keep StudentConfig's (the paper's dropout 0.5)."""
+
+
 def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_texts: list[str], num_labels: int, work_dir: Path,
                     tokenizer_model: Path | None = None):
     """The student's input path (over `work_dir/tokenizer.model`), config and initial embedding vectors.
@@ -164,9 +170,7 @@ def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_te
         num_labels=num_labels, pad_id=max(sp.pad_id(), 0) if settings.embeddings != "bpemb" else _bpemb_pad(sp),
         max_length=settings.max_length, lowercase=settings.lowercase or settings.embeddings == "bpemb",
         digits_to_zero=digits_to_zero,
-        # static: the probe's MLP (128 hidden units, dropout 0.1); bigru: 64 units per direction, its int8 bundle the size
-        # of the Kim-CNN's (1.25-1.28 MB against 1.32); the CNNs: the paper's dropout 0.5.
-        **{"static": {"hidden": 128, "dropout": 0.1}, "bigru": {"hidden": 64, "dropout": 0.5}}.get(settings.architecture, {"dropout": 0.5}),
+        **STUDENT_SHAPES.get(settings.architecture, {}),
     )
     vectors, coverage = initial_vectors(
         settings.embeddings, sp, settings.embed_dim, teacher_dir=stage_path(run_dir, "teacher") / "model",

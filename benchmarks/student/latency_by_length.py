@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
+from gendistill.compressor.distill import STUDENT_SHAPES
 from gendistill.compressor.student import StudentConfig, build_student
 from gendistill.export.onnx_export import export_fp32
 from gendistill.export.quantize import RECIPES, quantize_int8
+from gendistill.runtime.classifier import onnx_session
 
 LENGTHS = (16, 32, 64, 128, 256, 512)
 ARCHITECTURES = ("kim-cnn", "bigru")
@@ -30,14 +31,12 @@ rng = np.random.default_rng(0)
 sessions = {}
 with tempfile.TemporaryDirectory() as work:
     for architecture in ARCHITECTURES:
-        config = StudentConfig(architecture=architecture, hidden=64 if architecture == "bigru" else 100)
+        config = StudentConfig(architecture=architecture, **STUDENT_SHAPES.get(architecture, {}))
         fp32, int8 = Path(work) / f"{architecture}.onnx", Path(work) / f"{architecture}-int8.onnx"
         export_fp32(build_student(config).eval(), config.min_length, fp32, opset=18)
         calibration = [rng.integers(1, config.vocab_size, (32, length)) for length in (16, 32, 64)]
         quantize_int8(fp32, int8, calibration, RECIPES[0])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        sessions[architecture] = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+        sessions[architecture] = onnx_session(int8)  # the runtime's own: 1 thread
 
 rounds = {(a, n): [] for a in ARCHITECTURES for n in LENGTHS}
 for _ in range(ROUNDS):
