@@ -102,13 +102,42 @@ def test_markdown_and_plots_are_written(benchmark_out):
         assert f"]({name})" in markdown
 
 
-def test_rerun_reuses_every_cached_row(benchmark_out):
+def test_rerun_reuses_every_cached_row(benchmark_out, tmp_path):
     out, _, args = benchmark_out
     rows = sorted((out / "runs").rglob("benchmark/*.json"))
     before = {p: p.stat().st_mtime_ns for p in rows}
+    shutil.move(out / "results.json", tmp_path / "results.json")  # else the seed is read back from it, runs dir unread
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert before == {p: p.stat().st_mtime_ns for p in rows}
+    assert json.loads((out / "results.json").read_text())["datasets"]["toy"]["seeds"] == [0]
+
+
+def test_a_seed_recorded_in_results_json_is_read_back_without_its_runs_dir(benchmark_out, tmp_path):
+    """Another machine, same command: the committed results.json holds seed 0, its runs dir is gone; seed 0 is
+    read back, not re-made; with a pipeline setting changed it would be measured again."""
+    from gendistill.compressor.benchmark.run import BenchmarkSettings, recorded_seeds
+
+    out, _, args = benchmark_out
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(out / "results.json", again / "results.json")
+    before = json.loads((again / "results.json").read_text())
+    args = [a for a in args]
+    args[args.index("--out") + 1] = str(again)
+    args += ["--runs-dir", str(tmp_path / "no-runs")]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "no-runs").exists()
+    after = json.loads((again / "results.json").read_text())
+    assert after["datasets"]["toy"]["rows"] == before["datasets"]["toy"]["rows"]
+
+    settings = BenchmarkSettings(**{**before["benchmark_settings"], "seeds": [0, 1]})
+    assert list(recorded_seeds(settings, again)["toy"]) == [0]
+    changed = BenchmarkSettings(**{**before["benchmark_settings"], "pipeline": {**settings.pipeline, "student_epochs": 3}})
+    assert recorded_seeds(changed, again) == {}
+    (again / "results.json").write_text("{ cut off")
+    assert recorded_seeds(settings, again) == {}
 
 
 def test_bad_counts_are_refused(tmp_path, toy_csv):

@@ -20,7 +20,9 @@ ablation per requested value (λ, KD temperature, architecture, embedding initia
 builds its own tokenizer from the texts it trains on, as `run_distill` would for that training set.
 
 Every finished row is cached as `RUNS/<dataset>/seed<k>/benchmark/<row>.json` with the settings that
-made it, so an interrupted benchmark resumes where it stopped.
+made it, so an interrupted benchmark resumes where it stopped. A finished seed is also kept in OUT/results.json
+with the settings that made it; the same command on another machine (no runs dir) reads it back instead of
+re-running it, so a long benchmark can be finished a seed at a time (`run.recorded_seeds`).
 
 Sizes ("bytes") are the files needed to predict: the teacher's weights + tokenizer + config, the
 student's int8 model.onnx + tokenizer.model, the TF-IDF vocabulary + weights, the fastText .bin.

@@ -153,7 +153,7 @@ def render_markdown(results: dict, plots: list[str]) -> str:
     compute = sum(s.get("compute_seconds", 0) for d in results["datasets"].values() for s in d.get("per_seed", {}).values())
     lines += [f"Machine: {env.get('cpu_count')} CPU cores ({env.get('machine')}), torch {env.get('torch')}, {env.get('date')}; "
               f"compute {compute / 60:.0f} min in all (this invocation {results.get('wall_seconds', 0) / 60:.0f} min; "
-              "the rest reused from the runs dir). Accuracy and macro-F1 in % on the test split, "
+              "the rest reused from the runs dir, or from seeds this file recorded before). Accuracy and macro-F1 in % on the test split, "
               "mean ± sample std over seeds (each seed: its own split, teacher, generator, synthetic texts and students). "
               "Latency: median batch-1 wall time per text, raw string in, 1 CPU thread, each model in its own runtime "
               "(students: int8 ONNX via runtime.Classifier). Size: files needed to predict.", ""]

@@ -419,7 +419,7 @@ def aggregate(bench: BenchmarkSettings, seeds: dict[int, dict]) -> dict:
         "rows": rows,
         "synthetic_curve": curve,
         "ablations": ablations,
-        "per_seed": {str(seed): {k: v for k, v in s.items() if k != "settings"} for seed, s in seeds.items()},
+        "per_seed": {str(seed): s for seed, s in seeds.items()},
         "pipeline_settings": first["settings"],
     }
 
@@ -453,11 +453,31 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
     remove_temporaries(out_dir)  # a results.json write cut off by a kill
     started = time.time()
     done: dict[str, dict[int, dict]] = {_dataset_slug(d): {} for d in bench.datasets}
+    recorded = recorded_seeds(bench, out_dir)
     skipped = []
     results = {}
+
+    def write():
+        nonlocal results
+        results = {
+            "schema_version": 1,
+            "command": command,
+            "benchmark_settings": jsonable(asdict(bench)),
+            "environment": _environment(),
+            "wall_seconds": time.time() - started,
+            "skipped_for_time_budget": skipped,
+            "datasets": {name: aggregate(bench, seeds) for name, seeds in done.items() if seeds},
+        }
+        write_outputs(results, out_dir)
+
     for seed in bench.seeds:
         for dataset in bench.datasets:
             slug = _dataset_slug(dataset)
+            if seed in recorded.get(slug, {}):
+                log.info("%s seed %d: read from %s (made with the same settings)", dataset, seed, out_dir / "results.json")
+                done[slug][seed] = recorded[slug][seed]
+                write()
+                continue
             elapsed = time.time() - started
             estimate = max((_seed_cost(r) for r in done[slug].values()), default=0.0)
             if bench.time_budget_minutes is not None and elapsed + estimate > 60 * bench.time_budget_minutes:
@@ -472,21 +492,51 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
             result["compute_seconds"] = _seed_cost(result)
             done[slug][seed] = result
             log.info("%s seed %d finished in %.0f s", dataset, seed, result["wall_seconds"])
-            results = {
-                "schema_version": 1,
-                "command": command,
-                "benchmark_settings": jsonable(asdict(bench)),
-                "environment": _environment(),
-                "wall_seconds": time.time() - started,
-                "skipped_for_time_budget": skipped,
-                "datasets": {name: aggregate(bench, seeds) for name, seeds in done.items() if seeds},
-            }
-            write_outputs(results, out_dir)
+            write()
     if not results:
         raise GendistillError("The time budget allowed no seed at all; raise --time-budget-min.")
     results["skipped_for_time_budget"] = skipped
     write_outputs(results, out_dir)
     return results
+
+
+BENCHMARK_ONLY = ("seeds", "time_budget_minutes")
+"""Benchmark settings that decide which seeds run, not what a seed measures."""
+
+
+def recorded_seeds(bench: BenchmarkSettings, out_dir: Path) -> dict[str, dict[int, dict]]:
+    """{dataset: {seed: result}} for the seeds OUT/results.json already holds, made with this benchmark's settings and
+    today's pipeline settings for that seed: they are read back, not re-run. The run directories are a cache on one
+    machine; results.json is committed, so a benchmark of several seeds can be finished a seed at a time, on machines
+    that never saw the others' runs. Delete results.json (or give another --out) to measure them again."""
+    from gendistill.compressor.pipeline import settings_difference
+
+    path = out_dir / "results.json"
+    if not path.is_file():
+        return {}
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        saved_bench = {k: v for k, v in previous["benchmark_settings"].items() if k not in BENCHMARK_ONLY}
+        datasets = previous["datasets"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("%s is unreadable: every seed is measured again", path)
+        return {}
+    wanted_bench = {k: v for k, v in jsonable(asdict(bench)).items() if k not in BENCHMARK_ONLY}
+    if settings_difference(saved_bench, wanted_bench, ignore=()) is not None:
+        return {}
+    recorded = {}
+    for dataset in bench.datasets:
+        slug = _dataset_slug(dataset)
+        saved = datasets.get(slug, {})
+        for key, seed_result in saved.get("per_seed", {}).items():
+            seed = int(key)
+            # Seeds recorded before per-seed settings were kept have only the first seed's, as pipeline_settings.
+            made_with = seed_result.get("settings") or (saved.get("pipeline_settings") if seed == saved["seeds"][0] else None)
+            settings = compress_settings(bench, dataset, seed)
+            wanted = jsonable({stage: settings.of(stage) for stage in settings.stages()})
+            if made_with is not None and settings_difference(made_with, wanted) is None:
+                recorded.setdefault(slug, {})[seed] = {**seed_result, "settings": made_with}
+    return recorded
 
 
 def _dataset_slug(dataset: str) -> str:
