@@ -161,7 +161,8 @@ class BiGRU(nn.Module):
     """A GRU reads the text forwards and another reads it backwards; their states are max-pooled over time.
 
     Padding stays exact: the backward GRU reads each text reversed within its own length (pads still last), so no
-    pad reaches a real position in either direction; the ONNX graph is one GRU node per direction.
+    pad reaches a real position in either direction. Its ONNX graph (`export.onnx_export.bigru_graph`) is one
+    bidirectional GRU node given each text's length, which does the same.
     """
 
     def __init__(self, config: StudentConfig):
@@ -186,6 +187,12 @@ class BiGRU(nn.Module):
         # GRU states lie in (-1, 1): shifted by 1 they are > 0 at real positions, so zeroing pads before the max masks them.
         states = (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
         return self.classifier(self.dropout(states.amax(dim=1)))
+
+    def onnx_graph(self):
+        """This model as ONNX (export_fp32 saves it instead of tracing): one bidirectional GRU node given the lengths."""
+        from gendistill.export.onnx_export import bigru_graph
+
+        return bigru_graph(self)
 
 
 def build_student(config: StudentConfig) -> nn.Module:
