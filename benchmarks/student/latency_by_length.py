@@ -49,7 +49,11 @@ for _ in range(ROUNDS):
             for _ in range(CALLS):
                 session.run(None, {"input_ids": ids})
             rounds[(architecture, length)].append(1000 * (time.perf_counter() - started) / CALLS)
-result = {"threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "median_ms": {
+cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), None) \
+    if Path("/proc/cpuinfo").exists() else None
+flags = set(next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), [])) \
+    if Path("/proc/cpuinfo").exists() else set()
+result = {"cpu": cpu, "vnni": bool(flags & {"avx512_vnni", "avx_vnni"}), "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "median_ms": {
     a: {str(n): round(statistics.median(rounds[(a, n)]), 4) for n in LENGTHS} for a in ARCHITECTURES}}
 result["bigru_over_kim_cnn"] = {str(n): round(result["median_ms"]["bigru"][str(n)] / result["median_ms"]["kim-cnn"][str(n)], 2) for n in LENGTHS}
 print(json.dumps(result, indent=1))
