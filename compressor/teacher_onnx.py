@@ -63,10 +63,27 @@ def quantize_teacher(fp32_path: Path, int8_path: Path, recipe: str = "ffn-output
     # MatMuls gains nothing from it here, and a user need not read it.
     logging.disable(logging.WARNING)
     try:
-        quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         nodes_to_exclude=keep_fp32)
+        quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, reduce_range=saturates_int8(), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul"], nodes_to_exclude=keep_fp32)
     finally:
         logging.disable(logging.NOTSET)
+
+
+def saturates_int8() -> bool:
+    """True on x86 CPUs without VNNI (AVX2 only), where onnxruntime's U8S8 kernels add pairs of products in 16 bits and
+    saturate with 8-bit weights: there the teacher is quantized with 7-bit weights (`reduce_range`). Measured on the demo's
+    teacher on an AMD EPYC without VNNI, 256 synthetic texts: argmax agreement with torch 46.9% with 8-bit weights, 94.1%
+    with 7-bit (mean probability difference 0.36 and 0.043). Elsewhere 8 bits, as measured in the docstring above.
+    The teacher runs only where it annotates; the student's bundle, which runs anywhere, always uses 7 bits."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "").split()
+    except OSError:
+        return True  # cannot tell: 7 bits are safe everywhere
+    return not {"avx512_vnni", "avx_vnni"} & set(flags)
 
 
 class OnnxTeacher:

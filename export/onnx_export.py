@@ -61,8 +61,9 @@ def bigru_graph(model):
 
     Written here rather than by torch's exporter because a PyTorch GRU has no per-text lengths (short of packed
     sequences, which do not export): the model reverses each text within its length by gathers instead, and the
-    traced graph (two GRU nodes, the gathers, the index arithmetic: 93 nodes after int8, against 38) took 1.3-1.45x
-    this one's batch-1 time at 16-27 pieces and 1.15x at 128 in onnxruntime (default size, int8, 1 thread). The
+    traced graph (two GRU nodes, the gathers, the index arithmetic: 93 nodes after int8, against 38) took 1.15-1.4x
+    this one's batch-1 time at 16-128 pieces in onnxruntime (default size, int8, 1 thread;
+    benchmarks/student/bigru_graph_latency.py). The
     export checks this graph's logits against the PyTorch model's on real padded batches, as every architecture's.
     """
     from onnx import TensorProto, helper, numpy_helper
