@@ -79,11 +79,23 @@ def saturates_int8() -> bool:
 
     if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
         return False
+    return not VNNI_FLAGS & cpu_model_and_flags()[1]  # no flags to read: 7 bits, safe everywhere
+
+
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni"}
+"""/proc/cpuinfo flags of x86's int8 dot-product instructions (VNNI), with which onnxruntime's int8 kernels are exact."""
+
+
+def cpu_model_and_flags() -> tuple[str | None, set[str]]:
+    """The CPU's model name and feature flags from /proc/cpuinfo; (None, empty) where there is none (not Linux)."""
     try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "").split()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return True  # cannot tell: 7 bits are safe everywhere
-    return not {"avx512_vnni", "avx_vnni"} & set(flags)
+        return None, set()
+
+    def field(name):
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), "")
+    return field("model name") or None, set(field("flags").split())
 
 
 class OnnxTeacher:

@@ -24,6 +24,7 @@ import torch
 
 from gendistill.compressor.distill import STUDENT_SHAPES
 from gendistill.compressor.student import StudentConfig, build_student
+from gendistill.compressor.teacher_onnx import cpu_model_and_flags
 from gendistill.export.onnx_export import export_fp32
 from gendistill.export.quantize import RECIPES, quantize_int8
 from gendistill.runtime.classifier import onnx_session
@@ -68,9 +69,7 @@ for _ in range(ROUNDS):
                 session.run(None, {"input_ids": ids})
             rounds[(key, length)].append(1000 * (time.perf_counter() - started) / CALLS)
 median = {k: {str(n): round(statistics.median(rounds[(k, n)]), 4) for n in LENGTHS} for k in sessions}
-cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), None) \
-    if Path("/proc/cpuinfo").exists() else None
-json.dump({"cpu": cpu, "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "nodes": nodes, "median_ms": median,
+json.dump({"cpu": cpu_model_and_flags()[0], "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "nodes": nodes, "median_ms": median,
            "traced_over_one_node": {recipe.name: {str(n): round(median[f"bigru-traced {recipe.name}"][str(n)] / median[f"bigru-one-node {recipe.name}"][str(n)], 2)
                                                   for n in LENGTHS} for recipe in (RECIPES[0], RECIPES[-1])}},
           sys.stdout, indent=1)

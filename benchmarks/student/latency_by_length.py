@@ -18,6 +18,7 @@ import torch
 
 from gendistill.compressor.distill import STUDENT_SHAPES
 from gendistill.compressor.student import StudentConfig, build_student
+from gendistill.compressor.teacher_onnx import VNNI_FLAGS, cpu_model_and_flags
 from gendistill.export.onnx_export import export_fp32
 from gendistill.export.quantize import RECIPES, quantize_int8
 from gendistill.runtime.classifier import onnx_session
@@ -49,11 +50,8 @@ for _ in range(ROUNDS):
             for _ in range(CALLS):
                 session.run(None, {"input_ids": ids})
             rounds[(architecture, length)].append(1000 * (time.perf_counter() - started) / CALLS)
-cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), None) \
-    if Path("/proc/cpuinfo").exists() else None
-flags = set(next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), [])) \
-    if Path("/proc/cpuinfo").exists() else set()
-result = {"cpu": cpu, "vnni": bool(flags & {"avx512_vnni", "avx_vnni"}), "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "median_ms": {
+cpu, flags = cpu_model_and_flags()
+result = {"cpu": cpu, "vnni": bool(flags & VNNI_FLAGS), "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "median_ms": {
     a: {str(n): round(statistics.median(rounds[(a, n)]), 4) for n in LENGTHS} for a in ARCHITECTURES}}
 result["bigru_over_kim_cnn"] = {str(n): round(result["median_ms"]["bigru"][str(n)] / result["median_ms"]["kim-cnn"][str(n)], 2) for n in LENGTHS}
 print(json.dumps(result, indent=1))
