@@ -24,6 +24,11 @@ The checks:
 Measured side by side on the demo's teacher (all-mpnet-base-v2 fine-tuned, 640 synthetic texts, 2 threads;
 `python benchmarks/teacher/engines.py`, benchmarks/teacher/engines.json): torch-bf16 1.9x fp32 torch's texts/s at a
 mean |probability difference| of 0.001 (99.8% argmax agreement), int8 `ffn-fp32` 1.35x at 0.013 (98.4%).
+`auto` tries no faster engine when the transfer texts are too few to repay the check: it runs the engine on the
+transfer sample and on dev + test (and int8 first exports and quantizes the teacher), which only pays off when even
+the fastest engine measured (`FASTEST_ENGINE_SPEEDUP`, bfloat16's 1.9x) saves more on the remaining transfer texts
+than that costs. A small run (a few hundred synthetic texts) then annotates in fp32 torch at once; the demo's 12,400
+texts are checked.
 The labeled texts' own logits (train, dev, test) always come from fp32 torch, so the report's teacher is the fp32
 teacher; so do the sampled transfer texts' (torch computed them for the check).
 """
@@ -71,6 +76,10 @@ TRANSFER_CHECK_TEXTS = 500
 MAX_TRANSFER_PROBABILITY_DIFFERENCE = 0.02
 """The most mean |probability difference| from torch on those texts a faster engine may have (measured: 0.013
 for a recipe whose labels trained students as well as torch's, 0.035 for one whose students lost 1.7 points)."""
+FASTEST_ENGINE_SPEEDUP = 1.9
+"""The fastest engine's texts/s over fp32 torch's, measured (torch-bf16, benchmarks/teacher/engines.json). With n transfer
+texts and c texts the check runs through an engine (the transfer sample, dev and test), the check can only repay its
+cost when n / speedup + c / speedup < n, that is n * (speedup - 1) > c."""
 CONFIDENT = 0.9
 """A soft label is confident when its largest probability is at least this (the report compares synthetic with test texts)."""
 
@@ -94,8 +103,13 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     for split in SPLITS:
         logits[split] = teacher_logits(model, tokenizer, texts[split], max_length, settings.batch_size, desc=f"annotate {split}")
     run, checked = None, {}
-    if settings.engine != "torch" and device == "cpu" and any(len(texts[s]) for s in texts if s not in logits):
-        run, checked = _fast_engine(settings, model, tokenizer, texts, targets, logits, max_length, out / "onnx", metrics)
+    transfer = sum(len(texts[s]) for s in texts if s not in logits)
+    if settings.engine != "torch" and device == "cpu" and transfer:
+        checked_texts = min(transfer, TRANSFER_CHECK_TEXTS) + len(texts["dev"]) + len(texts["test"])
+        if settings.engine == "auto" and not worth_checking(transfer, checked_texts):
+            metrics["engine_check"] = {"skipped": f"{transfer} transfer texts are too few to repay checking a faster engine on {checked_texts} texts"}
+        else:
+            run, checked = _fast_engine(settings, model, tokenizer, texts, targets, logits, max_length, out / "onnx", metrics)
     for split, split_texts in texts.items():
         if split not in logits:
             tick = time.time()
@@ -129,6 +143,12 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     metrics["texts_per_second"] = metrics["texts"] / max(metrics["seconds"], 1e-9)
     finish_stage(run_dir, "annotate", asdict(settings), metrics)
     return metrics
+
+
+def worth_checking(transfer: int, checked: int) -> bool:
+    """Can a faster engine repay its check? `transfer` texts to annotate, `checked` texts the check runs through the
+    engine; at best the engine is `FASTEST_ENGINE_SPEEDUP` times fp32 torch (see there)."""
+    return transfer * (FASTEST_ENGINE_SPEEDUP - 1) > checked
 
 
 def _transfer_sample(texts: dict[str, list[str]], size: int) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ def benchmark_out(tmp_path_factory, toy_csv, toy_rows):
         "--samplers", "hf,ctranslate2", "--top-ks", "5", "--synthesis-count", 8,
         "--latency-texts", 10, "--out", out,
         "--teacher", teacher, "--generator", generator, "--teacher-epochs", 2, "--teacher-lr", "1e-3",
-        "--synthesis-batch", 8, "--max-new-tokens", 12, "--vocab-size", 150, "--student-epochs", 2,
+        "--synthesis-batch", 8, "--max-new-tokens", 12, "--vocab-size", 150, "--student-epochs", 2, "--student-epoch-examples", 500,
         "--max-length", 32, "--dev-size", 30, "--test-size", 30,
     ]
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

@@ -23,7 +23,7 @@ def tiny_args(models, *extra) -> list[str]:
     return [
         "--teacher", str(teacher), "--generator", str(generator), "--teacher-epochs", "2", "--teacher-lr", "1e-3",
         "--synthetic", "24", "--synthesis-batch", "8", "--max-new-tokens", "12", "--vocab-size", "150",
-        "--student-epochs", "3", "--max-length", "32", "--dev-size", "30", "--test-size", "30", *extra,
+        "--student-epochs", "3", "--student-epoch-examples", "1000", "--max-length", "32", "--dev-size", "30", "--test-size", "30", *extra,
     ]
 
 
@@ -98,6 +98,23 @@ def test_compress_ends_with_a_verified_bundle(finished_run):
     assert f"The bundle is fp32 because {reason}." in (run_dir / "report.md").read_text()
     assert (run_dir / "bundle" / "tokenizer.model").read_bytes() == (run_dir / "distill" / "student" / "tokenizer.model").read_bytes()
     assert "export" in report["seconds"]
+
+
+def test_few_transfer_texts_are_annotated_by_torch_without_checking_a_faster_engine(finished_run):
+    """24 synthetic texts: a faster engine would save well under a second on them, its check (the sample and dev + test
+    run through it) costs more, so `auto` annotates in fp32 torch at once and says why."""
+    from gendistill.compressor.annotate import TRANSFER_CHECK_TEXTS, worth_checking
+
+    run_dir, _ = finished_run
+    annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
+    assert annotate["engine"] == "torch"
+    labeled = sum(len((run_dir / "data" / f"{split}.jsonl").read_text().splitlines()) for split in ("dev", "test"))
+    assert annotate["engine_check"] == {"skipped": f"24 transfer texts are too few to repay checking a faster engine on {24 + labeled} texts"}
+    assert "24 transfer texts are too few to repay checking a faster engine" in (run_dir / "report.md").read_text()
+    # The rule: the check runs the sample (500) and dev + test (here the demo's 2,200) through the engine; at 1.9x fp32
+    # torch's speed it pays for itself beyond about 1.1x those texts.
+    checked = TRANSFER_CHECK_TEXTS + 2_200
+    assert not worth_checking(3_000, checked) and worth_checking(3_100, checked) and worth_checking(12_400, checked)
 
 
 def test_splits_follow_per_class_and_never_overlap(finished_run):

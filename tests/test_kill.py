@@ -138,7 +138,7 @@ def compress_args(toy_csv, models, run_dir, *extra) -> list:
     # 8 texts per shard: 24 synthetic texts take at least 3 shards, so kills land between shards.
     return ["compress", toy_csv, "--out", run_dir, "--per-class", 20, "--teacher", teacher, "--generator", generator,
             "--teacher-epochs", 2, "--teacher-lr", "1e-3", "--synthetic", 24, "--synthesis-batch", 8, "--synthesis-shard", 8,
-            "--max-new-tokens", 12, "--vocab-size", 150, "--student-epochs", 3, "--max-length", 32, "--dev-size", 30,
+            "--max-new-tokens", 12, "--vocab-size", 150, "--student-epochs", 3, "--student-epoch-examples", 500, "--max-length", 32, "--dev-size", 30,
             "--test-size", 30, *extra]
 
 
@@ -346,7 +346,7 @@ def benchmark_args(toy_csv, models, out) -> list:
     return ["benchmark", "--dataset", toy_csv, "--seeds", 1, "--per-class", 6, "--synthetic-counts", "0,8", "--no-oracle-curve",
             "--samplers", "hf", "--no-export", "--latency-texts", 5, "--out", out, "--teacher", teacher, "--generator", generator,
             "--teacher-epochs", 2, "--teacher-lr", "1e-3", "--synthesis-batch", 8, "--max-new-tokens", 12, "--vocab-size", 150,
-            "--student-epochs", 2, "--max-length", 32, "--dev-size", 30, "--test-size", 30]
+            "--student-epochs", 2, "--student-epoch-examples", 500, "--max-length", 32, "--dev-size", 30, "--test-size", 30]
 
 
 DETERMINISTIC_ROW_KEYS = ("accuracy_mean", "accuracy_per_seed", "macro_f1_mean", "params", "transfer_texts")

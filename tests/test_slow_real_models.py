@@ -19,7 +19,7 @@ def test_embedded_default_runs_end_to_end_on_a_slice(tmp_path):
     args = [
         "compress", "rotten-tomatoes", "--out", run_dir, "--per-class", 16, "--dev-size", 40, "--test-size", 100,
         "--teacher-epochs", 1, "--max-length", 48, "--synthetic", 24, "--synthesis-batch", 24, "--max-new-tokens", 24,
-        "--student-epochs", 3, "--vocab-size", 800,
+        "--student-epochs", 3, "--student-epoch-examples", 500, "--vocab-size", 800,
         # A student trained this briefly has near-tie logits that int8 may flip; int8 itself is tested on
         # trained students (test_export, test_compress), this test is about the real models.
         "--quantize", "none",
@@ -32,9 +32,9 @@ def test_embedded_default_runs_end_to_end_on_a_slice(tmp_path):
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     assert teacher["kind"] == "pooled" and teacher["pooling"] == "mean"  # used the way it was trained (its modules.json)
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
-    assert annotate["engine"] in ("torch-bf16", "onnx-int8", "torch")
-    if annotate["engine"] != "torch":  # a faster engine annotated: it kept fp32 torch's labels on the texts checked
-        assert annotate["engine_check"]["argmax_agreement"] > 0.8
+    # 24 transfer texts: too few to repay checking a faster engine (exporting and quantizing the real teacher alone
+    # took 30-50 s here), so fp32 torch annotates them at once.
+    assert annotate["engine"] == "torch" and "too few to repay" in annotate["engine_check"]["skipped"]
     generator = json.loads((run_dir / "generator" / "metrics.json").read_text())
     assert generator["params"] > 100_000_000  # the real SmolLM2-135M
     # Fine-tuning on the texts must lower the dev perplexity of a real LM, or the generator is not learning.

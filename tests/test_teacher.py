@@ -158,8 +158,14 @@ def test_a_stage_made_with_a_set_length_is_reused_by_auto_and_not_by_another_len
 
 # --- the frozen recipe end to end ---------------------------------------------------------------------
 
-def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, toy_csv, toy_rows, tiny_encoder):
+def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, toy_csv, toy_rows, tiny_encoder, monkeypatch):
     from safetensors import safe_open
+
+    from gendistill.compressor import annotate
+
+    # 16 synthetic texts are far too few to repay a faster engine's check; pretend one would be infinitely fast so
+    # that `auto` runs the check here, on a tiny teacher (test_few_transfer_texts_skip... has the real rule).
+    monkeypatch.setattr(annotate, "FASTEST_ENGINE_SPEEDUP", float("inf"))
 
     from gendistill.compressor.teacher import load_teacher, teacher_logits
     from gendistill.compressor.teacher_onnx import RECIPES
