@@ -35,6 +35,7 @@ teacher; so do the sampled transfer texts' (torch computed them for the check).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -44,10 +45,12 @@ from typing import Literal
 
 import numpy as np
 
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_json, stage_path
+from gendistill.compressor.rundir import (begin_stage, finish_stage, kill_point, load_split, read_json, remove_temporaries, stage_path,
+                                          upstream_ids)
 from gendistill.compressor.synthesize import load_synthetic_rows
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
 from gendistill.compressor.training import accuracy, native_bf16, resolve_device
+from gendistill.runtime.bundle import write_atomic, write_json_atomic
 from gendistill.runtime.classifier import softmax
 from gendistill.runtime.settings import OnDevice
 
@@ -76,6 +79,9 @@ TRANSFER_CHECK_TEXTS = 500
 MAX_TRANSFER_PROBABILITY_DIFFERENCE = 0.02
 """The most mean |probability difference| from torch on those texts a faster engine may have (measured: 0.013
 for a recipe whose labels trained students as well as torch's, 0.035 for one whose students lost 1.7 points)."""
+CHUNK_TEXTS = 4096
+"""Transfer texts annotated and saved together (`Chunks`): a kill costs at most this many (about 5 minutes in fp32 torch
+on 2 cores without AVX-512)."""
 FASTEST_ENGINE_SPEEDUP = 1.9
 """The fastest engine's texts/s over fp32 torch's, measured (torch-bf16, benchmarks/teacher/engines.json). With n transfer
 texts and c texts the check runs through an engine (the transfer sample, dev and test), the check can only repay its
@@ -89,7 +95,9 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     device = resolve_device(settings.device)
     model, tokenizer = load_teacher(run_dir, device)
     max_length = teacher_max_length(run_dir)
-    out = begin_stage(run_dir, "annotate")
+    out = begin_stage(run_dir, "annotate", keep_partial=True)
+    remove_temporaries(out)  # a chunk whose write a kill cut off
+    chunks = Chunks(out, {"settings": asdict(settings), "upstream": upstream_ids(run_dir, "annotate")})
     texts = {split: load_split(run_dir, split) for split in SPLITS}
     targets = {split: texts[split][1] for split in SPLITS}
     texts = {split: texts[split][0] for split in SPLITS}
@@ -106,20 +114,22 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
     transfer = sum(len(texts[s]) for s in texts if s not in logits)
     if settings.engine != "torch" and device == "cpu" and transfer:
         checked_texts = min(transfer, TRANSFER_CHECK_TEXTS) + len(texts["dev"]) + len(texts["test"])
-        if settings.engine == "auto" and not worth_checking(transfer, checked_texts):
+        if chunks.engine == {"engine": "torch"}:  # resumed: fp32 torch annotated the chunks already made, so it goes on
+            metrics["engine_check"] = chunks.engine_check
+        elif settings.engine == "auto" and not worth_checking(transfer, checked_texts):
             metrics["engine_check"] = {"skipped": f"{transfer} transfer texts are too few to repay checking a faster engine on {checked_texts} texts"}
         else:
             run, checked = _fast_engine(settings, model, tokenizer, texts, targets, logits, max_length, out / "onnx", metrics)
+    chunks.use_engine({k: metrics[k] for k in ("engine", "recipe") if k in metrics}, metrics.get("engine_check"))
     for split, split_texts in texts.items():
         if split not in logits:
-            tick = time.time()
-            logits[split] = (run(split_texts, f"annotate {split} ({metrics['engine']})") if run else
-                             teacher_logits(model, tokenizer, split_texts, max_length, settings.batch_size, desc=f"annotate {split}"))
+            engine = run or (lambda part, desc: teacher_logits(model, tokenizer, part, max_length, settings.batch_size, desc=desc))
+            logits[split] = chunks.annotate(split, split_texts, engine, f"annotate {split} ({metrics['engine']})")
             if run and split in checked:  # the checked sample: keep torch's own logits for it
                 index, reference = checked[split]
                 logits[split][index] = reference
-            if split == "synthetic":
-                metrics["synthetic_texts_per_second"] = len(split_texts) / max(time.time() - tick, 1e-9)
+            if split == "synthetic" and chunks.computed[split]:
+                metrics["synthetic_texts_per_second"] = chunks.computed[split] / max(chunks.seconds[split], 1e-9)
         np.save(out / f"{split}.npy", logits[split])
         if split in targets:
             metrics[f"teacher_{split}_accuracy"] = accuracy(logits[split].argmax(1), targets[split])
@@ -138,11 +148,67 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
                 prompted = np.asarray([row["prompted"] for row in synthetic_rows])
                 metrics["synthetic_prompted_agreement"] = float((predicted == prompted).mean())
     shutil.rmtree(out / "onnx", ignore_errors=True)
+    chunks.remove()
     metrics["texts"] = sum(len(t) for t in texts.values())
+    metrics["resumed_texts"] = sum(chunks.resumed.values())  # annotated by an earlier, interrupted run
     metrics["seconds"] = time.time() - started
-    metrics["texts_per_second"] = metrics["texts"] / max(metrics["seconds"], 1e-9)
+    metrics["texts_per_second"] = (metrics["texts"] - metrics["resumed_texts"]) / max(metrics["seconds"], 1e-9)
     finish_stage(run_dir, "annotate", asdict(settings), metrics)
     return metrics
+
+
+class Chunks:
+    """The transfer texts' logits, annotated and saved `CHUNK_TEXTS` at a time in annotate.partial/
+    (`<split>-chunk-NNNNN.npy`), so a killed run loses at most one chunk and resumes from the rest.
+
+    chunks.json records what the chunks were made from (the stage's settings and upstream stages) and by which
+    engine; chunks of anything else are discarded, never mixed in."""
+
+    def __init__(self, directory: Path, marker: dict):
+        self.dir, self.marker_path = directory, directory / "chunks.json"
+        self.marker = json.loads(json.dumps(marker))  # as it reads back from JSON
+        saved = read_json(self.marker_path) if self.marker_path.is_file() else {}
+        if {k: saved.get(k) for k in self.marker} != self.marker:
+            self._discard()
+            saved = {}
+        self.engine, self.engine_check = saved.get("engine"), saved.get("engine_check")
+        self.computed, self.resumed, self.seconds = {}, {}, {}
+
+    def use_engine(self, engine: dict, engine_check: dict | None) -> None:
+        """The engine that annotates from here on; chunks another engine made are discarded."""
+        if self.engine is not None and self.engine != engine:
+            log.info("Discarding annotation chunks made by %s: this run annotates with %s.", self.engine, engine)
+            self._discard()
+        if self.engine != engine:
+            write_json_atomic(self.marker_path, {**self.marker, "engine": engine, "engine_check": engine_check})
+            self.engine, self.engine_check = engine, engine_check
+
+    def annotate(self, split: str, texts: list[str], logits_of, desc: str) -> np.ndarray:
+        """Logits of `texts` by `logits_of(texts, progress label)`, chunk by chunk, reusing the chunks on disk."""
+        count = -(-len(texts) // CHUNK_TEXTS)
+        paths = [self.dir / f"{split}-chunk-{i:05d}.npy" for i in range(count)]
+        parts = [np.load(path) if path.is_file() else None for path in paths]
+        parts = [part if part is not None and len(part) == len(texts[i * CHUNK_TEXTS: (i + 1) * CHUNK_TEXTS]) else None
+                 for i, part in enumerate(parts)]
+        self.resumed[split] = sum(len(part) for part in parts if part is not None)
+        if self.resumed[split]:
+            log.info("Resuming annotation of %s: %d of %d texts annotated already.", split, self.resumed[split], len(texts))
+        tick = time.time()
+        for i, path in enumerate(paths):
+            if parts[i] is None:
+                part = logits_of(texts[i * CHUNK_TEXTS: (i + 1) * CHUNK_TEXTS], f"{desc} {i + 1}/{count}" if count > 1 else desc)
+                write_atomic(path, lambda handle, part=part: np.save(handle, part), binary=True)
+                kill_point(f"annotate:written:{split}:{i}")
+                parts[i] = part
+        self.computed[split], self.seconds[split] = len(texts) - self.resumed[split], time.time() - tick
+        return np.concatenate(parts) if parts else logits_of([], desc)
+
+    def remove(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        for path in [*self.dir.glob("*-chunk-*.npy"), self.marker_path]:
+            path.unlink(missing_ok=True)
 
 
 def worth_checking(transfer: int, checked: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -245,6 +246,43 @@ def test_interrupted_synthesis_resumes_from_its_shards(tmp_path, finished_run, t
     synthetic = (run_dir / "synthesize" / "synthetic.jsonl").read_text()
     first_texts = [json.loads(l)["text"] for l in first_shard.splitlines()]
     assert json.loads(synthetic.splitlines()[0])["text"] == next(t for t in first_texts if t.strip())
+
+
+def test_interrupted_annotation_resumes_from_its_chunks(tmp_path, finished_run, tiny_models, toy_csv, monkeypatch):
+    """Annotation saves the transfer texts' logits a chunk at a time: interrupted during its second chunk, the
+    re-run annotates only the chunks missing, and the logits equal an uninterrupted run's."""
+    import shutil
+
+    from gendistill.compressor import annotate
+
+    monkeypatch.setattr(annotate, "CHUNK_TEXTS", 8)  # the 24 synthetic texts in 3 chunks
+    real, calls = annotate.teacher_logits, []
+
+    def dying(model, tokenizer, texts, *args, **kwargs):
+        calls.append(kwargs.get("desc"))
+        if kwargs.get("desc") == "annotate synthetic (torch) 2/3" and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return real(model, tokenizer, texts, *args, **kwargs)
+
+    interrupted = []
+    monkeypatch.setattr(annotate, "teacher_logits", dying)
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    args = ["compress", toy_csv, "--out", run_dir, "--per-class", 20, "--from", "annotate", *tiny_args(tiny_models, "--no-export")]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 130 and interrupted
+    assert sorted(p.name for p in (run_dir / "annotate.partial").glob("*-chunk-*.npy")) == ["synthetic-chunk-00000.npy"]
+    calls.clear()
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert [c for c in calls if c.startswith("annotate synthetic")] == ["annotate synthetic (torch) 2/3", "annotate synthetic (torch) 3/3"]
+    for split in ("synthetic", "train", "dev", "test"):
+        np.testing.assert_allclose(np.load(run_dir / "annotate" / f"{split}.npy"), np.load(finished_run[0] / "annotate" / f"{split}.npy"),
+                                   rtol=1e-5, atol=1e-5)
+    assert not list((run_dir / "annotate").glob("*chunk*"))  # the finished stage keeps only its logits
+    metrics = json.loads((run_dir / "annotate" / "metrics.json").read_text())
+    assert metrics["resumed_texts"] == 8 and metrics["engine"] == "torch"
 
 
 def redistill(tmp_path, finished_run, toy_csv, tiny_models, *extra):
