@@ -169,7 +169,7 @@ class Chunks:
         self.marker = json.loads(json.dumps(marker))  # as it reads back from JSON
         saved = read_json(self.marker_path) if self.marker_path.is_file() else {}
         if {k: saved.get(k) for k in self.marker} != self.marker:
-            self._discard()
+            self.remove()
             saved = {}
         self.engine, self.engine_check = saved.get("engine"), saved.get("engine_check")
         self.computed, self.resumed, self.seconds = {}, {}, {}
@@ -178,7 +178,7 @@ class Chunks:
         """The engine that annotates from here on; chunks another engine made are discarded."""
         if self.engine is not None and self.engine != engine:
             log.info("Discarding annotation chunks made by %s: this run annotates with %s.", self.engine, engine)
-            self._discard()
+            self.remove()
         if self.engine != engine:
             write_json_atomic(self.marker_path, {**self.marker, "engine": engine, "engine_check": engine_check})
             self.engine, self.engine_check = engine, engine_check
@@ -204,9 +204,7 @@ class Chunks:
         return np.concatenate(parts) if parts else logits_of([], desc)
 
     def remove(self) -> None:
-        self._discard()
-
-    def _discard(self) -> None:
+        """Remove every chunk and chunks.json (discarded, or the stage is done)."""
         for path in [*self.dir.glob("*-chunk-*.npy"), self.marker_path]:
             path.unlink(missing_ok=True)
 
