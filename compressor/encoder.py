@@ -202,8 +202,10 @@ def batched(texts: list[str], batch_size: int, width: int, compute, desc: str | 
     from gendistill.compressor.training import progress
 
     out = np.zeros((len(texts), width), dtype=np.float32)
-    for batch in progress(batches_by_length(texts, batch_size), desc=desc, unit="batch", disable=desc is None):
-        out[batch] = compute([texts[i] for i in batch])
+    with progress(total=len(texts), desc=desc, unit="text", disable=desc is None) as bar:  # texts/s, not batches/s
+        for batch in batches_by_length(texts, batch_size):
+            out[batch] = compute([texts[i] for i in batch])
+            bar.update(len(batch))
     return out
 
 
