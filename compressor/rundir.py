@@ -192,7 +192,8 @@ def kill_point(point: str) -> None:
     when it reaches POINT, so the test can kill it exactly there. Points: "<dir>:begin",
     "<dir>:settings-written", "<dir>:metrics-written", "<dir>:moved-aside", "<dir>:moved-in" (dir: a
     stage directory's name, e.g. teacher, bundle), "<stage>:start" (pipeline), "synthesize:sampling:<shard>",
-    "synthesize:sampled:<shard>", "synthesize:written:<shard>", "ct2:converted", "benchmark:row:<row>".
+    "synthesize:sampled:<shard>", "synthesize:written:<shard>", "annotate:written:<split>:<chunk>", "ct2:converted",
+    "benchmark:row:<row>".
     """
     trace = os.environ.get("GENDISTILL_TEST_TRACE")
     if trace:

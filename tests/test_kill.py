@@ -209,6 +209,7 @@ DETERMINISTIC_POINTS = [
     "synthesize:written:1",         # two shards on disk: the re-run resumes from them
     "synthesize:sampled:2",         # a shard sampled but not written: the one shard a kill may cost
     "synthesize:settings-written",  # shards already removed, synthetic.jsonl written: nothing re-sampled
+    "annotate:written:synthetic:0",  # the synthetic texts' one chunk of logits saved: the re-run loads it
     "annotate:settings-written",    # inside finish_stage, before the completion marker: stage re-made
     "distill:metrics-written",
     "bundle:settings-written",
@@ -242,6 +243,8 @@ def test_compress_killed_at_every_point_resumes_to_the_same_run(tmp_path, toy_cs
     everything = [p for o in outcomes for p in o.points()]
     assert everything.count("teacher:start") == 1  # a teacher finished but not renamed is not trained again
     assert everything.count("ct2:converted") == (2 if CT2 else 0)  # the half-converted model is converted again, once
+    assert everything.count("annotate:written:synthetic:0") == 2  # the saved chunk is loaded, not annotated again ...
+    # ... until the kill inside finish_stage, whose re-run makes the stage anew (its chunks were removed before)
     assert_same_run(run_dir, reference_dir)
 
     # Re-making the bundle of a finished run (--from export), killed between replace_dir's renames.
