@@ -203,7 +203,9 @@ def batched(texts: list[str], batch_size: int, width: int, compute, desc: str | 
 
     out = np.zeros((len(texts), width), dtype=np.float32)
     with progress(total=len(texts), desc=desc, unit="text", disable=desc is None) as bar:  # texts/s, not batches/s
-        for batch in batches_by_length(texts, batch_size):
+        # Longest batches first: the slowest come first, so the bar's rate and ETA only improve as it runs (shortest
+        # first, they promised too little time), and a batch too long for memory fails at once, not at the end.
+        for batch in batches_by_length(texts, batch_size)[::-1]:
             out[batch] = compute([texts[i] for i in batch])
             bar.update(len(batch))
     return out
