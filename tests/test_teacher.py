@@ -162,13 +162,12 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     from safetensors import safe_open
 
     from gendistill.compressor import annotate
-
-    # 16 synthetic texts are far too few to repay a faster engine's check; pretend one would be infinitely fast so
-    # that `auto` runs the check here, on a tiny teacher (test_few_transfer_texts_skip... has the real rule).
-    monkeypatch.setattr(annotate, "FASTEST_ENGINE_SPEEDUP", float("inf"))
-
     from gendistill.compressor.teacher import load_teacher, teacher_logits
     from gendistill.compressor.teacher_onnx import RECIPES
+
+    # 16 synthetic texts are far too few to repay a faster engine's check; pretend one would be infinitely fast so that
+    # `auto` runs the check here, on a tiny teacher (test_compress.py's test_few_transfer_texts_... has the real rule).
+    monkeypatch.setattr(annotate, "FASTEST_ENGINE_SPEEDUP", float("inf"))
 
     generator = make_tiny_generator(tmp_path / "generator", [t for t, _ in toy_rows])
     run_dir = tmp_path / "run"
