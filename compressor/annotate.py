@@ -120,7 +120,8 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
             metrics["engine_check"] = {"skipped": f"{transfer} transfer texts are too few to repay checking a faster engine on {checked_texts} texts"}
         else:
             run, checked = _fast_engine(settings, model, tokenizer, texts, targets, logits, max_length, out / "onnx", metrics)
-    chunks.use_engine({k: metrics[k] for k in ("engine", "recipe") if k in metrics}, metrics.get("engine_check"))
+    recipe = (metrics.get("engine_check") or {}).get("recipe") if metrics["engine"] == "onnx-int8" else None
+    chunks.use_engine({"engine": metrics["engine"], **({"recipe": recipe} if recipe else {})}, metrics.get("engine_check"))
     for split, split_texts in texts.items():
         if split not in logits:
             engine = run or (lambda part, desc: teacher_logits(model, tokenizer, part, max_length, settings.batch_size, desc=desc))

@@ -285,6 +285,37 @@ def test_interrupted_annotation_resumes_from_its_chunks(tmp_path, finished_run, 
     assert metrics["resumed_texts"] == 8 and metrics["engine"] == "torch"
 
 
+def test_annotation_chunks_of_other_settings_or_another_engine_are_discarded(tmp_path, monkeypatch):
+    """Chunks are reused only by a run with the same settings and upstream stages and the same engine, int8 recipe
+    included: logits of two engines are never mixed in one stage."""
+    from gendistill.compressor import annotate
+
+    monkeypatch.setattr(annotate, "CHUNK_TEXTS", 2)
+    marker, texts, calls = {"settings": {"batch_size": 64}, "upstream": {"synthesize": "a"}}, ["t"] * 5, []
+
+    def logits_of(part, desc):
+        calls.append(len(part))
+        return np.full((len(part), 2), len(calls), dtype=np.float32)
+
+    def run(marker, engine):
+        chunks = annotate.Chunks(tmp_path, marker)
+        chunks.use_engine(engine, {"passed": True})
+        calls.clear()
+        return chunks.annotate("synthetic", texts, logits_of, "annotate"), list(calls)
+
+    int8 = {"engine": "onnx-int8", "recipe": "ffn-fp32"}
+    first, made = run(marker, int8)
+    assert made == [2, 2, 1] and annotate.Chunks(tmp_path, marker).engine == int8
+    again, made = run(marker, int8)
+    assert made == [] and np.array_equal(again, first)  # every chunk read back
+    _, made = run(marker, {"engine": "onnx-int8", "recipe": "ffn-output-fp32"})
+    assert made == [2, 2, 1]  # another recipe: made anew
+    _, made = run({**marker, "upstream": {"synthesize": "b"}}, {"engine": "onnx-int8", "recipe": "ffn-output-fp32"})
+    assert made == [2, 2, 1]  # other synthetic texts: made anew
+    annotate.Chunks(tmp_path, marker).remove()
+    assert list(tmp_path.iterdir()) == []
+
+
 def redistill(tmp_path, finished_run, toy_csv, tiny_models, *extra):
     """A copy of the reference run, re-made from the distill stage with other student settings."""
     import shutil
