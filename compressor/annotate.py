@@ -35,7 +35,6 @@ teacher; so do the sampled transfer texts' (torch computed them for the check).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -45,8 +44,8 @@ from typing import Literal
 
 import numpy as np
 
-from gendistill.compressor.rundir import (begin_stage, finish_stage, kill_point, load_split, read_json, remove_temporaries, stage_path,
-                                          upstream_ids)
+from gendistill.compressor.rundir import (begin_stage, finish_stage, kill_point, load_split, read_json, remove_temporaries, resumable,
+                                          stage_path, upstream_ids)
 from gendistill.compressor.synthesize import load_synthetic_rows
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
 from gendistill.compressor.training import accuracy, native_bf16, resolve_device
@@ -129,8 +128,9 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
             if run and split in checked:  # the checked sample: keep torch's own logits for it
                 index, reference = checked[split]
                 logits[split][index] = reference
-            if split == "synthetic" and chunks.computed[split]:
-                metrics["synthetic_texts_per_second"] = chunks.computed[split] / max(chunks.seconds[split], 1e-9)
+            annotated = len(split_texts) - chunks.resumed[split]  # by this run
+            if split == "synthetic" and annotated:
+                metrics["synthetic_texts_per_second"] = annotated / max(chunks.seconds[split], 1e-9)
         np.save(out / f"{split}.npy", logits[split])
         if split in targets:
             metrics[f"teacher_{split}_accuracy"] = accuracy(logits[split].argmax(1), targets[split])
@@ -166,14 +166,13 @@ class Chunks:
     engine; chunks of anything else are discarded, never mixed in."""
 
     def __init__(self, directory: Path, marker: dict):
-        self.dir, self.marker_path = directory, directory / "chunks.json"
-        self.marker = json.loads(json.dumps(marker))  # as it reads back from JSON
-        saved = read_json(self.marker_path) if self.marker_path.is_file() else {}
-        if {k: saved.get(k) for k in self.marker} != self.marker:
+        self.dir, self.marker_path, self.marker = directory, directory / "chunks.json", marker
+        saved = resumable(self.marker_path, marker)
+        if saved is None:
             self.remove()
             saved = {}
         self.engine, self.engine_check = saved.get("engine"), saved.get("engine_check")
-        self.computed, self.resumed, self.seconds = {}, {}, {}
+        self.resumed, self.seconds = {}, {}
 
     def use_engine(self, engine: dict, engine_check: dict | None) -> None:
         """The engine that annotates from here on; chunks another engine made are discarded."""
@@ -186,22 +185,20 @@ class Chunks:
 
     def annotate(self, split: str, texts: list[str], logits_of, desc: str) -> np.ndarray:
         """Logits of `texts` by `logits_of(texts, progress label)`, chunk by chunk, reusing the chunks on disk."""
-        count = -(-len(texts) // CHUNK_TEXTS)
-        paths = [self.dir / f"{split}-chunk-{i:05d}.npy" for i in range(count)]
+        pieces = [texts[start: start + CHUNK_TEXTS] for start in range(0, len(texts), CHUNK_TEXTS)]
+        paths = [self.dir / f"{split}-chunk-{i:05d}.npy" for i in range(len(pieces))]
         parts = [np.load(path) if path.is_file() else None for path in paths]
-        parts = [part if part is not None and len(part) == len(texts[i * CHUNK_TEXTS: (i + 1) * CHUNK_TEXTS]) else None
-                 for i, part in enumerate(parts)]
+        parts = [part if part is not None and len(part) == len(piece) else None for part, piece in zip(parts, pieces)]
         self.resumed[split] = sum(len(part) for part in parts if part is not None)
         if self.resumed[split]:
             log.info("Resuming annotation of %s: %d of %d texts annotated already.", split, self.resumed[split], len(texts))
         tick = time.time()
-        for i, path in enumerate(paths):
+        for i, (piece, path) in enumerate(zip(pieces, paths)):
             if parts[i] is None:
-                part = logits_of(texts[i * CHUNK_TEXTS: (i + 1) * CHUNK_TEXTS], f"{desc} {i + 1}/{count}" if count > 1 else desc)
-                write_atomic(path, lambda handle, part=part: np.save(handle, part), binary=True)
+                parts[i] = logits_of(piece, f"{desc} {i + 1}/{len(pieces)}" if len(pieces) > 1 else desc)
+                write_atomic(path, lambda handle, part=parts[i]: np.save(handle, part), binary=True)
                 kill_point(f"annotate:written:{split}:{i}")
-                parts[i] = part
-        self.computed[split], self.seconds[split] = len(texts) - self.resumed[split], time.time() - tick
+        self.seconds[split] = time.time() - tick
         return np.concatenate(parts) if parts else logits_of([], desc)
 
     def remove(self) -> None:

@@ -203,6 +203,15 @@ def kill_point(point: str) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
+def resumable(path: Path, marker: dict) -> dict | None:
+    """The record a resumable stage keeps beside its partial work (synthesis's shards, annotation's chunks) at `path`,
+    when it holds `marker`'s values (what that work was made from: settings, upstream stages) for every key of it;
+    None when there is none or it differs, so the partial work is not to be resumed from."""
+    saved = read_json(path) if path.is_file() else None
+    same = saved is not None and {k: saved.get(k) for k in marker} == json.loads(json.dumps(marker))  # compared as JSON reads back
+    return saved if same else None
+
+
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

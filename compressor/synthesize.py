@@ -127,9 +127,7 @@ def sample_shard(sampler, n: int, settings: SynthesizeSettings, seed: int, openi
 
 
 def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
-    import json
-
-    from gendistill.compressor.rundir import kill_point, read_json, remove_temporaries, stage_id
+    from gendistill.compressor.rundir import kill_point, remove_temporaries, resumable, stage_id
     from gendistill.runtime.bundle import write_json_atomic
 
     started = time.time()
@@ -143,13 +141,12 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
     # once sampling is done its figures. Shards of other settings or another generator (an interrupted
     # --from synthesize with other settings) are not resumed from.
     sampling = out / "sampling.json"
-    marker = json.loads(json.dumps({"settings": asdict(settings), "generator": stage_id(run_dir, "generator")}))
-    saved = read_json(sampling) if sampling.is_file() else None
-    if saved is not None and {k: saved.get(k) for k in marker} != marker:
+    marker = {"settings": asdict(settings), "generator": stage_id(run_dir, "generator")}
+    saved = resumable(sampling, marker)
+    if saved is None and sampling.is_file():
         log.info("Discarding %s's shards: they were sampled with other settings or another generator.", out)
         for stale in [*out.glob("shard-*.jsonl"), out / "synthetic.jsonl", sampling]:
             stale.unlink(missing_ok=True)
-        saved = None
     if saved is None:
         write_json_atomic(sampling, marker)
         saved = marker
