@@ -457,7 +457,7 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
     skipped = []
     results = {}
 
-    def write():
+    def collect():
         nonlocal results
         results = {
             "schema_version": 1,
@@ -468,7 +468,6 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
             "skipped_for_time_budget": skipped,
             "datasets": {name: aggregate(bench, seeds) for name, seeds in done.items() if seeds},
         }
-        write_outputs(results, out_dir)
 
     for seed in bench.seeds:
         for dataset in bench.datasets:
@@ -476,7 +475,6 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
             if seed in recorded.get(slug, {}):
                 log.info("%s seed %d: read from %s (made with the same settings)", dataset, seed, out_dir / "results.json")
                 done[slug][seed] = recorded[slug][seed]
-                write()
                 continue
             elapsed = time.time() - started
             estimate = max((_seed_cost(r) for r in done[slug].values()), default=0.0)
@@ -492,11 +490,16 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
             result["compute_seconds"] = _seed_cost(result)
             done[slug][seed] = result
             log.info("%s seed %d finished in %.0f s", dataset, seed, result["wall_seconds"])
-            write()
-    if not results:
+            collect()
+            write_outputs(results, out_dir)
+    if not any(done.values()):
         raise GendistillError("The time budget allowed no seed at all; raise --time-budget-min.")
-    results["skipped_for_time_budget"] = skipped
-    write_outputs(results, out_dir)
+    measured_now = bool(results)
+    collect()
+    if measured_now:
+        write_outputs(results, out_dir)
+    else:  # every seed read back: the committed files keep their date and machine, not this invocation's
+        log.info("no new seed measured: %s left as it was", out_dir)
     return results
 
 
