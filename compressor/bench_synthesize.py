@@ -27,7 +27,9 @@ from gendistill.compressor.data import text_key
 from gendistill.compressor.synthesize import SynthesizeSettings, drop_reason
 from gendistill.runtime.errors import GendistillError
 
-BACKENDS = ("hf", "ctranslate2")
+BACKENDS = ("hf", "ctranslate2", "ctranslate2-one-worker")
+"""ctranslate2-one-worker: one CTranslate2 generator using every thread, the layout before the stage split each shard
+between one-thread generators side by side (`samplers.CT2Sampler`)."""
 
 
 def run_settings(run_dir: Path) -> SynthesizeSettings:
@@ -51,7 +53,7 @@ def bench_synthesize(run_dir: str | Path, count: int = 512, backends: list[str] 
     settings = run_settings(run_dir)
     if batch_size is not None:
         settings = dataclasses.replace(settings, batch_size=batch_size)
-    available = [b for b in BACKENDS if b != "ctranslate2" or ct2_available()]
+    available = [b for b in BACKENDS if b == "hf" or ct2_available()]
     backends = list(backends or available)
     for backend in backends:
         if backend not in BACKENDS:
@@ -61,7 +63,7 @@ def bench_synthesize(run_dir: str | Path, count: int = 512, backends: list[str] 
     train_texts = rundir.load_split(run_dir, "train")[0]
     results = {}
     for backend in backends:
-        measured = _in_child(run_dir, dataclasses.replace(settings, sampler=backend), count)
+        measured = _in_child(run_dir, settings, backend, count)
         figures = {**measured["speed"], **quality(measured["rows"], train_texts)}
         # Kept texts/s is the rate that matters: a dropped sample costs as much as a kept one.
         figures["kept_texts_per_second"] = figures["kept"] / figures["seconds"]
@@ -73,13 +75,13 @@ def bench_synthesize(run_dir: str | Path, count: int = 512, backends: list[str] 
             "train_length_words": _lengths(train_texts), "backends": results}
 
 
-def _in_child(run_dir: Path, settings: SynthesizeSettings, count: int) -> dict:
+def _in_child(run_dir: Path, settings: SynthesizeSettings, backend: str, count: int) -> dict:
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(_sample_here, (str(run_dir), settings, count))
+        return pool.apply(_sample_here, (str(run_dir), settings, backend, count))
 
 
-def _sample_here(run_dir: str, settings: SynthesizeSettings, count: int) -> dict:
+def _sample_here(run_dir: str, settings: SynthesizeSettings, backend: str, count: int) -> dict:
     """In the child: open the sampler and sample `count` texts in shards, timed like the stage."""
     import resource
 
@@ -89,7 +91,8 @@ def _sample_here(run_dir: str, settings: SynthesizeSettings, count: int) -> dict
 
     transformers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
-    sampler = open_sampler(settings, run_dir)
+    one_worker = backend == "ctranslate2-one-worker"
+    sampler = open_sampler(dataclasses.replace(settings, sampler="ctranslate2" if one_worker else backend), run_dir, workers=1 if one_worker else None)
     load_seconds = time.perf_counter() - started
     rows, seconds = [], 0.0
     for index in range(math.ceil(count / settings.shard_size)):
@@ -99,7 +102,7 @@ def _sample_here(run_dir: str, settings: SynthesizeSettings, count: int) -> dict
         seconds += time.perf_counter() - tick
     tokens = sum(r["tokens"] for r in rows)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    return {"rows": rows, "speed": {"sampler": sampler.name, "batch_size": settings.batch_size, "sampled": len(rows),
+    return {"rows": rows, "speed": {"sampler": backend, "batch_size": settings.batch_size, "sampled": len(rows),
                                     "seconds": seconds, "load_seconds": load_seconds, "texts_per_second": len(rows) / seconds,
                                     "tokens_per_second": tokens / seconds, "peak_rss_mib": peak_mib}}
 

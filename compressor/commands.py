@@ -127,7 +127,7 @@ def format_export(manifest: dict, bundle_dir: Path) -> str:
 @click.command("bench-synthesize")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--count", type=click.IntRange(min=1), default=512, show_default=True, help="Texts each backend samples.")
-@click.option("--backends", default=None, help="Comma-separated backends to compare (default: every installed one of hf, ctranslate2).")
+@click.option("--backends", default=None, help="Comma-separated backends to compare (default: every installed one of hf, ctranslate2, ctranslate2-one-worker).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Texts sampled together (default: the run's --synthesis-batch).")
 @click.option("--json", "as_json", is_flag=True, help='Print one JSON object {"backends": {"hf": {...}, "ctranslate2": {...}}, ...}.')
 def bench_synthesize(run_dir: Path, count: int, backends: str | None, batch_size: int | None, as_json: bool):

@@ -63,6 +63,22 @@ def test_each_backend_is_deterministic_per_seed(generator_run, tmp_path, sampler
     assert 0 <= metrics["dropped_share"] < 1
 
 
+def test_ctranslate2_workers_each_sample_their_own_seeded_stream(generator_run, tmp_path):
+    """A shard split between two one-thread generators: each worker's thread takes its own seed (a generator seeds
+    itself from the global seed when it first samples, so without care both would repeat the last one set), and
+    the shard repeats exactly."""
+    from gendistill.compressor.samplers import open_sampler
+
+    run_dir = copy_run(generator_run, tmp_path)
+    wanted = settings(sampler="ctranslate2")
+    two = open_sampler(wanted, run_dir, workers=2)
+    assert two.workers == 2
+    shard = [row["text"] for row in two.sample(16, wanted, seed=3)]
+    assert shard == [row["text"] for row in two.sample(16, wanted, seed=3)]
+    assert shard[:8] != shard[8:] and len(set(shard)) > 8
+    assert shard != [row["text"] for row in two.sample(16, wanted, seed=4)]
+
+
 def test_ctranslate2_conversion_is_made_once_and_atomically(generator_run, tmp_path):
     run_dir = copy_run(generator_run, tmp_path)
     synthesize(run_dir, sampler="ctranslate2")
@@ -120,7 +136,7 @@ def test_bench_synthesize_compares_backends(generator_run):
     result = CliRunner().invoke(main, ["bench-synthesize", str(generator_run), "--count", "24", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report["backends"]) == {"hf", "ctranslate2"}
+    assert set(report["backends"]) == {"hf", "ctranslate2", "ctranslate2-one-worker"}
     for figures in report["backends"].values():
         assert figures["sampled"] == 24 and figures["texts_per_second"] > 0 and figures["tokens_per_second"] > 0
         assert figures["peak_rss_mib"] > 0 and figures["nll_per_token"] > 0
