@@ -196,17 +196,25 @@ def batches_by_length(texts: list[str], batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(texts), batch_size)]
 
 
-def batched(texts: list[str], batch_size: int, width: int, compute, desc: str | None = None) -> np.ndarray:
+def batched(texts: list[str], batch_size: int, width: int, compute, desc: str | None = None, workers: int = 1) -> np.ndarray:
     """[len(texts), width] float32 from `compute(batch_texts) -> array`, over batches sorted by length (little
-    padding), with a progress bar when `desc` is given. The torch and onnxruntime teachers both run through here."""
+    padding), with a progress bar when `desc` is given. The torch and onnxruntime teachers both run through here.
+    `workers` > 1: that many batches computed at once in threads (`compute` must be thread-safe; each batch's
+    result does not depend on which thread computed it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from gendistill.compressor.training import progress
 
     out = np.zeros((len(texts), width), dtype=np.float32)
-    with progress(total=len(texts), desc=desc, unit="text", disable=desc is None) as bar:  # texts/s, not batches/s
-        # Longest batches first: the slowest come first, so the bar's rate and ETA only improve as it runs (shortest
-        # first, they promised too little time), and a batch too long for memory fails at once, not at the end.
-        for batch in batches_by_length(texts, batch_size)[::-1]:
-            out[batch] = compute([texts[i] for i in batch])
+    # Longest batches first: the slowest come first, so the bar's rate and ETA only improve as it runs (shortest
+    # first, they promised too little time), and a batch too long for memory fails at once, not at the end.
+    batches = batches_by_length(texts, batch_size)[::-1]
+    with progress(total=len(texts), desc=desc, unit="text", disable=desc is None) as bar, \
+            ThreadPoolExecutor(workers) as pool:  # texts/s, not batches/s
+        # One worker computes in the calling thread, inside whatever torch modes the caller entered.
+        apply = map if workers == 1 else pool.map
+        for batch, values in zip(batches, apply(lambda batch: compute([texts[i] for i in batch]), batches)):
+            out[batch] = values
             bar.update(len(batch))
     return out
 

@@ -88,20 +88,38 @@ def load_teacher(run_dir: str | Path, device: str = "cpu"):
 
 
 def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, desc: str | None, method: str,
-         bf16: bool = False) -> np.ndarray:
+         bf16: bool = False, workers: int | None = None) -> np.ndarray:
     """`model.<method>` (forward: calibrated logits; embed: pooled vectors) over `texts`, in batches sorted by length;
-    `bf16`: under torch's bfloat16 autocast (annotate's faster engine, checked there against fp32)."""
+    `bf16`: under torch's bfloat16 autocast (annotate's faster engine, checked there against fp32).
+
+    `workers`: batches computed side by side, one torch thread each, instead of one batch over every thread; the same
+    logits either way. The default is side by side for bfloat16 on CPU, where it measured 1.13x the texts/s on 2 AMX
+    cores (every one of 3 alternated rounds faster: 56.8-63.3 against 49.9-56.0), and one pass for fp32 (1.04x, rounds
+    from 0.98 to 1.12: inside the noise); `python benchmarks/teacher/workers.py RUN_DIR`, benchmarks/teacher/workers.json."""
+    import threading
+
     import torch
 
     device = next(model.parameters()).device
     width = model.encoder.config.hidden_size if method == "embed" else (model.head.out_features if model.head else model.encoder.config.num_labels)
+    threads = torch.get_num_threads()
+    if workers is None:
+        workers = threads if bf16 and device.type == "cpu" else 1
+    tokenizing = threading.Lock()  # a fast tokenizer sets its padding and truncation per call: one call at a time
 
     def compute(batch):
-        encoded = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
-        return getattr(model, method)(encoded["input_ids"], encoded["attention_mask"]).float().cpu().numpy()
+        with tokenizing:
+            encoded = tokenizer(batch, truncation=True, max_length=max_length, padding=True, return_tensors="pt").to(device)
+        # inference_mode and autocast are per thread: entered in the thread that runs the batch.
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return getattr(model, method)(encoded["input_ids"], encoded["attention_mask"]).float().cpu().numpy()
 
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        return batched(texts, batch_size, width, compute, desc)
+    if workers > 1:
+        torch.set_num_threads(1)
+    try:
+        return batched(texts, batch_size, width, compute, desc, workers)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def teacher_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = None,

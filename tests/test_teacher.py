@@ -195,6 +195,18 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     train = [json.loads(l)["text"] for l in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 128), annotated, rtol=1e-4, atol=1e-5)
     assert teacher_logits(model, tokenizer, texts, 128).shape == (10, 3)
+    # Batches side by side on one torch thread each (bfloat16's default on CPU) give one pass's logits, and torch's
+    # thread count comes back.
+    import torch
+
+    from gendistill.compressor import teacher
+
+    threads = torch.get_num_threads()
+    for bf16 in (False, True):
+        one_pass = teacher._run(model, tokenizer, train, 128, 4, None, "forward", bf16=bf16, workers=1)
+        side_by_side = teacher._run(model, tokenizer, train, 128, 4, None, "forward", bf16=bf16, workers=2)
+        np.testing.assert_allclose(side_by_side, one_pass, rtol=1e-5, atol=1e-6)
+        assert torch.get_num_threads() == threads
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
     assert annotate["engine"] in ("torch-bf16", "onnx-int8", "torch") and "engine_check" in annotate
     # A faster engine is judged on dev + test against fp32 torch, whose logits every labeled split keeps.
