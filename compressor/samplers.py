@@ -99,11 +99,17 @@ class CT2Sampler:
 
     def _load(self):
         import ctranslate2
+        import torch
 
+        threads = torch.get_num_threads()
         try:
             return ctranslate2.Generator(**self.options)
         except (RuntimeError, ValueError) as exc:  # e.g. a tokenizer without the special tokens CTranslate2 expects
             raise GendistillError(f"CTranslate2 cannot load the converted generator ({str(exc).splitlines()[0]}); use --sampler hf.") from None
+        finally:
+            # CTranslate2 sets the calling thread's OpenMP thread count to its intra_threads, which torch reads too:
+            # without this, every later torch pass of the run (annotation, distillation) would use one thread.
+            torch.set_num_threads(threads)
 
     def sample(self, n: int, settings, seed: int, prefixes: list[list[int]] | None = None) -> list[dict]:
         from concurrent.futures import ThreadPoolExecutor

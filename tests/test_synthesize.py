@@ -79,6 +79,28 @@ def test_ctranslate2_workers_each_sample_their_own_seeded_stream(generator_run, 
     assert shard != [row["text"] for row in two.sample(16, wanted, seed=4)]
 
 
+def test_opening_ctranslate2_generators_keeps_torchs_threads(generator_run, tmp_path):
+    """CTranslate2 sets the OpenMP thread count of the thread that opens a generator (to its intra_threads, 1 for a
+    worker), which torch's passes use too: the stages after synthesis (annotation, distillation) must keep torch's
+    threads. In a fresh interpreter, as a run is (here, in pytest's, OpenMP's count did not move either way)."""
+    import subprocess
+    import sys
+
+    run_dir = copy_run(generator_run, tmp_path)
+    script = f"""
+import re, torch
+from gendistill.compressor.samplers import open_sampler
+from gendistill.compressor.synthesize import SynthesizeSettings
+torch.set_num_threads(2)
+wanted = SynthesizeSettings(count=4, max_new_tokens=4, batch_size=4, shard_size=4, device="cpu", sampler="ctranslate2")
+open_sampler(wanted, {str(run_dir)!r}, workers=2).sample(4, wanted, seed=3)
+print(re.search(r"omp_get_max_threads\\(\\) : (\\d+)", torch.__config__.parallel_info()).group(1))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "2"
+
+
 def test_ctranslate2_conversion_is_made_once_and_atomically(generator_run, tmp_path):
     run_dir = copy_run(generator_run, tmp_path)
     synthesize(run_dir, sampler="ctranslate2")
