@@ -71,9 +71,10 @@ class CT2Sampler:
     """CTranslate2 `generate_batch` on the converted generator.
 
     On CPU a shard is split between `workers` generators of one thread each (one per torch thread), run side by
-    side, instead of one generator whose matrix products use every thread: on a 2-core shared VM that sampled 27
-    texts/s against 6.4 (`gendistill bench-synthesize RUN_DIR`, its ctranslate2-one-worker row), because each token's small matrix products wait
-    for the slower thread. The samples depend on the shard's seed and the number of workers, not on timing.
+    side, instead of one generator whose matrix products use every thread, whose every token waits for the slower
+    thread: on a 2-core shared VM 28.4 against 17.0 kept texts/s (`gendistill bench-synthesize RUN_DIR`, its
+    ctranslate2-one-worker row; benchmarks/synthesis/bench-synthesize-ct2-workers.json). The samples depend on the
+    shard's seed and the number of workers, not on timing.
     """
 
     name = "ctranslate2"
@@ -99,17 +100,16 @@ class CT2Sampler:
 
     def _load(self):
         import ctranslate2
-        import torch
 
-        threads = torch.get_num_threads()
+        from gendistill.compressor.training import torch_threads
+
+        # CTranslate2 sets the calling thread's OpenMP thread count to its intra_threads, which torch reads too:
+        # without torch_threads, every later torch pass of the run (annotation, distillation) would use one thread.
         try:
-            return ctranslate2.Generator(**self.options)
+            with torch_threads():
+                return ctranslate2.Generator(**self.options)
         except (RuntimeError, ValueError) as exc:  # e.g. a tokenizer without the special tokens CTranslate2 expects
             raise GendistillError(f"CTranslate2 cannot load the converted generator ({str(exc).splitlines()[0]}); use --sampler hf.") from None
-        finally:
-            # CTranslate2 sets the calling thread's OpenMP thread count to its intra_threads, which torch reads too:
-            # without this, every later torch pass of the run (annotation, distillation) would use one thread.
-            torch.set_num_threads(threads)
 
     def sample(self, n: int, settings, seed: int, prefixes: list[list[int]] | None = None) -> list[dict]:
         from concurrent.futures import ThreadPoolExecutor

@@ -23,7 +23,7 @@ import numpy as np
 from gendistill.compressor.assets import EMBEDDED, load_hf, resolve_model
 from gendistill.compressor.encoder import batched, build_teacher, fit_head, fit_temperature, load_teacher_dir, mean_nll, prior_shift, save_teacher
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
-from gendistill.compressor.training import BestCheckpoint, accuracy, fused, native_bf16, progress, resolve_device, seed_everything
+from gendistill.compressor.training import BestCheckpoint, accuracy, fused, native_bf16, progress, resolve_device, seed_everything, torch_threads
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
 
@@ -102,9 +102,8 @@ def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, d
 
     device = next(model.parameters()).device
     width = model.encoder.config.hidden_size if method == "embed" else (model.head.out_features if model.head else model.encoder.config.num_labels)
-    threads = torch.get_num_threads()
     if workers is None:
-        workers = threads if bf16 and device.type == "cpu" else 1
+        workers = torch.get_num_threads() if bf16 and device.type == "cpu" else 1
     tokenizing = threading.Lock()  # a fast tokenizer sets its padding and truncation per call: one call at a time
 
     def compute(batch):
@@ -114,12 +113,8 @@ def _run(model, tokenizer, texts: list[str], max_length: int, batch_size: int, d
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return getattr(model, method)(encoded["input_ids"], encoded["attention_mask"]).float().cpu().numpy()
 
-    if workers > 1:
-        torch.set_num_threads(1)
-    try:
+    with torch_threads(1 if workers > 1 else None):
         return batched(texts, batch_size, width, compute, desc, workers)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def teacher_logits(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, desc: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 
@@ -64,6 +65,21 @@ def per_class_scores(predictions, targets, num_labels: int) -> list[dict]:
 
 def macro_f1(predictions, targets, num_labels: int) -> float:
     return float(np.mean([row["f1"] for row in per_class_scores(predictions, targets, num_labels)]))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None = None):
+    """Inside: torch on `count` intra-op threads (None: left as it is); after: torch's thread count as it was before,
+    whatever ran inside changed it (CTranslate2 resets the calling thread's OpenMP count, which torch reads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def progress(iterable=None, **kwargs):

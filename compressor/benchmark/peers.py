@@ -109,13 +109,10 @@ def _torch_median_ms(predict, texts: list[str]) -> float:
     """`median_ms` of a torch model's `predict(text)` on one thread (as every row's latency), in inference mode."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            return median_ms(predict, texts)
-    finally:
-        torch.set_num_threads(threads)
+    from gendistill.compressor.training import torch_threads
+
+    with torch_threads(1), torch.inference_mode():
+        return median_ms(predict, texts)
 
 
 def _encoder_latency(model, tokenizer, texts: list[str], max_length: int) -> float:
