@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from gendistill.runtime.bundle import write_atomic, write_json_atomic
+from gendistill.runtime.bundle import json_line, write_atomic, write_json_atomic
 
 STAGES = ("data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "export")
 STAGE_DIRS = {stage: ("bundle" if stage == "export" else stage) for stage in STAGES}
@@ -223,7 +223,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 def write_jsonl_atomic(path: str | Path, rows) -> None:
     """One JSON object per line, written atomically (`rows` may be a generator: it is streamed)."""
-    write_atomic(path, lambda handle: handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_atomic(path, lambda handle: handle.writelines(json_line(row) + "\n" for row in rows))
 
 
 def load_labels(run_dir: str | Path) -> list[str]:

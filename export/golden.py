@@ -7,10 +7,10 @@ sentencepiece control tokens. A runtime that matches all of them feeds the model
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from gendistill.export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from gendistill.runtime.bundle import json_line
 from gendistill.runtime.classifier import softmax
 
 EDGE_CASES = [
@@ -82,4 +82,4 @@ def golden_rows(texts: list[str], inputs, onnx_session) -> list[dict]:
 def write_golden(path: str | Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json_line(row) + "\n")

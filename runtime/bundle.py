@@ -95,6 +95,16 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda handle: handle.write(text))
 
 
+# Characters JSON leaves raw but that many line splitters (Python's str.splitlines, some editors and log tools)
+# take for line breaks; escaped, a JSONL record stays one line for any reader.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(obj) -> str:
+    """One JSONL record (no newline): UTF-8 text kept readable, every line-breaking character escaped."""
+    return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
-import json
 import logging
 import sys
 from pathlib import Path
 
 import click
 
+from gendistill.runtime.bundle import json_line
 from gendistill.runtime.errors import COMPRESS_EXTRA, GendistillError, require_extra
 from gendistill.runtime.tables import read_texts
 
@@ -220,7 +220,7 @@ def _jsonl_writer(labels: list[str]):
     def write(text: str, probabilities: list[float]) -> str:
         best = max(range(len(labels)), key=probabilities.__getitem__)
         record = {"text": text, "label": labels[best], "probabilities": {label: round(p, 6) for label, p in zip(labels, probabilities)}}
-        return json.dumps(record, ensure_ascii=False)
+        return json_line(record)
 
     return write
 

@@ -228,7 +228,8 @@ def test_predict_table(bundle, classifier):
 
 
 def test_predict_jsonl(bundle, classifier):
-    texts = ["a new phone", "the bank's profit, 2024", 'quotes "inside"\nand a newline']
+    # \x85, \u2028 and \u2029 break lines for str.splitlines: each record must stay one line all the same
+    texts = ["a new phone", "the bank's profit, 2024", 'quotes "inside"\nand a newline', "next\x85line \u2028 and \u2029 para"]
     result = invoke("predict", bundle, "--format", "jsonl", *texts)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.output.splitlines()]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gendistill.compressor.rundir import begin_stage, finish_stage, write_jsonl_atomic
+from gendistill.compressor.rundir import begin_stage, finish_stage, read_jsonl, write_jsonl_atomic
 from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
 from gendistill.runtime.bundle import write_json_atomic
 from gendistill.runtime.cli import main
@@ -50,6 +50,15 @@ def synthesize(run_dir: Path, **changes) -> list[str]:
 
 def copy_run(generator_run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(generator_run, tmp_path / "run", ignore=shutil.ignore_patterns("synthesize*")))
+
+
+def test_synthetic_texts_with_line_separators_stay_one_record_per_line(tmp_path):
+    # A random generator samples any byte: \x85, \u2028 and \u2029 break lines for str.splitlines and many tools
+    rows = [{"text": "a\x85b"}, {"text": "c\u2028d\u2029e"}, {"text": "plain é"}]
+    write_jsonl_atomic(tmp_path / "synthetic.jsonl", rows)
+    text = (tmp_path / "synthetic.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line) for line in text.splitlines()] == rows == read_jsonl(tmp_path / "synthetic.jsonl")
+    assert "é" in text  # UTF-8 kept readable, only line breaks escaped
 
 
 @pytest.mark.parametrize("sampler", ["hf", "ctranslate2"])
