@@ -627,3 +627,20 @@ def test_auto_student_is_the_bigru_for_short_texts_and_the_kim_cnn_for_long_ones
         assert with_auto_choices(DistillSettings(architecture="static"), run_dir).architecture == "static"
         assert settings_difference({"architecture": architecture}, {"architecture": "auto"}) is None
     assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"
+
+
+def test_gru_units_set_the_bigru_width_and_runs_made_before_the_setting_read_as_64():
+    """--student-gru-units is the bigru's units per direction and nothing else's; a distill stage saved before the
+    setting existed made 64-unit GRUs, so it still satisfies the default and not another width."""
+    from gendistill.compressor.distill import DistillSettings, student_shape
+    from gendistill.compressor.pipeline import settings_difference
+    from gendistill.runtime.errors import GendistillError
+
+    assert student_shape(DistillSettings(architecture="bigru")) == {"hidden": 64}
+    assert student_shape(DistillSettings(architecture="bigru", gru_units=32)) == {"hidden": 32}
+    assert student_shape(DistillSettings(architecture="static", gru_units=32)) == {"hidden": 128, "dropout": 0.1}
+    assert student_shape(DistillSettings(architecture="kim-cnn", gru_units=32)) == {}
+    assert settings_difference({"architecture": "bigru"}, {"architecture": "bigru", "gru_units": 64}) is None
+    assert settings_difference({"architecture": "bigru"}, {"architecture": "bigru", "gru_units": 32}) == "gru_units: 64 -> 32"
+    with pytest.raises(GendistillError, match="--student-gru-units must be at least 1"):
+        DistillSettings(gru_units=0)

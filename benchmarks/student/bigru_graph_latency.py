@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import torch
 
-from gendistill.compressor.distill import STUDENT_SHAPES
+from gendistill.compressor.distill import DistillSettings, student_shape
 from gendistill.compressor.student import StudentConfig, build_student
 from gendistill.compressor.teacher_onnx import cpu_model_and_flags
 from gendistill.export.onnx_export import export_fp32
@@ -43,7 +43,7 @@ spec.loader.exec_module(traced_export)
 
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
-bigru = build_student(StudentConfig(architecture="bigru", **STUDENT_SHAPES["bigru"])).eval()
+bigru = build_student(StudentConfig(architecture="bigru", **student_shape(DistillSettings(architecture="bigru")))).eval()
 kim = build_student(StudentConfig(architecture="kim-cnn")).eval()
 traced_export.export_fp32(bigru, 5, work / "bigru-traced.onnx", 18)  # traces: it predates the onnx_graph hook
 export_fp32(bigru, 5, work / "bigru-one-node.onnx", 18)

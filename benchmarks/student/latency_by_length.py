@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gendistill.compressor.distill import STUDENT_SHAPES
+from gendistill.compressor.distill import DistillSettings, student_shape
 from gendistill.compressor.student import StudentConfig, build_student
 from gendistill.compressor.teacher_onnx import VNNI_FLAGS, cpu_model_and_flags
 from gendistill.export.onnx_export import export_fp32
@@ -32,7 +32,7 @@ rng = np.random.default_rng(0)
 sessions = {}
 with tempfile.TemporaryDirectory() as work:
     for architecture in ARCHITECTURES:
-        config = StudentConfig(architecture=architecture, **STUDENT_SHAPES.get(architecture, {}))
+        config = StudentConfig(architecture=architecture, **student_shape(DistillSettings(architecture=architecture)))
         fp32, int8 = Path(work) / f"{architecture}.onnx", Path(work) / f"{architecture}-int8.onnx"
         export_fp32(build_student(config).eval(), config.min_length, fp32, opset=18)
         calibration = [rng.integers(1, config.vocab_size, (32, length)) for length in (16, 32, 64)]
