@@ -63,7 +63,8 @@ class DistillSettings(Seeded, OnDevice):
     """Student subword vector size."""
     gru_units: int = 64
     """bigru: GRU units per direction. 64 keeps its int8 bundle the size of the Kim-CNN's (1.25-1.28 MB against 1.32);
-    the GRU node's batch-1 time grows with it (onnxruntime, 28 steps, one thread: 97 us at 32, 164 at 64, 388 at 128)."""
+    32 measured level in accuracy on rotten-tomatoes (74.7 ± 0.4 against 74.8 ± 0.5, 3 student seeds at 30,000 of 80,000
+    synthetic texts) at 1.7x the speed in onnxruntime (0.078 against 0.133 ms at 32 pieces; benchmarks/student)."""
     teacher_labels: Literal["soft", "hard"] = "soft"
     """What the student learns from the teacher: its soft labels (KL) or its argmax (CE)."""
     lam: float = 0.2

@@ -1,6 +1,7 @@
 """Batch-1 latency of the student architectures by text length, side by side: onnxruntime, 1 thread, int8 (all-int8
 recipe, calibrated on random ids; latency does not depend on the weights' values), default sizes (8,000 pieces x 100
-dims; Kim-CNN 100 filters of widths 3-5; bigru 64 units per direction). Alternating rounds, median of the rounds.
+dims; Kim-CNN 100 filters of widths 3-5; bigru 64 units per direction, and bigru-32 with --student-gru-units 32).
+Alternating rounds, median of the rounds.
 
     python benchmarks/student/latency_by_length.py > benchmarks/student/latency-by-length.json
 
@@ -24,22 +25,23 @@ from gendistill.export.quantize import RECIPES, quantize_int8
 from gendistill.runtime.classifier import onnx_session
 
 LENGTHS = (16, 32, 64, 128, 256, 512)
-ARCHITECTURES = ("kim-cnn", "bigru")
+STUDENTS = {"kim-cnn": DistillSettings(architecture="kim-cnn"), "bigru": DistillSettings(architecture="bigru"),
+            "bigru-32": DistillSettings(architecture="bigru", gru_units=32)}
 ROUNDS, CALLS = 7, 200
 
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 sessions = {}
 with tempfile.TemporaryDirectory() as work:
-    for architecture in ARCHITECTURES:
-        config = StudentConfig(architecture=architecture, **student_shape(DistillSettings(architecture=architecture)))
-        fp32, int8 = Path(work) / f"{architecture}.onnx", Path(work) / f"{architecture}-int8.onnx"
+    for name, settings in STUDENTS.items():
+        config = StudentConfig(architecture=settings.architecture, **student_shape(settings))
+        fp32, int8 = Path(work) / f"{name}.onnx", Path(work) / f"{name}-int8.onnx"
         export_fp32(build_student(config).eval(), config.min_length, fp32, opset=18)
         calibration = [rng.integers(1, config.vocab_size, (32, length)) for length in (16, 32, 64)]
         quantize_int8(fp32, int8, calibration, RECIPES[0])
-        sessions[architecture] = onnx_session(int8)  # the runtime's own: 1 thread
+        sessions[name] = onnx_session(int8)  # the runtime's own: 1 thread
 
-rounds = {(a, n): [] for a in ARCHITECTURES for n in LENGTHS}
+rounds = {(a, n): [] for a in STUDENTS for n in LENGTHS}
 for _ in range(ROUNDS):
     for length in LENGTHS:
         ids = rng.integers(1, 8000, (1, length))
@@ -52,6 +54,7 @@ for _ in range(ROUNDS):
             rounds[(architecture, length)].append(1000 * (time.perf_counter() - started) / CALLS)
 cpu, flags = cpu_model_and_flags()
 result = {"cpu": cpu, "vnni": bool(flags & VNNI_FLAGS), "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "median_ms": {
-    a: {str(n): round(statistics.median(rounds[(a, n)]), 4) for n in LENGTHS} for a in ARCHITECTURES}}
-result["bigru_over_kim_cnn"] = {str(n): round(result["median_ms"]["bigru"][str(n)] / result["median_ms"]["kim-cnn"][str(n)], 2) for n in LENGTHS}
+    a: {str(n): round(statistics.median(rounds[(a, n)]), 4) for n in LENGTHS} for a in STUDENTS}}
+for name in ("bigru", "bigru-32"):
+    result[f"{name}_over_kim_cnn"] = {str(n): round(result["median_ms"][name][str(n)] / result["median_ms"]["kim-cnn"][str(n)], 2) for n in LENGTHS}
 print(json.dumps(result, indent=1))
