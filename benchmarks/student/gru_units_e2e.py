@@ -12,8 +12,8 @@ Light (a minute); run nothing heavy beside it.
 import json
 import statistics
 import sys
-import time
 
+from gendistill.compressor.benchmark.measure import median_ms
 from gendistill.compressor.rundir import load_split
 from gendistill.compressor.teacher_onnx import cpu_model_and_flags
 from gendistill.runtime.classifier import Classifier
@@ -25,14 +25,7 @@ classifiers = {bundle: Classifier.load(bundle) for bundle in bundles}
 rounds = {bundle: [] for bundle in bundles}
 for _ in range(ROUNDS):
     for bundle, classifier in classifiers.items():
-        for text in texts[:50]:
-            classifier.predict_proba(text)
-        times = []
-        for text in texts:
-            started = time.perf_counter()
-            classifier.predict_proba(text)
-            times.append(time.perf_counter() - started)
-        rounds[bundle].append(1000 * statistics.median(times))
+        rounds[bundle].append(median_ms(classifier.predict_proba, texts, warmup=50))
 pieces = [len(ids) for ids in next(iter(classifiers.values())).encode(texts)]
 print(json.dumps({"cpu": cpu_model_and_flags()[0], "threads": 1, "texts": len(texts), "median_pieces": statistics.median(pieces),
                   "rounds": ROUNDS, "median_ms": {bundle: round(statistics.median(r), 4) for bundle, r in rounds.items()}}, indent=1))

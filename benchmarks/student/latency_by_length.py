@@ -41,17 +41,17 @@ with tempfile.TemporaryDirectory() as work:
         quantize_int8(fp32, int8, calibration, RECIPES[0])
         sessions[name] = onnx_session(int8)  # the runtime's own: 1 thread
 
-rounds = {(a, n): [] for a in STUDENTS for n in LENGTHS}
+rounds = {(name, n): [] for name in STUDENTS for n in LENGTHS}
 for _ in range(ROUNDS):
     for length in LENGTHS:
         ids = rng.integers(1, 8000, (1, length))
-        for architecture, session in sessions.items():
+        for name, session in sessions.items():
             for _ in range(20):
                 session.run(None, {"input_ids": ids})
             started = time.perf_counter()
             for _ in range(CALLS):
                 session.run(None, {"input_ids": ids})
-            rounds[(architecture, length)].append(1000 * (time.perf_counter() - started) / CALLS)
+            rounds[(name, length)].append(1000 * (time.perf_counter() - started) / CALLS)
 cpu, flags = cpu_model_and_flags()
 result = {"cpu": cpu, "vnni": bool(flags & VNNI_FLAGS), "threads": 1, "rounds": ROUNDS, "calls_per_round": CALLS, "median_ms": {
     a: {str(n): round(statistics.median(rounds[(a, n)]), 4) for n in LENGTHS} for a in STUDENTS}}
