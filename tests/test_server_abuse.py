@@ -198,10 +198,10 @@ def check_distributed_tricklers(address, addresses: int, per_address: int) -> No
             group.__exit__()
 
 
-def check_request_deadline(address, deadline_s: float, body: bool = False) -> None:
+def check_request_deadline(address, deadline_s: float, body: bool = False, source: str = ATTACKER) -> None:
     """A client trickling one byte every 0.1 s (each read well inside any per-read timeout) is cut off once
     the whole request has taken `deadline_s`, with a 408 if anything."""
-    with open_from(address) as sock:
+    with open_from(address, source) as sock:
         sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n{" if body else b"POST /predict HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         give_up = started + deadline_s + 2.0
@@ -455,7 +455,10 @@ def test_the_serve_command_applies_the_limits(bundle):
         assert json.loads(body)["limits"] | {"max_connections": 6, "max_connections_per_client": 2, "max_header_bytes": 4096,
                                              "request_timeout_s": 1.0, "socket_timeout_s": 1.5} == json.loads(body)["limits"]
         check_oversized_headers(served, 4096)
-        check_request_deadline(served, 1.0)
+        # From an address of its own: the server may still count the two connections the check before just ended
+        # (it releases a slot once the handler's thread is done, which can come after the client read its answer),
+        # and at this server's cap of 2 a third from the same address is refused with a 503 (seen once in the suite).
+        check_request_deadline(served, 1.0, source="127.0.0.4")
         check_per_client_cap(served, 2)
     finally:
         process.terminate()
