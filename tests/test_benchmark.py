@@ -102,14 +102,19 @@ def test_markdown_and_plots_are_written(benchmark_out):
         assert f"]({name})" in markdown
 
 
-def test_rerun_reuses_every_cached_row(benchmark_out, tmp_path):
+def test_rerun_reuses_every_cached_row(benchmark_out, tmp_path, monkeypatch):
+    from gendistill.compressor.benchmark import run
+
     out, _, args = benchmark_out
     rows = sorted((out / "runs").rglob("benchmark/*.json"))
     before = {p: p.stat().st_mtime_ns for p in rows}
     shutil.move(out / "results.json", tmp_path / "results.json")  # else the seed is read back from it, runs dir unread
+    writes = []
+    monkeypatch.setattr(run, "write_outputs", lambda results, out_dir, real=run.write_outputs: writes.append(out_dir) or real(results, out_dir))
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert before == {p: p.stat().st_mtime_ns for p in rows}
+    assert len(writes) == 1  # once for the one seed, not again at the end
     assert json.loads((out / "results.json").read_text())["datasets"]["toy"]["seeds"] == [0]
 
 

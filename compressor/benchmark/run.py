@@ -456,6 +456,7 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
     recorded = recorded_seeds(bench, out_dir)
     skipped = []
     results = {}
+    skips_written = None  # how many skipped seeds the outputs on disk list (None: nothing written by this call)
 
     def collect():
         nonlocal results
@@ -492,13 +493,14 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
             log.info("%s seed %d finished in %.0f s", dataset, seed, result["wall_seconds"])
             collect()
             write_outputs(results, out_dir)
+            skips_written = len(skipped)
     if not any(done.values()):
         raise GendistillError("The time budget allowed no seed at all; raise --time-budget-min.")
-    measured_now = bool(results)
+    measured_now = skips_written is not None
     collect()
-    if measured_now:
+    if measured_now and skips_written != len(skipped):  # seeds the time budget skipped after the last write
         write_outputs(results, out_dir)
-    else:  # every seed read back: the committed files keep their date and machine, not this invocation's
+    elif not measured_now:  # every seed read back: the committed files keep their date and machine, not this invocation's
         log.info("no new seed measured: %s left as it was", out_dir)
     return results
 
