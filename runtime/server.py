@@ -129,10 +129,15 @@ class PredictionServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request, client_address):
+        # ThreadingMixIn's own body, with the slot released before the socket is closed rather than after:
+        # a client that saw its connection end and reconnects at once must not find it still counted.
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
             self._release(client_address[0])
+            self.shutdown_request(request)
 
     def _release(self, client: str) -> None:
         with self._connections_lock:

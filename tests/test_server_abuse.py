@@ -435,6 +435,27 @@ def test_refused_connections_take_no_slot(server):
             sock.close()
 
 
+def test_a_connection_the_server_closed_no_longer_counts(server):
+    """At its cap but one, an address that reconnects the moment the server has closed its last connection is
+    served: the slot is given back before the close the client sees, not some time after it."""
+    held = []
+    try:
+        for _ in range(LIMITS.max_connections_per_client - 1):
+            sock = open_from(address(server))
+            held.append((sock, sock.makefile("rb")))
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(held[-1][1])[0] == 200
+        for attempt in range(100):
+            with open_from(address(server)) as sock, sock.makefile("rb") as stream:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert read_response(stream)[0] == 200, f"reconnection {attempt} was refused"
+                assert stream.read() == b""  # the server's close
+    finally:
+        for sock, stream in held:
+            stream.close()
+            sock.close()
+
+
 def test_the_serve_command_applies_the_limits(bundle):
     """`gendistill serve`'s options reach the server: its metadata reports them and it enforces them."""
     import re
