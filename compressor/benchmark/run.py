@@ -496,12 +496,11 @@ def run_benchmark(bench: BenchmarkSettings, out_dir: str | Path, runs_dir: str |
             skips_written = len(skipped)
     if not any(done.values()):
         raise GendistillError("The time budget allowed no seed at all; raise --time-budget-min.")
-    measured_now = skips_written is not None
     collect()
-    if measured_now and skips_written != len(skipped):  # seeds the time budget skipped after the last write
-        write_outputs(results, out_dir)
-    elif not measured_now:  # every seed read back: the committed files keep their date and machine, not this invocation's
+    if skips_written is None:  # every seed read back: the committed files keep their date and machine, not this invocation's
         log.info("no new seed measured: %s left as it was", out_dir)
+    elif skips_written != len(skipped):  # seeds the time budget skipped after the last write
+        write_outputs(results, out_dir)
     return results
 
 
