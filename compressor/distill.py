@@ -61,10 +61,11 @@ class DistillSettings(Seeded, OnDevice):
     """Student sentencepiece vocabulary size."""
     embed_dim: int = 100
     """Student subword vector size."""
-    gru_units: int = 64
-    """bigru: GRU units per direction. 64 keeps its int8 bundle the size of the Kim-CNN's (1.25-1.28 MB against 1.32);
-    32 measured level in accuracy on rotten-tomatoes (74.7 ± 0.4 against 74.8 ± 0.5, 3 student seeds at 30,000 of 80,000
-    synthetic texts) at 1.7x the speed in onnxruntime (0.078 against 0.133 ms at 32 pieces; benchmarks/student)."""
+    gru_units: int = 32
+    """bigru: GRU units per direction. 32 measured level with 64 on rotten-tomatoes, on the surest 30,000 of 80,000
+    synthetic texts (74.7 ± 0.4 against 74.8 ± 0.5, 3 student seeds) and on all 80,000 (76.5 ± 0.2 against
+    76.1 ± 0.8), at 1.5-1.7x the speed (0.11-0.14 against 0.17-0.23 ms a text end to end) and a smaller bundle (1.23 MB
+    against 1.27; benchmarks/student)."""
     teacher_labels: Literal["soft", "hard"] = "soft"
     """What the student learns from the teacher: its soft labels (KL) or its argmax (CE)."""
     lam: float = 0.2
@@ -73,17 +74,19 @@ class DistillSettings(Seeded, OnDevice):
     """Distillation temperature T of the teacher's and the student's softmax."""
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
-    keep_confident: int = 10_000
+    keep_confident: int | None = None
     """Distill on the synthetic texts the teacher is most confident about: at least this many (0 = all of them), or
-    --keep-share of them when that is more. Sampling 20,000 and keeping the surest 10,000 measured +2.5 points over
-    sampling 10,000 (rotten-tomatoes, benchmarks/student)."""
+    --keep-share of them when that is more; unset = by student: all for the bigru, 10,000 for the
+    others. The bigru learned more from all of a large pool: of 80,000 texts, all gave 76.5% against 75.6% for the
+    surest 50,000 and 74.7% for the surest 30,000 (3 seeds); of 20,000, all and the surest 10,000 were level within the
+    spread (72.5 ± 1.3 against 70.9 ± 1.6). The Kim-CNN learned more from the surest: sampling 20,000 and keeping the
+    surest 10,000 measured +2.5 points over sampling 10,000, and beat all 20,000 (rotten-tomatoes, benchmarks/student)."""
     keep_share: float = 0.375
     """With --keep-confident, the share of the synthetic texts kept when it is more than --keep-confident (0 = exactly
-    --keep-confident). A larger pool needs a larger slice: of 80,000 texts the surest 10,000 gave 70.0% (one seed),
-    20,000 73.8%, 30,000 and 40,000 75.3% (3 seeds); of 40,000, the surest 15,000 (73.4%) beat 10,000 and 20,000; of
-    20,000, the surest 10,000 beat all 20,000 (rotten-tomatoes, benchmarks/student). 0.375 gives those cuts: 10,000
-    of 20,000, 15,000 of 40,000, 30,000 of 80,000. Those were Kim-CNN students: the bigru learned more from all 80,000
-    of a pool that size (76.5% against 74.7% for the surest 30,000, 3 seeds), so with it use --keep-confident 0 there."""
+    --keep-confident). A larger pool needs a larger slice: for the Kim-CNN, of 80,000 texts the surest 10,000 gave 70.0%
+    (one seed), 20,000 73.8%, 30,000 and 40,000 75.3% (3 seeds); of 40,000, the surest 15,000 (73.4%) beat 10,000 and
+    20,000 (rotten-tomatoes, benchmarks/student). 0.375 gives those cuts: 10,000 of 20,000, 15,000 of 40,000, 30,000
+    of 80,000."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
     batch_size: int = 64
@@ -301,7 +304,8 @@ def most_confident(logits: np.ndarray, count: int) -> np.ndarray:
 
 def kept_count(settings: DistillSettings, pool: int) -> int:
     """How many of `pool` synthetic texts the student learns from (the surest ones): all when keep_confident is 0,
-    else keep_confident or keep_share of the pool, whichever is more, at most the pool."""
+    else keep_confident or keep_share of the pool, whichever is more, at most the pool (`settings` as resolved by
+    `with_auto_choices`, which sets an unset keep_confident)."""
     if settings.keep_confident == 0:
         return pool
     return min(pool, max(settings.keep_confident, round(settings.keep_share * pool)))
@@ -314,6 +318,7 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
     annotate labeled), several joined by `+` (`synthetic+unlabeled`), or `none` (plain KD). `synthetic` in the
     result counts the synthetic texts in it (after `kept_count`).
     """
+    settings = with_auto_choices(settings, run_dir)  # how many synthetic texts are kept depends on the student
     train_texts, train_y = load_split(run_dir, "train")
     k = len(load_labels(run_dir))
     nan = np.full((len(train_texts), k), np.nan, dtype=np.float32)
@@ -342,9 +347,15 @@ SHORT_TEXTS = 128
 auto picks the bigru; past it the Kim-CNN, whose convolutions run over every position at once."""
 
 
+KEEP_CONFIDENT = {"bigru": 0}
+"""--keep-confident's value when unset, per student architecture (others: DEFAULT_KEEP_CONFIDENT); measured in its help."""
+DEFAULT_KEEP_CONFIDENT = 10_000
+
+
 def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
     """The automatic settings resolved from the run's teacher: `max_length` 0 = twice the teacher's length;
-    `architecture` auto = bigru when the teacher reads up to SHORT_TEXTS tokens, else kim-cnn."""
+    `architecture` auto = bigru when the teacher reads up to SHORT_TEXTS tokens, else kim-cnn; `keep_confident` unset
+    = the architecture's KEEP_CONFIDENT."""
     from gendistill.compressor.teacher import teacher_max_length
 
     teacher_length = teacher_max_length(run_dir)
@@ -352,6 +363,8 @@ def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> Distill
         settings = replace(settings, max_length=2 * teacher_length)
     if settings.architecture == "auto":
         settings = replace(settings, architecture="bigru" if teacher_length <= SHORT_TEXTS else "kim-cnn")
+    if settings.keep_confident is None:
+        settings = replace(settings, keep_confident=KEEP_CONFIDENT.get(settings.architecture, DEFAULT_KEEP_CONFIDENT))
     return settings
 
 

@@ -105,7 +105,7 @@ ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "keep_share": 0.0, "epo
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
 
-AUTO = {"max_length": 0, "architecture": "auto"}
+AUTO = {"max_length": 0, "architecture": "auto", "keep_confident": None}
 """Settings whose value here means "chosen by the stage": a stage saves the value it chose, and any saved value
 satisfies a request for the automatic choice."""
 

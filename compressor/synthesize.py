@@ -35,7 +35,7 @@ class SynthesizeSettings(Seeded, OnDevice):
              "max_attempts_factor": "synthesis_max_attempts", "prefix_share": "synthesis_prefix_share"}
 
     count: int = 20_000
-    """Unique synthetic texts to sample (0 skips the generator: plain KD on the labeled texts); the student learns from the --keep-confident of them the teacher is surest of. The paper used 13,600-25,000."""
+    """Unique synthetic texts to sample (0 skips the generator: plain KD on the labeled texts); the student learns from all of them (the bigru) or the surest ones (--keep-confident, --keep-share). The paper used 13,600-25,000."""
     sampler: Literal["auto", "hf", "ctranslate2"] = "auto"
     """Sampling engine: ctranslate2 (int8, several times faster on CPU), hf (transformers generate, the reference), auto (ctranslate2 when installed)."""
     sampling_temperature: float = 1.0

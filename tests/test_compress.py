@@ -502,9 +502,9 @@ def test_a_larger_pool_keeps_a_larger_share_of_its_surest_texts(finished_run):
     from gendistill.compressor.distill import DistillSettings, kept_count, training_set
     from gendistill.compressor.synthesize import load_synthetic
 
-    defaults = DistillSettings()
-    assert [kept_count(defaults, pool) for pool in (5_000, 10_000, 20_000, 40_000, 80_000)] == [5_000, 10_000, 10_000, 15_000, 30_000]
-    assert kept_count(DistillSettings(keep_share=0.0), 80_000) == 10_000
+    cnn = DistillSettings(keep_confident=10_000)  # the Kim-CNN's, when unset
+    assert [kept_count(cnn, pool) for pool in (5_000, 10_000, 20_000, 40_000, 80_000)] == [5_000, 10_000, 10_000, 15_000, 30_000]
+    assert kept_count(DistillSettings(keep_confident=10_000, keep_share=0.0), 80_000) == 10_000
     assert kept_count(DistillSettings(keep_confident=0), 80_000) == 80_000
     run_dir, _ = finished_run
     pool = len(load_synthetic(run_dir))
@@ -514,6 +514,26 @@ def test_a_larger_pool_keeps_a_larger_share_of_its_surest_texts(finished_run):
     assert training_set(run_dir, DistillSettings(keep_confident=1, keep_share=0.0))["synthetic"] == 1
     # The same surest texts as asking for that many by count.
     assert by_share["texts"] == training_set(run_dir, DistillSettings(keep_confident=round(pool / 2), keep_share=0.0))["texts"]
+
+
+def test_an_unset_keep_confident_is_the_students_own(finished_run):
+    """--keep-confident unset: the bigru learns from every synthetic text, the other students from the surest 10,000
+    (or 37.5% of a larger pool); the stage saves the count it used, and any saved count satisfies an unset one."""
+    from gendistill.compressor.distill import DistillSettings, kept_count, training_set, with_auto_choices
+    from gendistill.compressor.pipeline import settings_difference
+    from gendistill.compressor.synthesize import load_synthetic
+
+    run_dir, _ = finished_run
+    resolved = {a: with_auto_choices(DistillSettings(architecture=a), run_dir) for a in ("bigru", "kim-cnn", "res-cnn", "static")}
+    assert {a: s.keep_confident for a, s in resolved.items()} == {"bigru": 0, "kim-cnn": 10_000, "res-cnn": 10_000, "static": 10_000}
+    assert with_auto_choices(DistillSettings(architecture="bigru", keep_confident=5), run_dir).keep_confident == 5  # asked for: kept
+    assert kept_count(resolved["bigru"], 80_000) == 80_000 and kept_count(resolved["kim-cnn"], 80_000) == 30_000
+    assert json.loads((run_dir / "distill" / "settings.json").read_text())["keep_confident"] == 0  # the run's student: a bigru
+    pool = len(load_synthetic(run_dir))
+    assert training_set(run_dir, DistillSettings(architecture="bigru"))["synthetic"] == pool
+    assert training_set(run_dir, DistillSettings(architecture="bigru", keep_confident=pool // 2, keep_share=0.0))["synthetic"] == pool // 2
+    assert settings_difference({"keep_confident": 10_000}, {"keep_confident": None}) is None
+    assert settings_difference({"keep_confident": 0}, {"keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
 
 
 def test_a_setting_added_later_reads_as_what_older_runs_did():
@@ -631,13 +651,13 @@ def test_auto_student_is_the_bigru_for_short_texts_and_the_kim_cnn_for_long_ones
 
 def test_gru_units_set_the_bigru_width_and_runs_made_before_the_setting_read_as_64():
     """--student-gru-units is the bigru's units per direction and nothing else's; a distill stage saved before the
-    setting existed made 64-unit GRUs, so it still satisfies the default and not another width."""
+    setting existed made 64-unit GRUs, so it satisfies a request for 64 and not the default 32."""
     from gendistill.compressor.distill import DistillSettings, student_shape
     from gendistill.compressor.pipeline import settings_difference
     from gendistill.runtime.errors import GendistillError
 
-    assert student_shape(DistillSettings(architecture="bigru")) == {"hidden": 64}
-    assert student_shape(DistillSettings(architecture="bigru", gru_units=32)) == {"hidden": 32}
+    assert student_shape(DistillSettings(architecture="bigru")) == {"hidden": 32}
+    assert student_shape(DistillSettings(architecture="bigru", gru_units=64)) == {"hidden": 64}
     assert student_shape(DistillSettings(architecture="static", gru_units=32)) == {"hidden": 128, "dropout": 0.1}
     assert student_shape(DistillSettings(architecture="kim-cnn", gru_units=32)) == {}
     assert settings_difference({"architecture": "bigru"}, {"architecture": "bigru", "gru_units": 64}) is None

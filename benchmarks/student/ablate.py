@@ -26,6 +26,7 @@ import shutil
 import statistics
 import sys
 import time
+import typing
 from pathlib import Path
 
 from gendistill.compressor.annotate import load_annotations
@@ -38,10 +39,12 @@ from gendistill.compressor.rundir import load_labels, load_split, read_json, sta
 def parse(spec: str) -> tuple[dict, str]:
     architecture, embeddings, transfer, *rest = spec.split(":")
     values = {"architecture": architecture, "embeddings": embeddings}
-    fields = {f.name: f.type for f in dataclasses.fields(DistillSettings)}
+    hints = typing.get_type_hints(DistillSettings)
     for pair in (rest[0].split(",") if rest else []):
         key, value = pair.split("=")
-        kind = type(getattr(DistillSettings(), key)) if key in fields else str
+        # The field's type (int for `int | None`); choices (Literal) and unknown keys are strings.
+        hint = hints.get(key, str)
+        kind = str if typing.get_origin(hint) is typing.Literal else next(a for a in typing.get_args(hint) or (hint,) if a is not type(None))
         values[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return values, transfer
 
