@@ -123,7 +123,8 @@ def settings_difference(saved: dict, wanted: dict, ignore=EXECUTION_ONLY) -> str
             if inner:
                 return f"{key}.{inner}"
         elif before != wanted.get(key):
-            return f"{key}: {before!r} -> {wanted.get(key)!r}"
+            after = "auto" if key in AUTO and wanted.get(key) == AUTO[key] else repr(wanted.get(key))
+            return f"{key}: {before!r} -> {after}"
     return None
 
 
