@@ -120,6 +120,14 @@ def choices_of(cls, field: str) -> tuple:
     return ()
 
 
+def value_type(cls, field: str) -> type:
+    """The type a field's value is parsed as: its annotation without None (`int | None` -> int); str for choices."""
+    hint = _hints(cls)[field]
+    if typing.get_origin(hint) is Literal:
+        return str
+    return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+
+
 @functools.lru_cache(maxsize=None)
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
@@ -177,7 +185,7 @@ def click_options(classes, defaults: dict | None = None, exclude=()):
     defaults = defaults or {}
     options, seen = [], {}
     for cls in classes:
-        hints, docs = _hints(cls), field_docs(cls)
+        docs = field_docs(cls)
         for f in options_of(cls):
             name = cls.api_name(f.name)
             if name in exclude:
@@ -189,13 +197,8 @@ def click_options(classes, defaults: dict | None = None, exclude=()):
                 continue
             seen[name] = default
             flag, help_text = cls.flag(f.name), docs.get(f.name)
-            hint = hints[f.name]
             choices = choices_of(cls, f.name)
-            if choices:
-                kind = click.Choice([str(c) for c in choices])
-            else:
-                base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-                kind = base[0]
+            kind = click.Choice([str(c) for c in choices]) if choices else value_type(cls, f.name)
             if kind is bool:
                 declaration = f"{flag}/--no-{flag[2:]}" if default else flag
                 options.append(click.option(declaration, name, is_flag=True, default=bool(default), show_default=bool(default), help=help_text))

@@ -26,7 +26,6 @@ import shutil
 import statistics
 import sys
 import time
-import typing
 from pathlib import Path
 
 from gendistill.compressor.annotate import load_annotations
@@ -34,17 +33,16 @@ from gendistill.compressor.benchmark.students import export_student, measure_stu
 from gendistill.compressor.distill import DistillSettings, distill_student
 from gendistill.compressor.pipeline import ADDED_LATER
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
+from gendistill.runtime.settings import value_type
 
 
 def parse(spec: str) -> tuple[dict, str]:
     architecture, embeddings, transfer, *rest = spec.split(":")
     values = {"architecture": architecture, "embeddings": embeddings}
-    hints = typing.get_type_hints(DistillSettings)
+    fields = {f.name for f in dataclasses.fields(DistillSettings)}
     for pair in (rest[0].split(",") if rest else []):
         key, value = pair.split("=")
-        # The field's type (int for `int | None`); choices (Literal) and unknown keys are strings.
-        hint = hints.get(key, str)
-        kind = str if typing.get_origin(hint) is typing.Literal else next(a for a in typing.get_args(hint) or (hint,) if a is not type(None))
+        kind = value_type(DistillSettings, key) if key in fields else str
         values[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return values, transfer
 
