@@ -123,8 +123,7 @@ def settings_difference(saved: dict, wanted: dict, ignore=EXECUTION_ONLY) -> str
             if inner:
                 return f"{key}.{inner}"
         elif before != wanted.get(key):
-            after = "auto" if key in AUTO and wanted.get(key) == AUTO[key] else repr(wanted.get(key))
-            return f"{key}: {before!r} -> {after}"
+            return f"{key}: {before!r} -> {wanted.get(key)!r}"
     return None
 
 

@@ -546,8 +546,6 @@ def test_a_setting_added_later_reads_as_what_older_runs_did():
     assert settings_difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
     assert settings_difference({"keep_confident": 10_000}, {"keep_confident": 10_000, "keep_share": 0.375}) == "keep_share: 0.0 -> 0.375"
-    # A run from before --keep-confident kept every text: that is no answer to "the student's own" (unset) count.
-    assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": None}) == "keep_confident: 0 -> auto"
 
 
 def test_a_teacher_trained_in_bf16_is_reused_for_fp32_and_the_other_way_round():
