@@ -253,6 +253,8 @@ def render_markdown(report: dict) -> str:
                 recipe = f" recipe {check['recipe']}" if check.get("recipe") else ""
                 fidelity = (f"{recipe}: on {check['transfer_texts']} transfer texts it gives fp32 torch's label to "
                             f"{pct(check['transfer_argmax_agreement'])}, mean |probability difference| {check['transfer_probability_difference']:.3f}")
+                if "test" not in check.get("labeled_splits", []):  # no fp32 pass over test was needed for its check
+                    fidelity += "; it gave the teacher's test logits too"
             elif check.get("skipped"):
                 fidelity = f": {check['skipped']}"
             lines.append(f"Annotation: {a['texts']:,} texts at {a['texts_per_second']:.1f} texts/s ({a['engine']}{fidelity}).")

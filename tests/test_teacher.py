@@ -209,11 +209,11 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
         assert torch.get_num_threads() == threads
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
     assert annotate["engine"] in ("torch-bf16", "onnx-int8", "torch") and "engine_check" in annotate
-    # A faster engine is judged on dev + test against fp32 torch, whose logits every labeled split keeps.
+    # A faster engine is judged against fp32 torch: int8 on dev + test, bfloat16 (the same arithmetic, rounded) on dev.
     check = annotate["engine_check"]
     test = [json.loads(l)["text"] for l in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
-    labeled = len(test) + len((run_dir / "data" / "dev.jsonl").read_text().splitlines())
-    assert check["texts"] == labeled and check["attempts"] and check["torch_transfer_texts_per_second"] > 0
+    dev = len((run_dir / "data" / "dev.jsonl").read_text().splitlines())
+    assert check["attempts"] and check["torch_transfer_texts_per_second"] > 0
     # ... and on the transfer texts (all 16 synthetic ones here: fewer than the sample), by their probabilities and speed.
     synthetic = [json.loads(l)["text"] for l in (run_dir / "synthesize" / "synthetic.jsonl").read_text().splitlines()]
     assert check["transfer_texts"] == len(synthetic) == 16
@@ -228,6 +228,9 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
         # The transfer sample is checked first: an engine refused there is never run on the labeled texts.
         assert ("accuracy_loss" in attempt) == quick
         if quick:
+            splits = {"torch-bf16": ["dev"], "onnx-int8": ["dev", "test"]}[attempt["engine"]]
+            labeled = dev + (len(test) if "test" in splits else 0)
+            assert attempt["labeled_splits"] == splits and attempt["labeled_texts"] == labeled
             accurate = attempt["accuracy_loss"] <= 0.005 or attempt["loss_p_value"] >= 0.05
             assert attempt["passed"] == accurate
             assert attempt["accuracy_loss"] == pytest.approx((attempt["texts_worse"] - attempt["texts_better"]) / labeled)
@@ -240,9 +243,32 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     # The checked sample keeps torch's logits (here every synthetic text), whichever engine annotated the rest.
     np.testing.assert_allclose(teacher_logits(model, tokenizer, synthetic, 128), np.load(run_dir / "annotate" / "synthetic.npy"),
                                rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 128), np.load(run_dir / "annotate" / "test.npy"), rtol=1e-4, atol=1e-5)
+    # Test is fp32 torch's unless bfloat16 passed (then it annotated test too: no fp32 pass was needed for its check).
+    bf16 = annotate["engine"] == "torch-bf16"
+    np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 128, bf16=bf16), np.load(run_dir / "annotate" / "test.npy"),
+                               rtol=1e-4, atol=1e-5)
+    if bf16:
+        np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 128), np.load(run_dir / "annotate" / "test.npy"), atol=0.05)
     assert len(annotate["synthetic_confidence_per_class"]) == 3 and annotate["texts_per_second"] > 0
     assert not (run_dir / "annotate" / "onnx").exists()
+
+    # bfloat16 asked for by name: checked on dev alone, it annotates test as well, and fp32 torch never reads test.
+    from gendistill.compressor import annotate as stage
+    from gendistill.compressor.annotate import AnnotateSettings, run_annotate
+
+    calls = []
+    real_logits = stage.teacher_logits
+    monkeypatch.setattr(stage, "teacher_logits", lambda m, t, texts, *a, bf16=False, **k: calls.append((list(texts), bf16))
+                        or real_logits(m, t, texts, *a, bf16=bf16, **k))
+    metrics = run_annotate(AnnotateSettings(engine="torch-bf16"), run_dir)
+    # (Asked for by name, it annotates even where the tiny teacher runs it slower than fp32 and skips its labeled check.)
+    assert metrics["engine"] == "torch-bf16" and metrics["engine_check"].get("labeled_splits", ["dev"]) == ["dev"]
+    assert not any(texts == test and not bf16 for texts, bf16 in calls) and any(texts == test and bf16 for texts, bf16 in calls)
+    np.testing.assert_allclose(real_logits(model, tokenizer, test, 128, bf16=True), np.load(run_dir / "annotate" / "test.npy"),
+                               rtol=1e-4, atol=1e-5)
+    labels = json.loads((run_dir / "data" / "labels.json").read_text())
+    test_y = [labels.index(json.loads(l)["label"]) for l in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
+    assert metrics["teacher_test_accuracy"] == pytest.approx(float(np.mean(np.load(run_dir / "annotate" / "test.npy").argmax(1) == test_y)))
 
 
 @pytest.mark.parametrize("lr", [1e-3, 3.0])  # 3.0: training wrecks the encoder, so the frozen start (epoch 0) must be kept
