@@ -114,12 +114,16 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         texts["unlabeled"] = load_split(run_dir, "unlabeled")[0][: settings.unlabeled]
     logits, metrics = {}, {"engine": "torch"}
 
+    def torch_logits(part: list[str], desc: str) -> np.ndarray:  # the fp32 torch teacher
+        return teacher_logits(model, tokenizer, part, max_length, settings.batch_size, desc=desc)
+
     def fp32(split: str) -> np.ndarray:  # fp32 torch's logits of a labeled split, computed once, when first needed
         if split not in logits:
-            logits[split] = teacher_logits(model, tokenizer, texts[split], max_length, settings.batch_size, desc=f"annotate {split}")
+            logits[split] = torch_logits(texts[split], f"annotate {split}")
         return logits[split]
 
-    fp32("train"), fp32("dev")
+    for split in ("train", "dev"):
+        fp32(split)
     run, checked = None, {}
     transfer = sum(len(texts[s]) for s in texts if s not in SPLITS)
     if settings.engine != "torch" and device == "cpu" and transfer:
@@ -136,8 +140,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         logits["test"] = run(texts["test"], f"annotate test ({metrics['engine']})") if run else fp32("test")
     for split, split_texts in texts.items():
         if split not in logits:  # the transfer texts, a chunk at a time
-            engine = run or (lambda part, desc: teacher_logits(model, tokenizer, part, max_length, settings.batch_size, desc=desc))
-            logits[split] = chunks.annotate(split, split_texts, engine, f"annotate {split} ({metrics['engine']})")
+            logits[split] = chunks.annotate(split, split_texts, run or torch_logits, f"annotate {split} ({metrics['engine']})")
             if run and split in checked:  # the checked sample: keep torch's own logits for it
                 index, reference = checked[split]
                 logits[split][index] = reference
@@ -294,7 +297,8 @@ def _fast_engine(settings, model, tokenizer, texts, targets, fp32, max_length, w
         on_labeled = run(labeled, f"engine check ({name}, {' + '.join(splits)})").argmax(1)
         loss = accuracy_loss(reference == y, on_labeled == y)  # the student export's accuracy rule, export/verify.py
         attempt.update({"labeled_splits": list(splits), "labeled_texts": len(labeled), "accuracy_loss": loss["loss"],
-                        "texts_worse": loss["worse"], "texts_better": loss["better"], "loss_p_value": loss["p_value"], "argmax_agreement": accuracy(on_labeled, reference), "passed": not loss["refused"]})
+                        "texts_worse": loss["worse"], "texts_better": loss["better"], "loss_p_value": loss["p_value"],
+                        "argmax_agreement": accuracy(on_labeled, reference), "passed": not loss["refused"]})
         if attempt["passed"]:
             break
     if not attempts:  # auto on a CPU without native bfloat16, or nothing else allowed: nothing to check
