@@ -32,9 +32,10 @@ transfer sample and on dev + test (and int8 first exports and quantizes the teac
 the fastest engine measured (`FASTEST_ENGINE_SPEEDUP`, bfloat16's 1.9x) saves more on the remaining transfer texts
 than that costs. A small run (a few hundred synthetic texts) then annotates in fp32 torch at once; the demo's 12,400
 texts are checked.
-The train and dev logits always come from fp32 torch (dev is the checks' reference); so do the sampled transfer texts'
-(torch computed them for the check), and the test logits wherever int8 was checked or fp32 torch annotates. Where
-bfloat16 passes, the report's teacher scores on test are its bfloat16 run's.
+fp32 torch computes the checks' references and nothing more: the dev logits, the sampled transfer texts' (kept as
+their annotation: the engine does not annotate them again) and, where int8 is checked, the test logits. The engine
+that passes annotates everything else: train, test under bfloat16, and the other transfer texts. Where bfloat16
+passes, the report's teacher scores on test are its bfloat16 run's.
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
             logits[split] = torch_logits(texts[split], f"annotate {split}")
         return logits[split]
 
-    for split in ("train", "dev"):
-        fp32(split)
+    fp32("dev")  # the reference of every check
     run, checked = None, {}
     transfer = sum(len(texts[s]) for s in texts if s not in SPLITS)
     if settings.engine != "torch" and device == "cpu" and transfer:
@@ -135,16 +135,22 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         else:
             run, checked = _fast_engine(settings, model, tokenizer, texts, targets, fp32, max_length, out / "onnx", metrics)
     recipe = (metrics.get("engine_check") or {}).get("recipe") if metrics["engine"] == "onnx-int8" else None
-    chunks.use_engine({"engine": metrics["engine"], **({"recipe": recipe} if recipe else {})}, metrics.get("engine_check"))
-    if "test" not in logits:  # (int8's check computed it in fp32) the engine chosen annotates it, in one pass
-        logits["test"] = run(texts["test"], f"annotate test ({metrics['engine']})") if run else fp32("test")
+    # "checked_sample": the chunks leave out the transfer texts of the check (chunks made before they did are not reused).
+    chunks.use_engine({"engine": metrics["engine"], **({"recipe": recipe} if recipe else {}), **({"checked_sample": "fp32 torch"} if checked else {})},
+                      metrics.get("engine_check"))
+    for split in ("train", "test"):  # (int8's check computed test in fp32) the engine chosen annotates them, in one pass
+        if split not in logits:
+            logits[split] = run(texts[split], f"annotate {split} ({metrics['engine']})") if run else fp32(split)
     for split, split_texts in texts.items():
         if split not in logits:  # the transfer texts, a chunk at a time
-            logits[split] = chunks.annotate(split, split_texts, run or torch_logits, f"annotate {split} ({metrics['engine']})")
-            if run and split in checked:  # the checked sample: keep torch's own logits for it
-                index, reference = checked[split]
+            index, reference = checked.get(split, ([], None))  # the checked sample: torch's own logits, computed already
+            rest = np.setdiff1d(np.arange(len(split_texts)), index)
+            part = chunks.annotate(split, [split_texts[i] for i in rest], run or torch_logits, f"annotate {split} ({metrics['engine']})")
+            logits[split] = np.empty((len(split_texts), part.shape[1]), part.dtype)
+            logits[split][rest] = part
+            if len(index):
                 logits[split][index] = reference
-            annotated = len(split_texts) - chunks.resumed[split]  # by this run
+            annotated = len(rest) - chunks.resumed[split]  # by this run
             if split == "synthetic" and annotated:
                 metrics["synthetic_texts_per_second"] = annotated / max(chunks.seconds[split], 1e-9)
         np.save(out / f"{split}.npy", logits[split])

@@ -191,9 +191,7 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
         assert handle.get_tensor("weight").shape == (3, 32)
     model, tokenizer = load_teacher(run_dir)
     texts = [t for t, _ in toy_rows[:10]]
-    annotated = np.load(run_dir / "annotate" / "train.npy")
     train = [json.loads(l)["text"] for l in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
-    np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 128), annotated, rtol=1e-4, atol=1e-5)
     assert teacher_logits(model, tokenizer, texts, 128).shape == (10, 3)
     # Batches side by side on one torch thread each (bfloat16's default on CPU) give one pass's logits, and torch's
     # thread count comes back.
@@ -243,8 +241,12 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     # The checked sample keeps torch's logits (here every synthetic text), whichever engine annotated the rest.
     np.testing.assert_allclose(teacher_logits(model, tokenizer, synthetic, 128), np.load(run_dir / "annotate" / "synthetic.npy"),
                                rtol=1e-4, atol=1e-5)
-    # Test is fp32 torch's unless bfloat16 passed (then it annotated test too: no fp32 pass was needed for its check).
+    # Test is fp32 torch's unless bfloat16 passed (then it annotated test too: no fp32 pass was needed for its check);
+    # train is the engine's, like every text that is not a check's reference.
     bf16 = annotate["engine"] == "torch-bf16"
+    if annotate["engine"] != "onnx-int8":  # (int8's session is gone with the stage's work folder)
+        np.testing.assert_allclose(teacher_logits(model, tokenizer, train, 128, bf16=bf16), np.load(run_dir / "annotate" / "train.npy"),
+                                   rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(teacher_logits(model, tokenizer, test, 128, bf16=bf16), np.load(run_dir / "annotate" / "test.npy"),
                                rtol=1e-4, atol=1e-5)
     if bf16:
@@ -252,7 +254,8 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     assert len(annotate["synthetic_confidence_per_class"]) == 3 and annotate["texts_per_second"] > 0
     assert not (run_dir / "annotate" / "onnx").exists()
 
-    # bfloat16 asked for by name: checked on dev alone, it annotates test as well, and fp32 torch never reads test.
+    # bfloat16 asked for by name: checked on dev alone, it annotates train and test as well (fp32 torch never reads them),
+    # and it does not annotate the checked transfer sample again (here every synthetic text: torch's logits are kept).
     from gendistill.compressor import annotate as stage
     from gendistill.compressor.annotate import AnnotateSettings, run_annotate
 
@@ -263,7 +266,11 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
     metrics = run_annotate(AnnotateSettings(engine="torch-bf16"), run_dir)
     # (Asked for by name, it annotates even where the tiny teacher runs it slower than fp32 and skips its labeled check.)
     assert metrics["engine"] == "torch-bf16" and metrics["engine_check"].get("labeled_splits", ["dev"]) == ["dev"]
-    assert not any(texts == test and not bf16 for texts, bf16 in calls) and any(texts == test and bf16 for texts, bf16 in calls)
+    for split in (test, train):
+        assert not any(texts == split and not bf16 for texts, bf16 in calls) and any(texts == split and bf16 for texts, bf16 in calls)
+    assert len([texts for texts, bf16 in calls if bf16 and texts and set(texts) <= set(synthetic)]) == 1  # the check's pass alone
+    np.testing.assert_allclose(real_logits(model, tokenizer, synthetic, 128), np.load(run_dir / "annotate" / "synthetic.npy"),
+                               rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(real_logits(model, tokenizer, test, 128, bf16=True), np.load(run_dir / "annotate" / "test.npy"),
                                rtol=1e-4, atol=1e-5)
     labels = json.loads((run_dir / "data" / "labels.json").read_text())
