@@ -111,7 +111,7 @@ def format_export(manifest: dict, bundle_dir: Path) -> str:
     lines += [
         f"{'parameters':<34}{model['params']:>12,}",
         f"{'PyTorch test accuracy':<34}{percent(m['torch_test_accuracy']):>12}",
-        f"{'fp32 vs PyTorch max |logit diff|':<34}{m['fp32_vs_torch_max_abs_diff']:>12.1e}   (limit {MAX_FP32_DIFF:.0e})",
+        f"{'fp32 vs PyTorch max |logit diff|':<34}{m['fp32_vs_torch_max_abs_diff']:>12.1e}   (limit {m.get('fp32_vs_torch_limit', MAX_FP32_DIFF):.1e})",
     ]
     if m["int8_vs_fp32_agreement"] is not None:
         check = m["int8_check"]

@@ -11,6 +11,7 @@ the caller's business: the pipeline's export stage (compressor.export_stage) bui
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import shutil
@@ -106,14 +107,19 @@ def _build(model, spec: InputSpec, tokenizer_file: Path, architecture: str, part
     test_batches = _padded_batches(inputs, test_texts)
     with torch.no_grad():
         torch_logits = np.concatenate([model(torch.from_numpy(batch)).numpy() for batch in test_batches])
+        exact = copy.deepcopy(model).double()  # float64: how far PyTorch's own float32 rounding moves the logits
+        exact_logits = np.concatenate([exact(torch.from_numpy(batch)).numpy() for batch in test_batches])
     if torch_logits.shape[1] != num_labels:
         raise GendistillError(f"The student has {torch_logits.shape[1]} outputs but the run has {num_labels} labels; re-run distillation.")
     fp32_session = onnx_session(fp32_path)
     verify.check_io(fp32_session, num_labels, "fp32")
     fp32_logits = run_logits(fp32_session, test_batches)
     labels_array = np.asarray(test_labels)
+    fp32_check = verify.check_fp32_against_torch(torch_logits, fp32_logits, exact_logits)
     metrics = {
-        "fp32_vs_torch_max_abs_diff": verify.check_fp32_against_torch(torch_logits, fp32_logits),
+        "fp32_vs_torch_max_abs_diff": fp32_check["diff"],
+        "torch_rounding_max_abs_diff": fp32_check["rounding"],
+        "fp32_vs_torch_limit": fp32_check["limit"],
         "int8_vs_fp32_agreement": None,
         "torch_test_accuracy": verify.accuracy(torch_logits, labels_array),
         "fp32_test_accuracy": verify.accuracy(fp32_logits, labels_array),

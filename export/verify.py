@@ -28,7 +28,14 @@ from gendistill.runtime.classifier import onnx_session
 from gendistill.runtime.errors import GendistillError
 
 MAX_FP32_DIFF = 1e-4
-"""fp32 ONNX must give PyTorch's logits to within this (float rounding, not a different model)."""
+"""fp32 ONNX must give PyTorch's logits to within this, or within ROUNDING_FACTOR times PyTorch's own float32 rounding
+when that is more (float rounding, not a different model)."""
+ROUNDING_FACTOR = 10
+"""How far past PyTorch's own float32 rounding (its largest |logit diff| from the same model in float64) the fp32 ONNX
+model may be. Most students' rounding is about 1e-6 and their ONNX models are 4-5e-6 from PyTorch, so 1e-4 decides;
+but a GRU can amplify rounding over its steps: a bigru trained on 200 labeled texts was 2.3e-4 from PyTorch in ONNX,
+and PyTorch itself gave that text's logits 2e-4 apart at two padding widths (its oneDNN kernel) and its GRU states 3.8e-4
+from float64. A broken graph (a gate out of order, a text read the wrong way) is off by the logits' own size."""
 MAX_INT8_DISAGREEMENT = 0.01
 """int8 must be shown (at INT8_CONFIDENCE) to pick fp32's label on at least 99% of texts."""
 INT8_CONFIDENCE = 0.95
@@ -57,19 +64,27 @@ def check_io(session, num_labels: int, what: str) -> None:
         )
 
 
-def check_fp32_against_torch(torch_logits: np.ndarray, fp32_logits: np.ndarray) -> float:
-    """Max |logit diff| between the fp32 ONNX model and PyTorch; raises if not under MAX_FP32_DIFF."""
+def check_fp32_against_torch(torch_logits: np.ndarray, fp32_logits: np.ndarray, exact_logits: np.ndarray) -> dict:
+    """Max |logit diff| between the fp32 ONNX model and PyTorch, against the limit: MAX_FP32_DIFF, or ROUNDING_FACTOR
+    times PyTorch's own rounding (its max |logit diff| from `exact_logits`, the same model in float64) when that is
+    more. Raises if the diff is not under the limit; returns {"diff", "rounding", "limit"}."""
     if fp32_logits.shape != torch_logits.shape:
         raise GendistillError(
             f"The fp32 ONNX model returned logits of shape {fp32_logits.shape} where PyTorch gives {torch_logits.shape}; the export is broken, so no bundle was written."
         )
-    diff = float(np.abs(fp32_logits.astype(np.float64) - torch_logits).max()) if torch_logits.size else 0.0
-    if not diff < MAX_FP32_DIFF:  # `not <` also refuses NaN
+
+    def largest(a, b):
+        return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+
+    diff, rounding = largest(fp32_logits, torch_logits), largest(torch_logits, exact_logits)
+    limit = max(MAX_FP32_DIFF, ROUNDING_FACTOR * rounding)
+    if not diff < limit:  # `not <` also refuses NaN
         raise GendistillError(
-            f"The fp32 ONNX model's logits differ from PyTorch's by up to {diff:.2e} (limit {MAX_FP32_DIFF:.0e}) on the test texts, "
-            "so the export is refused and no bundle was written; this is a bug, please report it with the run directory."
+            f"The fp32 ONNX model's logits differ from PyTorch's by up to {diff:.2e} (limit {limit:.1e}: PyTorch's own float32 "
+            f"rounding is {rounding:.1e}) on the test texts, so the export is refused and no bundle was written; this is a bug, "
+            "please report it with the run directory."
         )
-    return diff
+    return {"diff": diff, "rounding": rounding, "limit": limit}
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
