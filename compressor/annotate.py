@@ -88,8 +88,9 @@ CHUNK_TEXTS = 4096
 on 2 cores without AVX-512)."""
 FASTEST_ENGINE_SPEEDUP = 1.9
 """The fastest engine's texts/s over fp32 torch's, measured (torch-bf16, benchmarks/teacher/engines.json). With n transfer
-texts and c texts the check runs through an engine (the transfer sample, dev, and test for int8), the check can only repay its
-cost when n / speedup + c / speedup < n, that is n * (speedup - 1) > c."""
+texts and c texts the check runs through an engine, the check can only repay its cost when n / speedup + c / speedup < n,
+that is n * (speedup - 1) > c. `run_annotate` counts c as the transfer sample, dev and test for every engine: int8's
+labeled check, while bfloat16's runs on dev alone, so for bfloat16 the count is high and errs toward skipping the check."""
 LABELED_CHECK = {"torch-bf16": ("dev",), "onnx-int8": ("dev", "test")}
 """The labeled splits on which each faster engine's accuracy is checked against fp32 torch (module docstring)."""
 CONFIDENT = 0.9
