@@ -68,7 +68,8 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
     # --student auto resolved by the teacher's input length, and the report names what it picked.
     teacher_length = json.loads((run_dir / "teacher" / "settings.json").read_text())["max_length"]
     picked = "bigru" if teacher_length <= 128 else "kim-cnn"
-    assert report["student"]["architecture"] == report["student_labeled_only"]["architecture"] == picked
+    assert report["student"]["architecture"] == picked
+    assert report["student_labeled_only"]["architecture"] == "static"  # --labeled-only-student's default
     assert f"| student (generation-distillation, {picked}) |" in (run_dir / "report.md").read_text()
     # What tells a user whether synthesis is on-topic, each beside the same figure on real texts.
     near = report["synthetic"]["nearest_training_similarity"]
@@ -602,6 +603,29 @@ def test_a_student_no_better_than_the_majority_class_is_reported_as_a_failure(tm
     assert report["warning"].startswith("The shipped student scores 20.0% on dev, no better than always answering")
     assert "--teacher-prior pool" in report["warning"]
     assert f"**Warning: {report['warning']}**" in render_markdown(report)
+
+
+def test_the_labeled_only_student_is_exported_when_it_is_the_one_shipped(tmp_path, finished_run):
+    """When the labeled-only student (static by default, not the distilled bigru) scored higher on dev, the bundle is it."""
+    import shutil
+
+    from gendistill.compressor.rundir import read_json, stage_path
+    from gendistill.compressor.student import load_student, predict_logits, student_input
+    from gendistill.runtime.bundle import write_json_atomic
+    from gendistill.runtime.classifier import Classifier
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    metrics = read_json(stage_path(run_dir, "distill") / "metrics.json")
+    write_json_atomic(stage_path(run_dir, "distill") / "metrics.json", {**metrics, "shipped": "labeled-only"})
+    result = invoke("export", run_dir, "--out", tmp_path / "bundle", "--quantize", "none")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["model"]["architecture"] == "static"
+    student_dir = stage_path(run_dir, "distill") / "labeled_only"
+    model, config = load_student(student_dir)
+    texts = [json.loads(line)["text"] for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
+    expected = predict_logits(model, student_input(student_dir, config), texts).argmax(1)
+    assert list(Classifier.load(tmp_path / "bundle").logits(texts).argmax(1)) == list(expected)
 
 
 def test_every_student_gets_the_same_logits_alone_or_in_a_padded_batch_and_the_gru_reads_word_order():

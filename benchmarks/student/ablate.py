@@ -78,6 +78,8 @@ def main():
     work = args.run_dir / "student-ablation"
     for spec in args.variant:
         values, transfer = parse(spec)
+        if transfer == "labeled-only":
+            values.setdefault("labeled_only_student", "same")  # the variant's own architecture, not the pipeline's choice
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
             settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in ("count", "select")})

@@ -9,7 +9,7 @@ student). Every row is then trained from those caches:
     tfidf-svm                 TF-IDF + LinearSVC, C and n-grams chosen on dev
     fasttext                  fastText supervised, lr / epochs / word n-grams chosen on dev
     teacher                   the fine-tuned teacher (its test logits from the annotate stage)
-    student-labeled-only      the student, cross-entropy on the labeled texts only
+    student-labeled-only      a student (--labeled-only-student: static), cross-entropy on the labeled texts only
     student-kd                + plain KD on the same labeled texts (no transfer set)
     student-gendist           + KD on the synthetic texts (the pipeline's own student)
     student-gendist-hard      same, teacher argmax instead of soft labels
