@@ -279,8 +279,8 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
     train it, save it to `student_dir`; returns its metrics.
 
     `data` is `training_set(...)`'s dict (texts, hard, soft). `labeled_only` trains on the true labels alone (λ = 1, no
-    teacher), with the `labeled_only_student` architecture: the baseline a user compares against. The distill stage and the benchmark's student rows
-    both train through here.
+    teacher), with the `labeled_only_student` architecture: the baseline a user compares against. The distill stage
+    and the benchmark's student rows both train through here.
     """
     from gendistill.compressor.student import count_parameters, save_student
 

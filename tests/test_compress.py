@@ -609,7 +609,7 @@ def test_the_labeled_only_student_is_exported_when_it_is_the_one_shipped(tmp_pat
     """When the labeled-only student (static by default, not the distilled bigru) scored higher on dev, the bundle is it."""
     import shutil
 
-    from gendistill.compressor.rundir import read_json, stage_path
+    from gendistill.compressor.rundir import load_split, read_json, stage_path
     from gendistill.compressor.student import load_student, predict_logits, student_input
     from gendistill.runtime.bundle import write_json_atomic
     from gendistill.runtime.classifier import Classifier
@@ -623,7 +623,7 @@ def test_the_labeled_only_student_is_exported_when_it_is_the_one_shipped(tmp_pat
     assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["model"]["architecture"] == "static"
     student_dir = stage_path(run_dir, "distill") / "labeled_only"
     model, config = load_student(student_dir)
-    texts = [json.loads(line)["text"] for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()]
+    texts = load_split(run_dir, "test")[0]
     expected = predict_logits(model, student_input(student_dir, config), texts).argmax(1)
     assert list(Classifier.load(tmp_path / "bundle").logits(texts).argmax(1)) == list(expected)
 
