@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gendistill.compressor.benchmark.measure import files_bytes, median_ms, scores
+from gendistill.compressor.benchmark.measure import bundle_median_ms, files_bytes, scores
 
 
 def student_data(run_dir: Path, settings, transfer: str, count: int | None, select: str | None = None) -> dict:
@@ -68,15 +68,13 @@ def export_student(run_dir: Path, student_dir: Path, latency_texts: list[str]) -
     """Export the student as the pipeline's export stage would (int8 when it passes its checks, else fp32) and time it."""
     from gendistill.compressor.export_stage import run_export
     from gendistill.export.bundle import ExportSettings
-    from gendistill.runtime import Classifier
     from gendistill.runtime.bundle import LAYOUT
 
     bundle = student_dir.parent / "bundle"
     if bundle.exists():
         shutil.rmtree(bundle)
     metrics = run_export(ExportSettings(golden_size=20), run_dir, bundle, student_dir=student_dir)
-    classifier = Classifier.load(bundle, threads=1)
-    latency = median_ms(lambda t: classifier.predict_proba([t]), latency_texts)
+    latency = bundle_median_ms(bundle, latency_texts)
     precision = metrics["precision"]
     return {"precision": precision, "int8_refused": metrics["int8_refused"], "int8_accuracy": metrics["int8_test_accuracy"],
             "latency_ms": latency, "bytes": files_bytes([bundle / LAYOUT.model, bundle / LAYOUT.tokenizer]),
