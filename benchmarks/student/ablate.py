@@ -56,6 +56,16 @@ def save(path: Path, results: dict, entry: dict) -> None:
     path.write_text(json.dumps(results, indent=1, default=str))
 
 
+def run_settings(run_dir: Path) -> DistillSettings:
+    """The run's own distill settings, the base every variant changes."""
+    saved = read_json(stage_path(run_dir, "distill") / "settings.json")
+    # A run made before --keep-share kept exactly --keep-confident texts, and so did every variant measured on it:
+    # read it that way, so `keep_confident=N` still means N there (on newer runs, add keep_share=0 for that).
+    saved.setdefault("keep_share", ADDED_LATER["keep_share"])
+    names = {f.name for f in dataclasses.fields(DistillSettings)}
+    return DistillSettings(**{k: v for k, v in saved.items() if k in names})
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
@@ -66,12 +76,7 @@ def main():
                         help="Only export the variants' students again (after a change to the export) and update their bundle figures.")
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "variants": {}}
-    saved = read_json(stage_path(args.run_dir, "distill") / "settings.json")
-    # A run made before --keep-share kept exactly --keep-confident texts, and so did every variant measured on it:
-    # read it that way, so `keep_confident=N` still means N there (on newer runs, add keep_share=0 for that).
-    saved.setdefault("keep_share", ADDED_LATER["keep_share"])
-    names = {f.name for f in dataclasses.fields(DistillSettings)}
-    base = DistillSettings(**{k: v for k, v in saved.items() if k in names})
+    base = run_settings(args.run_dir)
     test_texts, test_y = load_split(args.run_dir, "test")
     k = len(load_labels(args.run_dir))
     teacher_test = load_annotations(args.run_dir, "test").argmax(1)

@@ -15,7 +15,6 @@ is what the mean and spread are of. The teacher's logits on the rewrites are cac
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,9 +23,10 @@ import numpy as np
 
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.benchmark.students import measure_student
-from gendistill.compressor.distill import DistillSettings, distill_student, training_set
-from gendistill.compressor.pipeline import ADDED_LATER
+from gendistill.compressor.distill import distill_student, training_set
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
+
+from ablate import run_settings, save  # the variant bookkeeping ablate.py keeps (this script's folder is on sys.path)
 
 
 # The rewrite rules (Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks",
@@ -95,10 +95,7 @@ def main():
     args = parser.parse_args()
     variants = args.variant or ["synthetic", "synthetic+augmented"]
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "variants": {}}
-    saved = read_json(stage_path(args.run_dir, "distill") / "settings.json")
-    saved.setdefault("keep_share", ADDED_LATER["keep_share"])
-    names = {f.name for f in dataclasses.fields(DistillSettings)}
-    base = DistillSettings(**{k: v for k, v in saved.items() if k in names})
+    base = run_settings(args.run_dir)
     test_texts, test_y = load_split(args.run_dir, "test")
     k = len(load_labels(args.run_dir))
     teacher_test = load_annotations(args.run_dir, "test").argmax(1)
@@ -121,10 +118,7 @@ def main():
             measured = measure_student(args.run_dir, student_dir, test_texts, test_y, k, True, test_texts[:200], teacher_test)
             entry["per_seed"][str(seed)] = {"settings": dataclasses.asdict(settings), "train_seconds": seconds, "dev_accuracy": metrics["dev_accuracy"],
                                             "training_texts": metrics["training_texts"], **measured}
-            accuracies = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"] for s in entry["per_seed"].values()]
-            entry["bundle_accuracy"] = statistics.fmean(accuracies)
-            entry["bundle_accuracy_std"] = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-            args.results.write_text(json.dumps(results, indent=1, default=str))
+            save(args.results, results, entry)
             print(f"{variant} seed {seed}: torch {measured['accuracy']:.4f} bundle {measured.get('int8_accuracy')} "
                   f"agreement {measured['test_agreement']:.3f} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     for name, entry in results["variants"].items():
