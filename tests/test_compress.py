@@ -472,6 +472,59 @@ def test_an_epoch_is_at_least_epoch_examples_long(tmp_path, toy_rows, monkeypatc
         assert len(steps) == 2 * batches, examples
 
 
+def _toy_student(tmp_path, toy_rows, count=100):
+    """The first `count` toy texts, a tiny static student's config and input over a tokenizer trained on them, random vectors."""
+    import numpy as np
+
+    from gendistill.compressor.student import StudentConfig, student_input, train_tokenizer
+
+    texts = [t for t, _ in toy_rows[:count]]
+    train_tokenizer(texts, tmp_path / "tokenizer", vocab_size=120)
+    config = StudentConfig(architecture="static", vocab_size=120, embed_dim=8, hidden=8, num_labels=2, max_length=16)
+    vectors = np.random.RandomState(0).normal(size=(120, 8)).astype(np.float32)
+    return texts, config, student_input(tmp_path, config), vectors
+
+
+def test_logit_adjustment_teaches_the_pool_prior_from_an_even_sample(tmp_path, toy_rows):
+    """The true-label loss on logits minus log(pool share / sample share): a student fitted on an even sample then
+    answers the pool's majority class for texts it cannot tell apart, and the even prior without the shift."""
+    import numpy as np
+
+    from gendistill.compressor.distill import DistillSettings, train_student
+    from gendistill.compressor.student import predict_logits
+
+    texts, config, inputs, vectors = _toy_student(tmp_path, toy_rows)
+    hard = np.arange(len(texts)) % 2  # labels unrelated to the texts: only the prior can be learned
+    settings = DistillSettings(epochs=3, patience=5, lam=1.0, epoch_examples=2000)
+    shares = {}
+    for name, shift in (("even", None), ("pool 90 / 10", np.log([0.9 / 0.5, 0.1 / 0.5]))):
+        model, _ = train_student(config, inputs, vectors, texts=texts, hard=hard, soft=None, dev_texts=texts[:10], dev_y=[0] * 10,
+                                 settings=settings, label_shift=shift)
+        shares[name] = float((predict_logits(model, inputs, texts).argmax(1) == 0).mean())
+    assert shares["pool 90 / 10"] > 0.95, shares
+    assert 0.2 < shares["even"] < 0.8, shares
+
+
+def test_the_student_epoch_is_kept_by_dev_accuracy_or_dev_loss(tmp_path, toy_rows):
+    import numpy as np
+
+    from gendistill.compressor.distill import DistillSettings, train_student
+
+    texts, config, inputs, vectors = _toy_student(tmp_path, toy_rows)
+    labels = np.array([int(label != toy_rows[0][1]) for _, label in toy_rows[: len(texts)]])  # one topic against the others
+    for select_by in ("accuracy", "loss"):
+        settings = DistillSettings(epochs=6, patience=10, lam=1.0, epoch_examples=200, select_by=select_by)
+        _, history = train_student(config, inputs, vectors, texts=texts, hard=labels, soft=None, dev_texts=texts[50:80],
+                                   dev_y=list(labels[50:80]), settings=settings)
+        kept = [h for h in history if h.get("kept")]
+        assert len(kept) == 1 and len(history) == 6
+        if select_by == "accuracy":
+            assert kept[0]["dev_accuracy"] == max(h["dev_accuracy"] for h in history)
+            assert kept[0]["epoch"] == min(h["epoch"] for h in history if h["dev_accuracy"] == kept[0]["dev_accuracy"])
+        else:
+            assert kept[0]["dev_loss"] == min(h["dev_loss"] for h in history)
+
+
 def test_keep_confident_distills_on_the_synthetic_texts_the_teacher_is_surest_of(finished_run):
     import numpy as np
 
@@ -547,6 +600,7 @@ def test_a_setting_added_later_reads_as_what_older_runs_did():
     assert settings_difference({"lam": 0.5}, {"lam": 0.2, "keep_confident": 0}) == "lam: 0.5 -> 0.2"
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
     assert settings_difference({"keep_confident": 10_000}, {"keep_confident": 10_000, "keep_share": 0.375}) == "keep_share: 0.0 -> 0.375"
+    assert settings_difference({"lam": 0.2}, {"lam": 0.2, "logit_adjustment": False, "select_by": "accuracy"}) is None
 
 
 def test_a_teacher_trained_in_bf16_is_reused_for_fp32_and_the_other_way_round():
