@@ -5,8 +5,8 @@ Loss (generation-distillation, with GAL's mixing weight λ):
   + (1 - λ) * T^2 * KL(softmax(teacher/T) || softmax(student/T))   on synthetic examples (and real ones if kd_on_real)
 `teacher_labels="hard"` replaces the KL term by CE on the teacher's argmax (the papers' ablation). When the teacher
 assumes the pool's class prior (--teacher-prior pool), the CE term is on student - log(pool share / sample share).
-Adam, lr 1e-3, early stopping on dev cross-entropy (--select-by). The same student trained on the labeled data alone is
-saved beside it, since that is the comparison a user needs.
+Adam, lr 1e-3, early stopping on dev cross-entropy (--student-select-by). A student trained on the labeled data
+alone is saved beside it, since that is the comparison a user needs.
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ class DistillSettings(Seeded, OnDevice):
              "kd_temperature": "kd_temperature", "kd_on_real": "kd_on_real",
              "labeled_only_baseline": "labeled_only_baseline", "labeled_only_student": "labeled_only_student",
              "keep_confident": "keep_confident",
-             "keep_share": "keep_share", "logit_adjustment": "logit_adjustment",
-             "select_by": "select_by"}
+             "keep_share": "keep_share", "logit_adjustment": "logit_adjustment"}
     FLAGS = {"lam": "--lambda"}
 
     architecture: Literal["auto", Architecture] = "auto"
@@ -103,7 +102,7 @@ class DistillSettings(Seeded, OnDevice):
     batch_size: int = 64
     """Texts per student training step."""
     epochs: int = 30
-    """Student training epochs at most (early stopping on the --select-by dev score)."""
+    """Student training epochs at most (early stopping on the --student-select-by dev score)."""
     epoch_examples: int = 10_000
     """An epoch is at least this many examples (a small training set is passed over several times per epoch), so
     200 labeled texts get as many updates between two dev checks, and before early stopping, as 10,000 do."""
@@ -113,7 +112,7 @@ class DistillSettings(Seeded, OnDevice):
     benchmarks/student), and on an 80 / 20 task a constant answer cannot win it: there accuracy kept students that
     answer the majority class for every text (macro-F1 47.4 against 61.3 by loss, accuracy level; benchmarks/shapes)."""
     patience: int = 5
-    """Stop after this many epochs without a better dev score (--select-by)."""
+    """Stop after this many epochs without a better dev score (--student-select-by)."""
     max_length: int = 0
     """Student input length in its own subword pieces; 0 = auto: twice the teacher's length (--max-length). The student's cost
     grows linearly with length and is small, so it can read past where the teacher's input is cut to save time.
@@ -228,7 +227,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD); `label_shift`
     the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss.
 
-    Returns (the model of the epoch kept by --select-by, history with that epoch marked "kept").
+    Returns (the model of the epoch kept by --student-select-by, history with that epoch marked "kept").
     """
     import torch
     import torch.nn.functional as F
