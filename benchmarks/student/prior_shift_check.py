@@ -1,0 +1,39 @@
+"""Test accuracy of a run's teacher and of the loss-selected ablation students (results-select-loss.json) before and
+after moving their logits to the pool's class prior (+ log(pool share / sample share), as `--teacher-prior pool`
+shifts the teacher). PyTorch, one thread; prints one line per model.
+
+    python benchmarks/student/prior_shift_check.py runs/demo
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.encoder import prior_shift
+from gendistill.compressor.rundir import load_labels, load_split, stage_path
+from gendistill.compressor.student import load_student, predict_logits, student_input
+
+
+def main():
+    torch.set_num_threads(1)
+    run = Path(sys.argv[1])
+    labels = load_labels(run)
+    counts = json.loads((stage_path(run, "data") / "metrics.json").read_text())
+    shift = prior_shift([counts["train_per_class"][label] for label in labels], [counts["pool_per_class"][label] for label in labels])
+    texts, y = load_split(run, "test")
+    y = np.asarray(y)
+    print(f"shift {dict(zip(labels, shift.round(3).tolist()))}")
+    teacher = load_annotations(run, "test")
+    print(f"teacher: {(teacher.argmax(1) == y).mean():.4f} -> {((teacher + shift).argmax(1) == y).mean():.4f}")
+    for student_dir in sorted((run / "student-ablation").glob("bigru_teacher_synthetic_select_by-loss/seed*/student")):
+        model, config = load_student(student_dir)
+        logits = predict_logits(model, student_input(student_dir, config), texts)
+        print(f"{student_dir.parent.name}: {(logits.argmax(1) == y).mean():.4f} -> {((logits + shift).argmax(1) == y).mean():.4f}")
+
+
+if __name__ == "__main__":
+    main()
