@@ -26,7 +26,7 @@ def main():
     shift = prior_shift([counts["train_per_class"][label] for label in labels], [counts["pool_per_class"][label] for label in labels])
     texts, y = load_split(run, "test")
     y = np.asarray(y)
-    print(f"shift {dict(zip(labels, shift.round(3).tolist()))}")
+    print("shift", {label: round(float(s), 3) for label, s in zip(labels, shift)})
     teacher = load_annotations(run, "test")
     print(f"teacher: {(teacher.argmax(1) == y).mean():.4f} -> {((teacher + shift).argmax(1) == y).mean():.4f}")
     for student_dir in sorted((run / "student-ablation").glob("bigru_teacher_synthetic_select_by-loss/seed*/student")):
