@@ -99,8 +99,6 @@ class DistillSettings(Seeded, OnDevice):
     of 80,000."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    """constant, or cosine: the learning rate decays to 0 over --student-epochs (per step), Loshchilov & Hutter 2017."""
     batch_size: int = 64
     """Texts per student training step."""
     epochs: int = 30
@@ -256,8 +254,6 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     best = BestCheckpoint(model, higher_is_better=settings.select_by == "accuracy", patience=settings.patience)
     history = []
     passes = -(-settings.epoch_examples // len(texts))  # passes over the texts per epoch (ceil), each in its own random order
-    steps = settings.epochs * -(-passes * len(texts) // settings.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if settings.lr_schedule == "cosine" else None
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
@@ -281,8 +277,6 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if schedule is not None:
-                schedule.step()
         model.eval()
         with torch.no_grad():
             dev_logits = np.concatenate([model(x).cpu().numpy() for x in dev_inputs]) if dev_inputs else np.zeros((0, config.num_labels))
