@@ -149,10 +149,12 @@ def build_report(run_dir: str | Path) -> dict:
         majority, majority_dev = _majority(dev_y)
         shipped_dev = max(d["dev_accuracy"], d.get("labeled_only_dev_accuracy") or 0.0)
         if shipped_dev <= majority_dev:  # a student no better than a constant: say so loudly, never ship it quietly
+            prior = read_json(stage_path(run_dir, "teacher") / "settings.json").get("prior", "train")
             report["warning"] = (
                 f"The shipped student scores {pct(shipped_dev)} on dev, no better than always answering {report['labels'][majority]!r} "
-                f"({pct(majority_dev)}): do not use this bundle as it is. With uneven classes, try --teacher-prior pool; otherwise give "
-                "more labeled texts (--per-class) or real unlabeled ones (--unlabeled FILE).")
+                f"({pct(majority_dev)}): do not use this bundle as it is. "
+                + ("With uneven classes, try --teacher-prior pool; otherwise give " if prior == "train" else "Give ")
+                + "more labeled texts (--per-class) or real unlabeled ones (--unlabeled FILE).")
     if "teacher" in report and "student" in report:
         report["student_vs_teacher"] = report["student"]["test_accuracy"] / max(report["teacher"]["test_accuracy"], 1e-9)
         report["compression"] = report["teacher"]["params"] / max(report["student"]["params"], 1)

@@ -655,8 +655,11 @@ def test_a_student_no_better_than_the_majority_class_is_reported_as_a_failure(tm
     write_json_atomic(stage_path(run_dir, "distill") / "metrics.json", {**metrics, "dev_accuracy": 0.2, "labeled_only_dev_accuracy": 0.1})
     report = write_report(run_dir)
     assert report["warning"].startswith("The shipped student scores 20.0% on dev, no better than always answering")
-    assert "--teacher-prior pool" in report["warning"]
+    assert "--teacher-prior pool" not in report["warning"] and "--unlabeled FILE" in report["warning"]  # pool is the default
     assert f"**Warning: {report['warning']}**" in render_markdown(report)
+    teacher = stage_path(run_dir, "teacher") / "settings.json"
+    write_json_atomic(teacher, {**read_json(teacher), "prior": "train"})
+    assert "try --teacher-prior pool" in write_report(run_dir)["warning"]
 
 
 def test_the_labeled_only_student_is_exported_when_it_is_the_one_shipped(tmp_path, finished_run):
