@@ -46,11 +46,11 @@ def summary_table(report: dict) -> str:
     return table(rows)
 
 
-def _compress(data: str, run_dir: str, from_stage: str | None, force: bool, **settings) -> None:
+def _compress(data: str, run_dir: str, from_stage: str | None, force: bool, redo_changed: bool = False, **settings) -> None:
     from gendistill.compressor.api import compress as run
 
     try:
-        report = run(data, run_dir, from_stage=from_stage, force=force, **settings)
+        report = run(data, run_dir, from_stage=from_stage, force=force, redo_changed=redo_changed, **settings)
     except KeyboardInterrupt:
         click.echo(f"Interrupted; finished stages are kept in {run_dir} and the same command resumes from there.", err=True)
         raise SystemExit(130) from None
@@ -71,12 +71,16 @@ def compress(data, run_dir, from_stage, force, **settings):
 
 
 @click.command()
-@click.option("--out", "run_dir", type=click.Path(), default="runs/demo", show_default=True, help="Run directory (re-running resumes).")
+@click.option("--out", "run_dir", type=click.Path(), default="runs/demo", show_default=True,
+              help="Run directory (re-running resumes; stages made with other settings are re-made).")
 @click_options(STAGE_SETTINGS.values(), defaults=DEMO)
 @run_options
 def demo(run_dir, from_stage, force, **settings):
-    """The embedded default: Rotten Tomatoes, 100 labeled examples per class, packaged teacher and generator."""
-    _compress(DEMO["data"], run_dir, from_stage, force, **settings)
+    """The embedded default: Rotten Tomatoes, 100 labeled examples per class, packaged teacher and generator.
+
+    Its run directory is the demo's own: a stage made with other settings (other flags, or defaults changed by an
+    upgrade) is re-made with what is built on it, where `compress` refuses and names the difference."""
+    _compress(DEMO["data"], run_dir, from_stage, force, redo_changed=True, **settings)
 
 
 @click.command()

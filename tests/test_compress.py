@@ -189,6 +189,24 @@ def test_redo_changed_remakes_the_changed_stage_and_what_is_built_on_it(finished
     assert [stage for stage, reuse in steps if not reuse] == ["distill", "evaluate", "export"]
 
 
+def test_the_demo_remakes_stages_made_with_other_settings_and_compress_refuses(tmp_path, monkeypatch, toy_csv):
+    """`make demo` after an upgrade that changed a default re-makes what changed (the demo owns its run dir);
+    `compress` on a user's run dir refuses and names the difference (test_changed_settings_are_refused_without_from)."""
+    import gendistill.compressor.api as api
+    from gendistill.runtime.errors import GendistillError
+
+    calls = []
+
+    def record(data, out, **kwargs):
+        calls.append(kwargs["redo_changed"])
+        raise GendistillError("recorded")
+
+    monkeypatch.setattr(api, "compress", record)
+    assert invoke("demo", "--out", tmp_path / "demo").exit_code == 2
+    assert invoke("compress", toy_csv, "--out", tmp_path / "run").exit_code == 2
+    assert calls == [True, False]
+
+
 def test_from_stage_reruns_that_stage_and_later(tmp_path, finished_run, tiny_models, toy_csv):
     import shutil
 
