@@ -464,33 +464,7 @@ def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_
     assert (run_dir / "bundle" / "model.onnx").is_file()
 
 
-def test_an_epoch_is_at_least_epoch_examples_long(tmp_path, toy_rows, monkeypatch):
-    """A small training set is passed over several times per epoch, so it gets as many updates between two
-    dev checks as a set of `epoch_examples` texts would; a larger set is passed over once."""
-    import numpy as np
-    import torch
-
-    from gendistill.compressor.distill import DistillSettings, train_student
-    from gendistill.compressor.student import StudentConfig, student_input, train_tokenizer
-
-    texts = [t for t, _ in toy_rows[:100]]
-    train_tokenizer(texts, tmp_path / "tokenizer", vocab_size=120)
-    config = StudentConfig(architecture="static", vocab_size=120, embed_dim=8, hidden=8, num_labels=3, max_length=16)
-    inputs = student_input(tmp_path, config)
-    steps = []
-    step = torch.optim.Adam.step
-    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
-    vectors = np.random.RandomState(0).normal(size=(120, 8)).astype(np.float32)
-    # 640 examples: 7 passes over the 100 texts, 700 examples in 11 batches of 64; 50: one pass, 2 batches. Two epochs each.
-    for examples, batches in ((640, 11), (50, 2)):
-        steps.clear()
-        settings = DistillSettings(epochs=2, patience=5, batch_size=64, epoch_examples=examples)
-        train_student(config, inputs, vectors, texts=texts, hard=np.arange(100) % 3, soft=None, dev_texts=texts[:10],
-                      dev_y=[0] * 10, settings=settings)
-        assert len(steps) == 2 * batches, examples
-
-
-def _toy_student(tmp_path, toy_rows, count=100):
+def _toy_student(tmp_path, toy_rows, count=100, num_labels=2):
     """The first `count` toy texts, a tiny static student's config and input over a tokenizer trained on them, random vectors."""
     import numpy as np
 
@@ -498,9 +472,30 @@ def _toy_student(tmp_path, toy_rows, count=100):
 
     texts = [t for t, _ in toy_rows[:count]]
     train_tokenizer(texts, tmp_path / "tokenizer", vocab_size=120)
-    config = StudentConfig(architecture="static", vocab_size=120, embed_dim=8, hidden=8, num_labels=2, max_length=16)
+    config = StudentConfig(architecture="static", vocab_size=120, embed_dim=8, hidden=8, num_labels=num_labels, max_length=16)
     vectors = np.random.RandomState(0).normal(size=(120, 8)).astype(np.float32)
     return texts, config, student_input(tmp_path, config), vectors
+
+
+def test_an_epoch_is_at_least_epoch_examples_long(tmp_path, toy_rows, monkeypatch):
+    """A small training set is passed over several times per epoch, so it gets as many updates between two
+    dev checks as a set of `epoch_examples` texts would; a larger set is passed over once."""
+    import numpy as np
+    import torch
+
+    from gendistill.compressor.distill import DistillSettings, train_student
+
+    texts, config, inputs, vectors = _toy_student(tmp_path, toy_rows, num_labels=3)
+    steps = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
+    # 640 examples: 7 passes over the 100 texts, 700 examples in 11 batches of 64; 50: one pass, 2 batches. Two epochs each.
+    for examples, batches in ((640, 11), (50, 2)):
+        steps.clear()
+        settings = DistillSettings(epochs=2, patience=5, batch_size=64, epoch_examples=examples)
+        train_student(config, inputs, vectors, texts=texts, hard=np.arange(100) % 3, soft=None, dev_texts=texts[:10],
+                      dev_y=[0] * 10, settings=settings)
+        assert len(steps) == 2 * batches, examples
 
 
 def test_logit_adjustment_teaches_the_pool_prior_from_an_even_sample(tmp_path, toy_rows):

@@ -5,7 +5,6 @@ shifts the teacher). PyTorch, one thread; prints one line per model.
     python benchmarks/student/prior_shift_check.py runs/demo
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -13,17 +12,16 @@ import numpy as np
 import torch
 
 from gendistill.compressor.annotate import load_annotations
-from gendistill.compressor.encoder import prior_shift
-from gendistill.compressor.rundir import load_labels, load_split, stage_path
+from gendistill.compressor.rundir import load_labels, load_split
 from gendistill.compressor.student import load_student, predict_logits, student_input
+from gendistill.compressor.teacher import class_prior_shift
 
 
 def main():
     torch.set_num_threads(1)
     run = Path(sys.argv[1])
     labels = load_labels(run)
-    counts = json.loads((stage_path(run, "data") / "metrics.json").read_text())
-    shift = prior_shift([counts["train_per_class"][label] for label in labels], [counts["pool_per_class"][label] for label in labels])
+    shift = class_prior_shift(run, labels)
     texts, y = load_split(run, "test")
     y = np.asarray(y)
     print("shift", {label: round(float(s), 3) for label, s in zip(labels, shift)})
