@@ -97,10 +97,6 @@ class DistillSettings(Seeded, OnDevice):
     (one seed), 20,000 73.8%, 30,000 and 40,000 75.3% (3 seeds); of 40,000, the surest 15,000 (73.4%) beat 10,000 and
     20,000 (rotten-tomatoes, benchmarks/student). 0.375 gives those cuts: 10,000 of 20,000, 15,000 of 40,000, 30,000
     of 80,000."""
-    transfer_mix: Literal["as-sampled", "prior", "even"] = "as-sampled"
-    """The class mix of the teacher-labeled transfer texts in each epoch: as the generator wrote them, or drawn with
-    weights that give the classes the teacher predicts for them the pool's shares (prior) or equal shares (even); the
-    labeled texts keep weight 1."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
     batch_size: int = 64
@@ -227,7 +223,7 @@ def _bpemb_pad(sp) -> int:
 
 def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard: np.ndarray, soft: np.ndarray | None,
                   dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill",
-                  label_shift: np.ndarray | None = None, weights: np.ndarray | None = None):
+                  label_shift: np.ndarray | None = None):
     """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD); `label_shift`
     the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss.
 
@@ -261,10 +257,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        if weights is None:
-            order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
-        else:
-            order = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), passes * len(texts), replacement=True, generator=rng)
+        order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
@@ -322,24 +315,11 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
         settings = replace(settings, lam=1.0)
         data = {**data, "soft": None}
     shift = teacher_prior_shift(run_dir) if settings.logit_adjustment else None
-    weights = mix_weights(run_dir, data, settings.transfer_mix) if settings.transfer_mix != "as-sampled" and not labeled_only else None
     model, history = train_student(config, inputs, vectors, texts=data["texts"], hard=data["hard"], soft=data["soft"], dev_texts=dev_texts,
-                                   dev_y=dev_y, settings=settings, desc=desc, label_shift=shift, weights=weights)
+                                   dev_y=dev_y, settings=settings, desc=desc, label_shift=shift)
     save_student(model, config, student_dir)
     return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
             "training_texts": len(data["texts"]), "dev_accuracy": next(h["dev_accuracy"] for h in history if h.get("kept")), "history": history}
-
-
-def mix_weights(run_dir: str | Path, data: dict, mix: str) -> np.ndarray:
-    """--student-transfer-mix: per text, target share / transfer share of its teacher-predicted class (labeled texts: 1)."""
-    metrics = read_json(stage_path(run_dir, "data") / "metrics.json")
-    target = np.asarray([metrics["pool_per_class"][label] if mix == "prior" else 1 for label in load_labels(run_dir)], dtype=np.float64)
-    transfer = np.asarray(data["hard"]) < 0
-    predicted = np.asarray(data["soft"])[transfer].argmax(1)
-    share = np.bincount(predicted, minlength=len(target)) / max(len(predicted), 1)
-    weights = np.ones(len(data["texts"]))
-    weights[transfer] = (target / target.sum())[predicted] / share[predicted]
-    return weights
 
 
 def teacher_prior_shift(run_dir: str | Path) -> np.ndarray | None:
