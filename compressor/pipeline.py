@@ -105,6 +105,11 @@ ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "keep_share": 0.0, "epo
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
 
+REMOVED = {"transfer_mix": "as-sampled"}
+"""Settings a stage had and lost (probes measured and taken out), with the value that does what the code does now: a
+settings.json holding the key at this value is reused as if the key were absent; at another value it is re-made."""
+
+
 AUTO = {"max_length": 0, "architecture": "auto", "keep_confident": None}
 """Settings whose value here means "chosen by the stage": a stage saves the value it chose, and any saved value
 satisfies a request for the automatic choice."""
@@ -116,6 +121,8 @@ def settings_difference(saved: dict, wanted: dict, ignore=EXECUTION_ONLY) -> str
     Nested settings (a benchmark row's, which hold stages' settings) are compared by the same rule."""
     for key in sorted(set(saved) | set(wanted)):
         if key in ignore or (key in AUTO and key in saved and wanted.get(key) == AUTO[key]):
+            continue
+        if key not in wanted and key in REMOVED and saved[key] == REMOVED[key]:
             continue
         before = saved.get(key, ADDED_LATER.get(key))
         if isinstance(before, dict) and isinstance(wanted.get(key), dict):

@@ -616,6 +616,16 @@ def test_a_setting_added_later_reads_as_what_older_runs_did():
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "logit_adjustment": False, "select_by": "accuracy"}) is None
 
 
+def test_a_setting_removed_since_is_ignored_at_the_value_the_code_does_now():
+    """A stage made while a since-removed setting existed is reused when it had the value that does what the code
+    does now, and re-made when it had another."""
+    from gendistill.compressor.pipeline import settings_difference
+
+    assert settings_difference({"lam": 0.2, "transfer_mix": "as-sampled"}, {"lam": 0.2}) is None
+    assert settings_difference({"lam": 0.2, "transfer_mix": "prior"}, {"lam": 0.2}) == "transfer_mix: 'prior' -> None"
+    assert settings_difference({"lam": 0.2, "gone_for_good": 1}, {"lam": 0.2}) == "gone_for_good: 1 -> None"
+
+
 def test_a_teacher_trained_in_bf16_is_reused_for_fp32_and_the_other_way_round():
     """precision, like device, changes how fast a teacher trains, not which teacher (measured the same over 3 seeds)."""
     from gendistill.compressor.pipeline import settings_difference
