@@ -172,6 +172,11 @@ def _majority(targets: list[int]) -> tuple[int, float]:
     return label, targets.count(label) / len(targets)
 
 
+def bundle_test_accuracy(bundle: dict) -> float | None:
+    """The shipped bundle's test accuracy: its int8 model's when it shipped int8, else its fp32 model's."""
+    return bundle.get("int8_test_accuracy") if bundle.get("precision") == "int8" else bundle.get("fp32_test_accuracy")
+
+
 def render_markdown(report: dict) -> str:
     lines = [f"# gendistill report: {report['dataset']}", ""]
     if report.get("warning"):
@@ -204,7 +209,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {title} | {pct(r['test_accuracy'])} | {pct(r['test_macro_f1'])} | {r['params']:,} | {size(r['bytes'])} |")
     if "bundle" in report:
         b = report["bundle"]
-        acc = b.get("int8_test_accuracy") if b.get("precision") == "int8" else b.get("fp32_test_accuracy")
+        acc = bundle_test_accuracy(b)
         bundle_bytes = (b.get("bytes") or {}).get(b.get("precision"))
         lines.append(f"| student, exported ONNX {b.get('precision')} | {pct(acc)} | - | same | {size(bundle_bytes)} |")
     if "tfidf_svm" in report:

@@ -16,15 +16,15 @@ def main(folder: str = "prior-probe", *prefixes: str):
     here = Path(__file__).parent / folder
     print("| run | student variant | bundle accuracy % | macro-F1 % (PyTorch) | test agreement with the teacher % |")
     print("|---|---|---|---|---|")
-    for prior in prefixes or ("train", "pool"):
-        files = sorted(here.glob(f"{prior}-seed*.json" if prior else "seed*.json"))
+    for prefix in prefixes or ("train", "pool"):
+        files = sorted(here.glob(f"{prefix}-seed*.json" if prefix else "seed*.json"))
         variants = {}
         for path in files:
             for spec, entry in json.loads(path.read_text())["variants"].items():
                 variants.setdefault(spec, []).extend(entry["per_seed"].values())
         for spec, seeds in variants.items():
             accuracy = [s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"] for s in seeds]
-            print(f"| {prior or folder} | {spec.split(':', 3)[-1] if spec.count(':') == 3 else 'defaults of the run'} | {cell(accuracy)} | "
+            print(f"| {prefix or folder} | {spec.split(':', 3)[-1] if spec.count(':') == 3 else 'defaults of the run'} | {cell(accuracy)} | "
                   f"{cell([s['macro_f1'] for s in seeds])} | {cell([s['test_agreement'] for s in seeds])} |")
 
 

@@ -1,4 +1,4 @@
-"""Mean ± std (per run) of the rows of several runs' report.json: one `gendistill compress` run per seed of a task
+"""Mean ± sample std (per run) of the rows of several runs' report.json: one `gendistill compress` run per seed of a task
 shape. Prints a markdown table: test accuracy % and macro-F1 %, the shipped int8 bundle beside the PyTorch student.
 
     python benchmarks/shapes/report_table.py benchmarks/shapes/rt-uneven-20k/seed*/report.json
@@ -7,20 +7,9 @@ shape. Prints a markdown table: test accuracy % and macro-F1 %, the shipped int8
 import json
 import sys
 
-import numpy as np
+from compare_priors import cell
 
-
-def cell(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    pct = [100 * v for v in values]
-    return f"{np.mean(pct):.1f} ± {np.std(pct):.1f} ({' / '.join(f'{v:.1f}' for v in pct)})"
-
-
-def bundle_accuracy(report: dict) -> float | None:
-    bundle = report.get("bundle") or {}
-    return bundle.get("int8_test_accuracy") if bundle.get("precision") == "int8" else bundle.get("fp32_test_accuracy")
+from gendistill.compressor.evaluate import bundle_test_accuracy
 
 
 def main(paths: list[str]) -> None:
@@ -29,11 +18,11 @@ def main(paths: list[str]) -> None:
     rows = {
         "teacher": ([r["teacher"]["test_accuracy"] for r in reports], [r["teacher"].get("test_macro_f1") for r in reports]),
         "student, generation-distillation (PyTorch)": ([s["test_accuracy"] for s in student], [s.get("test_macro_f1") for s in student]),
-        "shipped bundle (int8 when it passed its checks)": ([bundle_accuracy(r) for r in reports], [None]),
+        "shipped bundle (int8 when it passed its checks)": ([bundle_test_accuracy(r.get("bundle") or {}) for r in reports], []),
         "student, labeled data only": ([r["student_labeled_only"]["test_accuracy"] for r in reports],
                                        [r["student_labeled_only"].get("test_macro_f1") for r in reports]),
         "TF-IDF + linear SVM": ([r["tfidf_svm"]["test_accuracy"] for r in reports], [r["tfidf_svm"].get("test_macro_f1") for r in reports]),
-        "always the most frequent test class": ([r["majority_class_test_accuracy"] for r in reports], [None]),
+        "always the most frequent test class": ([r["majority_class_test_accuracy"] for r in reports], []),
     }
     shipped = [r.get("shipped", {}).get("student", "?") for r in reports]
     print(f"{len(reports)} runs: {', '.join(paths)}\n")
