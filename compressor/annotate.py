@@ -114,7 +114,7 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         texts["unlabeled"] = load_split(run_dir, "unlabeled")[0]
     elif settings.unlabeled:
         texts["unlabeled"] = load_split(run_dir, "unlabeled")[0][: settings.unlabeled]
-    logits, metrics = {}, {"engine": "torch"}
+    logits, metrics = {}, {"engine": "torch", "device": device}
 
     def torch_logits(part: list[str], desc: str) -> np.ndarray:  # the fp32 torch teacher
         return teacher_logits(model, tokenizer, part, max_length, settings.batch_size, desc=desc)

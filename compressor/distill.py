@@ -319,7 +319,7 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
                                    dev_y=dev_y, settings=settings, desc=desc, label_shift=shift)
     save_student(model, config, student_dir)
     return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
-            "training_texts": len(data["texts"]), "dev_accuracy": next(h["dev_accuracy"] for h in history if h.get("kept")), "history": history}
+            "training_texts": len(data["texts"]), "device": resolve_device(settings.device), "dev_accuracy": next(h["dev_accuracy"] for h in history if h.get("kept")), "history": history}
 
 
 def teacher_prior_shift(run_dir: str | Path) -> np.ndarray | None:

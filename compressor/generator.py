@@ -172,6 +172,7 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
         "dev_perplexity_after": best_perplexity,
         "best_epoch": best_epoch,
         "history": history,
+        "device": device,
         "params": sum(p.numel() for p in model.parameters()),
         "seconds": time.time() - started,
     }

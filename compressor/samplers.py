@@ -96,7 +96,7 @@ class CT2Sampler:
         self.options = {"model_path": str(ct2_dir), "device": device, "compute_type": compute_type, "intra_threads": threads}
         self.start = [self.tokenizer.convert_ids_to_tokens(self.bos)]
         self.end = self.tokenizer.convert_ids_to_tokens(self.eos)
-        self._load()  # fail here, where `auto` can still fall back, rather than mid-synthesis
+        self._try(self._load())  # fail here, where `auto` can still fall back, rather than mid-synthesis
 
     def _load(self):
         import ctranslate2
@@ -110,6 +110,16 @@ class CT2Sampler:
                 return ctranslate2.Generator(**self.options)
         except (RuntimeError, ValueError) as exc:  # e.g. a tokenizer without the special tokens CTranslate2 expects
             raise GendistillError(f"CTranslate2 cannot load the converted generator ({str(exc).splitlines()[0]}); use --sampler hf.") from None
+
+    def _try(self, generator):
+        """One greedy token (greedy draws no random number). CTranslate2 loads a device's libraries only when it first
+        generates: on a GPU whose CUDA is not the one its wheel was built for (libcublas.so.12 on a CUDA 13 machine,
+        seen on an H200), loading succeeds and the first generate_batch raises."""
+        try:
+            generator.generate_batch([self.start], max_length=1)
+        except RuntimeError as exc:
+            raise GendistillError(f"CTranslate2 cannot run on {self.options['device']} here ({str(exc).splitlines()[0]}); "
+                                  "use --sampler hf.") from None
 
     def sample(self, n: int, settings, seed: int, prefixes: list[list[int]] | None = None) -> list[dict]:
         from concurrent.futures import ThreadPoolExecutor

@@ -22,7 +22,7 @@ from gendistill.compressor.data import text_key
 from gendistill.compressor.generator import load_label_prompts
 from gendistill.compressor.rundir import begin_stage, finish_stage, load_split, read_jsonl, write_jsonl_atomic
 from gendistill.compressor.samplers import open_sampler
-from gendistill.compressor.training import progress
+from gendistill.compressor.training import progress, resolve_device
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
 
@@ -224,6 +224,7 @@ def run_synthesize(settings: SynthesizeSettings, run_dir: str | Path) -> dict:
         **stats,
         "dropped_share": 1 - len(kept) / stats["sampled"] if stats["sampled"] else None,
         "sampler": sampler.name if sampler is not None else saved.get("sampler"),
+        "device": resolve_device(settings.device),
         # This invocation's sampling only (a resumed run replays earlier shards without sampling them).
         "kept_texts_per_second": kept_now / sample_seconds if sample_seconds else None,
         "tokens_per_second": tokens_now / sample_seconds if sample_seconds else None,

@@ -283,6 +283,7 @@ def run_teacher(settings: TeacherSettings, run_dir: str | Path, on_epoch=None) -
         "best_epoch": best_epoch,
         "history": history,
         "training_precision": training_precision(settings, device) if any(h["epoch"] for h in history) else None,  # None: not trained
+        "device": device,
         "params": sum(p.numel() for p in model.parameters()),
         "test_examples": len(test_texts),
         "seconds": time.time() - started,

@@ -163,6 +163,28 @@ def test_unconvertible_generator_falls_back_when_auto(generator_run, tmp_path, m
         run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
 
 
+def test_ctranslate2_that_loads_but_cannot_run_on_the_device_falls_back_when_auto(generator_run, tmp_path, monkeypatch, caplog):
+    """CTranslate2 built for CUDA 12 on a CUDA 13 GPU loads its generator, then fails at the first generation (seen on
+    an H200): `auto` must find that out before sampling, and fall back with one sentence."""
+    import ctranslate2
+
+    class WithoutItsLibraries:
+        def __init__(self, **options):
+            pass
+
+        def generate_batch(self, *args, **kwargs):
+            raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+
+    monkeypatch.setattr(ctranslate2, "Generator", WithoutItsLibraries)
+    with caplog.at_level(logging.INFO, logger="gendistill.compressor.samplers"):
+        synthesize(copy_run(generator_run, tmp_path / "auto"), sampler="auto")
+    assert json.loads((tmp_path / "auto" / "run" / "synthesize" / "metrics.json").read_text())["sampler"] == "hf"
+    assert any("CTranslate2 cannot run on cpu here (Library libcublas.so.12 is not found" in r.message for r in caplog.records)
+    with pytest.raises(GendistillError, match="cannot run on cpu here"):  # asked for explicitly: refused before sampling
+        run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
+    assert not list((tmp_path / "explicit" / "run" / "synthesize").glob("shard-*"))
+
+
 def test_bench_synthesize_compares_backends(generator_run):
     result = CliRunner().invoke(main, ["bench-synthesize", str(generator_run), "--count", "24", "--json"])
     assert result.exit_code == 0, result.output
