@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -118,7 +119,7 @@ def test_rerun_reuses_every_cached_row(benchmark_out, tmp_path, monkeypatch):
     assert json.loads((out / "results.json").read_text())["datasets"]["toy"]["seeds"] == [0]
 
 
-def test_a_seed_recorded_in_results_json_is_read_back_without_its_runs_dir(benchmark_out, tmp_path):
+def test_a_seed_recorded_in_results_json_is_read_back_without_its_runs_dir(benchmark_out, tmp_path, caplog):
     """Another machine, same command: the committed results.json holds seed 0, its runs dir is gone; seed 0 is
     read back, not re-made; with a pipeline setting changed it would be measured again."""
     from gendistill.compressor.benchmark.run import BenchmarkSettings, recorded_seeds
@@ -141,6 +142,14 @@ def test_a_seed_recorded_in_results_json_is_read_back_without_its_runs_dir(bench
     assert list(recorded_seeds(settings, again)["toy"]) == [0]
     changed = BenchmarkSettings(**{**before["benchmark_settings"], "pipeline": {**settings.pipeline, "student_epochs": 3}})
     assert recorded_seeds(changed, again) == {}
+    # A seed made under other defaults (an older version's) is measured again, and the run says so with the reason.
+    stale = json.loads((again / "results.json").read_text())
+    stale["datasets"]["toy"]["per_seed"]["0"]["settings"]["distill"]["lam"] = 0.9
+    (again / "results.json").write_text(json.dumps(stale))
+    with caplog.at_level(logging.INFO, logger="gendistill.compressor.benchmark.run"):
+        assert recorded_seeds(settings, again) == {}
+    assert any(r.message.startswith("toy seed 0 in ") and r.message.endswith("was made with other settings (distill.lam: 0.9 -> 0.2): measured again")
+               for r in caplog.records)
     (again / "results.json").write_text("{ cut off")
     assert recorded_seeds(settings, again) == {}
 

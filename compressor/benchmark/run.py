@@ -526,7 +526,9 @@ def recorded_seeds(bench: BenchmarkSettings, out_dir: Path) -> dict[str, dict[in
         log.warning("%s is unreadable: every seed is measured again", path)
         return {}
     wanted_bench = {k: v for k, v in jsonable(asdict(bench)).items() if k not in BENCHMARK_ONLY}
-    if settings_difference(saved_bench, wanted_bench, ignore=()) is not None:
+    difference = settings_difference(saved_bench, wanted_bench, ignore=())
+    if difference is not None:
+        log.info("%s was made with other benchmark settings (%s): every seed is measured again", path, difference)
         return {}
     recorded = {}
     for dataset in bench.datasets:
@@ -538,8 +540,11 @@ def recorded_seeds(bench: BenchmarkSettings, out_dir: Path) -> dict[str, dict[in
             made_with = seed_result.get("settings") or (saved.get("pipeline_settings") if seed == saved["seeds"][0] else None)
             settings = compress_settings(bench, dataset, seed)
             wanted = jsonable({stage: settings.of(stage) for stage in settings.stages()})
-            if made_with is not None and settings_difference(made_with, wanted) is None:
+            difference = settings_difference(made_with, wanted) if made_with is not None else "its settings were not kept"
+            if difference is None:
                 recorded.setdefault(slug, {})[seed] = {**seed_result, "settings": made_with}
+            elif seed in bench.seeds:
+                log.info("%s seed %d in %s was made with other settings (%s): measured again", slug, seed, path, difference)
     return recorded
 
 
