@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -148,39 +149,38 @@ def test_auto_falls_back_to_hf_in_one_sentence_and_explicit_refuses(generator_ru
         run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
 
 
-def test_unconvertible_generator_falls_back_when_auto(generator_run, tmp_path, monkeypatch, caplog):
-    import gendistill.compressor.samplers as samplers
-
-    def refuse(model_dir, ct2_dir, quantization):
-        raise GendistillError("CTranslate2 cannot convert this generator (NotImplementedError: Toy); use --sampler hf.")
-
-    monkeypatch.setattr(samplers, "convert_ct2", refuse)
-    with caplog.at_level(logging.INFO, logger="gendistill.compressor.samplers"):
-        synthesize(copy_run(generator_run, tmp_path / "auto"), sampler="auto")
-    assert json.loads((tmp_path / "auto" / "run" / "synthesize" / "metrics.json").read_text())["sampler"] == "hf"
-    assert any("cannot convert" in r.message for r in caplog.records)
-    with pytest.raises(GendistillError, match="cannot convert"):  # asked for explicitly: refused, no silent fallback
-        run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
+def _refuse_conversion(model_dir, ct2_dir, quantization):
+    raise GendistillError("CTranslate2 cannot convert this generator (NotImplementedError: Toy); use --sampler hf.")
 
 
-def test_ctranslate2_that_loads_but_cannot_run_on_the_device_falls_back_when_auto(generator_run, tmp_path, monkeypatch, caplog):
-    """CTranslate2 built for CUDA 12 on a CUDA 13 GPU loads its generator, then fails at the first generation (seen on
-    an H200): `auto` must find that out before sampling, and fall back with one sentence."""
+class _LoadsButCannotRun:
+    """CTranslate2 built for CUDA 12 on a CUDA 13 GPU (seen on an H200): the generator loads, its first generation fails."""
+
+    def __init__(self, **options):
+        pass
+
+    def generate_batch(self, *args, **kwargs):
+        raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+
+
+@pytest.mark.parametrize("failure, message", [("convert", "CTranslate2 cannot convert this generator"),
+                                              ("run", "CTranslate2 cannot run on cpu here (Library libcublas.so.12 is not found")])
+def test_ctranslate2_that_cannot_convert_or_run_falls_back_when_auto(generator_run, tmp_path, monkeypatch, caplog, failure, message):
+    """Found out before sampling: `auto` falls back to transformers with one sentence; asked for explicitly, it is
+    refused before any shard is written."""
     import ctranslate2
 
-    class WithoutItsLibraries:
-        def __init__(self, **options):
-            pass
+    import gendistill.compressor.samplers as samplers
 
-        def generate_batch(self, *args, **kwargs):
-            raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
-
-    monkeypatch.setattr(ctranslate2, "Generator", WithoutItsLibraries)
+    if failure == "convert":
+        monkeypatch.setattr(samplers, "convert_ct2", _refuse_conversion)
+    else:
+        monkeypatch.setattr(ctranslate2, "Generator", _LoadsButCannotRun)
     with caplog.at_level(logging.INFO, logger="gendistill.compressor.samplers"):
         synthesize(copy_run(generator_run, tmp_path / "auto"), sampler="auto")
     assert json.loads((tmp_path / "auto" / "run" / "synthesize" / "metrics.json").read_text())["sampler"] == "hf"
-    assert any("CTranslate2 cannot run on cpu here (Library libcublas.so.12 is not found" in r.message for r in caplog.records)
-    with pytest.raises(GendistillError, match="cannot run on cpu here"):  # asked for explicitly: refused before sampling
+    assert any(message in r.message for r in caplog.records)
+    with pytest.raises(GendistillError, match=re.escape(message)):  # asked for explicitly: refused, no silent fallback
         run_synthesize(settings(sampler="ctranslate2"), copy_run(generator_run, tmp_path / "explicit"))
     assert not list((tmp_path / "explicit" / "run" / "synthesize").glob("shard-*"))
 
