@@ -49,11 +49,18 @@ class DistillSettings(Seeded, OnDevice):
     architecture: Literal["auto", Architecture] = "auto"
     """Student network: bigru (bidirectional GRU, max-pooling), Kim-CNN (filters of several widths, max-pooling), Res-CNN
     (residual conv blocks) or static (weighted mean of subword vectors + MLP); auto = bigru for short texts (the teacher
-    reads 128 tokens), kim-cnn for long ones. On rotten-tomatoes bigru measured 77.4% against Kim-CNN's 75.3 (30,000
+    reads 128 tokens), static for long ones. On rotten-tomatoes bigru measured 77.4% against Kim-CNN's 75.3 (30,000
     of 80,000 synthetic texts, 3 seeds; benchmarks/student), at 2-4x the Kim-CNN's batch-1 time (0.15 against 0.05 ms at
-    32 pieces, 1.8 against 0.4 at 512), which is why long texts keep the Kim-CNN."""
-    embeddings: Embeddings = "teacher"
-    """Initial subword vectors: the teacher's own input embedding table (offline default), the teacher encoder's output for each piece (teacher-output), GloVe, BPEmb (the paper's), or random."""
+    32 pieces, 1.8 against 0.4 at 512), which is why long texts do not get it. On bbc-news articles the static student
+    measured level with the Kim-CNN at 512 pieces (96.7 ± 0.2% against 96.5 ± 0.1, 3 seeds) at a third of its batch-1
+    time (0.5 against 1.5 ms) and a tenth of its training time, and reading 1,024 pieces costs it nothing (benchmarks/student)."""
+    embeddings: Literal["auto", Embeddings] = "auto"
+    """Initial subword vectors: the teacher's own input embedding table (teacher), the teacher encoder's output for each
+    piece (teacher-output, model2vec's recipe), GloVe, BPEmb (the paper's), or random; auto = teacher-output for the
+    static student, teacher for the others. On bbc-news articles the static student measured 98.1 ± 0.4% on
+    teacher-output vectors against 97.3 ± 0.5 on the input table (every seed above; 3 seeds, benchmarks/student); the
+    bigru measured level on rotten-tomatoes (70.4 ± 1.0 against 70.3 ± 0.3), and the input table needs no pass of the
+    teacher over the vocabulary."""
     bpemb_model: str | None = None
     """BPEmb sentencepiece .model file (with --bpemb-vectors): the student then uses BPEmb's vocabulary."""
     bpemb_vectors: str | None = None
@@ -114,10 +121,13 @@ class DistillSettings(Seeded, OnDevice):
     patience: int = 5
     """Stop after this many epochs without a better dev score (--student-select-by)."""
     max_length: int = 0
-    """Student input length in its own subword pieces; 0 = auto: twice the teacher's length (--max-length). The student's cost
-    grows linearly with length and is small, so it can read past where the teacher's input is cut to save time.
-    Measured on bbc-news articles (teacher at 256, 3 student seeds): 96.0 ± 0.6% at 256, 96.9 ± 0.3% at 512, the same
-    batch-1 latency within timing noise (benchmarks/student). Short texts (rotten-tomatoes) are not affected."""
+    """Student input length in its own subword pieces; 0 = auto: the teacher's length (--max-length) times
+    LENGTH_FACTOR (4 for the static student, 2 for the others). The student can read past where the teacher's input is
+    cut to save time. Measured on bbc-news articles (teacher at 256, 3 student seeds): Kim-CNN 96.0 ± 0.6% at 256,
+    96.9 ± 0.3% at 512, the same batch-1 latency within timing noise; static 96.7 ± 0.2% at 512, 97.3 ± 0.5% at 1,024
+    (41% of the articles are longer than 512 pieces, 3% than 1,024), 97.2 ± 0.6% at 2,048, 0.47-0.5 ms at every length:
+    its cost is the tokenizer's, which reads the whole article anyway (benchmarks/student). Short texts (rotten-tomatoes)
+    are not affected."""
     lowercase: bool = True
     """Lowercase texts before the student's tokenizer."""
     labeled_only_baseline: bool = True
@@ -380,7 +390,13 @@ def training_set(run_dir: str | Path, settings: DistillSettings, transfer: str =
 
 SHORT_TEXTS = 128
 """Teacher input length (--max-length, auto: 128 or 256 by the labeled texts' length) up to which `architecture`
-auto picks the bigru; past it the Kim-CNN, whose convolutions run over every position at once."""
+auto picks the bigru; past it the static student, whose cost barely grows with the text's length."""
+
+AUTO_EMBEDDINGS = {"static": "teacher-output"}
+"""`embeddings` auto, per student architecture (others: teacher); measured in its help."""
+
+LENGTH_FACTOR = {"static": 4}
+"""`max_length` auto = the teacher's length times this, per student architecture (others: 2); measured in its help."""
 
 
 KEEP_CONFIDENT = {"bigru": 0}
@@ -389,25 +405,28 @@ DEFAULT_KEEP_CONFIDENT = 10_000
 
 
 def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
-    """The automatic settings resolved from the run's teacher: `max_length` 0 = twice the teacher's length;
-    `architecture` auto = bigru when the teacher reads up to SHORT_TEXTS tokens, else kim-cnn; `keep_confident` unset
-    = the architecture's KEEP_CONFIDENT."""
+    """The automatic settings resolved from the run's teacher: `architecture` auto = bigru when the teacher reads up
+    to SHORT_TEXTS tokens, else static; `max_length` 0 = the teacher's length times the architecture's LENGTH_FACTOR;
+    `embeddings` auto = the architecture's AUTO_EMBEDDINGS; `keep_confident` unset = the architecture's KEEP_CONFIDENT."""
     from gendistill.compressor.teacher import teacher_max_length
 
     teacher_length = teacher_max_length(run_dir)
-    if not settings.max_length:
-        settings = replace(settings, max_length=2 * teacher_length)
     if settings.architecture == "auto":
-        settings = replace(settings, architecture="bigru" if teacher_length <= SHORT_TEXTS else "kim-cnn")
+        settings = replace(settings, architecture="bigru" if teacher_length <= SHORT_TEXTS else "static")
+    if not settings.max_length:
+        settings = replace(settings, max_length=LENGTH_FACTOR.get(settings.architecture, 2) * teacher_length)
+    if settings.embeddings == "auto":
+        settings = replace(settings, embeddings=AUTO_EMBEDDINGS.get(settings.architecture, "teacher"))
     if settings.keep_confident is None:
         settings = replace(settings, keep_confident=KEEP_CONFIDENT.get(settings.architecture, DEFAULT_KEEP_CONFIDENT))
     return settings
 
 
 def student_choices(run_dir: str | Path) -> dict:
-    """The input length and architecture a finished distill stage's student used (auto resolved when it was made)."""
+    """The input length, architecture and initial vectors a finished distill stage's student used (auto resolved when
+    it was made)."""
     saved = read_json(stage_path(run_dir, "distill") / "settings.json")
-    return {"max_length": saved["max_length"], "architecture": saved["architecture"]}
+    return {key: saved[key] for key in ("max_length", "architecture", "embeddings")}
 
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:

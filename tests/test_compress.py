@@ -733,23 +733,30 @@ def test_every_student_gets_the_same_logits_alone_or_in_a_padded_batch_and_the_g
         assert not torch.allclose(gru(text), gru(text.flip(1)), atol=1e-4)
 
 
-def test_auto_student_is_the_bigru_for_short_texts_and_the_kim_cnn_for_long_ones(tmp_path):
-    """`--student auto` (the default) follows the teacher's input length; an explicit choice is kept; a stage made
-    under either choice satisfies a request for auto, as a resolved auto length does."""
+def test_auto_student_is_the_bigru_for_short_texts_and_the_static_one_for_long_ones(tmp_path):
+    """`--student auto` (the default) follows the teacher's input length; an explicit choice is kept; the auto input
+    length is 4x the teacher's for the static student, 2x for the others, and the auto initial vectors the teacher's
+    outputs for the static student, its input table for the others; a stage made under any resolved choice satisfies
+    a request for auto."""
     from gendistill.compressor.distill import DistillSettings, with_auto_choices
     from gendistill.compressor.pipeline import settings_difference
     from gendistill.compressor.rundir import stage_path
     from gendistill.runtime.bundle import write_json_atomic
 
     assert DistillSettings().architecture == "auto"
-    for teacher_length, architecture in ((64, "bigru"), (128, "bigru"), (256, "kim-cnn"), (512, "kim-cnn")):
+    for teacher_length, architecture, length in ((64, "bigru", 128), (128, "bigru", 256), (256, "static", 1024), (512, "static", 2048)):
         run_dir = tmp_path / str(teacher_length)
         stage_path(run_dir, "teacher").mkdir(parents=True)
         write_json_atomic(stage_path(run_dir, "teacher") / "settings.json", {"max_length": teacher_length})
         resolved = with_auto_choices(DistillSettings(), run_dir)
-        assert (resolved.architecture, resolved.max_length) == (architecture, 2 * teacher_length)
-        assert with_auto_choices(DistillSettings(architecture="static"), run_dir).architecture == "static"
+        embeddings = "teacher" if architecture == "bigru" else "teacher-output"
+        assert (resolved.architecture, resolved.max_length, resolved.embeddings) == (architecture, length, embeddings)
+        kim_cnn = with_auto_choices(DistillSettings(architecture="kim-cnn"), run_dir)
+        assert (kim_cnn.architecture, kim_cnn.max_length, kim_cnn.embeddings) == ("kim-cnn", 2 * teacher_length, "teacher")
+        assert with_auto_choices(DistillSettings(embeddings="random"), run_dir).embeddings == "random"  # asked for: kept
+        assert with_auto_choices(DistillSettings(architecture="static", max_length=100), run_dir).max_length == 100
         assert settings_difference({"architecture": architecture}, {"architecture": "auto"}) is None
+        assert settings_difference({"embeddings": embeddings}, {"embeddings": "auto"}) is None
     assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"
 
 
