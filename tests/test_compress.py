@@ -67,7 +67,7 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
     assert report["synthetic"]["distilled"] == report["synthetic"]["kept"]  # --keep-confident 10000 keeps all of them
     # --student auto resolved by the teacher's input length, and the report names what it picked.
     teacher_length = json.loads((run_dir / "teacher" / "settings.json").read_text())["max_length"]
-    picked = "bigru" if teacher_length <= 128 else "kim-cnn"
+    picked = "bigru" if teacher_length <= 128 else "static"
     assert report["student"]["architecture"] == picked
     assert report["student_labeled_only"]["architecture"] == "static"  # --labeled-only-student's default
     assert f"| student (generation-distillation, {picked}) |" in (run_dir / "report.md").read_text()
