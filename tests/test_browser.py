@@ -105,16 +105,17 @@ def _require(found: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module", params=["kim-cnn", "bigru"])
+@pytest.fixture(scope="module", params=["kim-cnn", "bigru", "static"])
 def bundle(request, bundle, tmp_path_factory, toy_rows) -> Path:
-    """Every browser check runs on the shared Kim-CNN bundle and on a bigru one (its graph has GRU nodes)."""
+    """Every browser check runs on the shared Kim-CNN bundle, on a bigru one (its graph has GRU nodes) and on a static
+    one (`--student auto`'s choice for long texts: a weighted mean of int8 tables)."""
     if request.param == "kim-cnn":
         return bundle
     from gendistill.compressor.export_stage import run_export
     from gendistill.export.bundle import ExportSettings
 
-    run_dir = make_student_run(tmp_path_factory.mktemp("bigru-run"), toy_rows, architecture="bigru")
-    out = tmp_path_factory.mktemp("bigru") / "bundle"
+    run_dir = make_student_run(tmp_path_factory.mktemp(f"{request.param}-run"), toy_rows, architecture=request.param)
+    out = tmp_path_factory.mktemp(request.param) / "bundle"
     run_export(ExportSettings(), run_dir, out)
     return out
 
