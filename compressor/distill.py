@@ -404,13 +404,10 @@ KEEP_CONFIDENT = {"bigru": 0}
 DEFAULT_KEEP_CONFIDENT = 10_000
 
 
-def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
-    """The automatic settings resolved from the run's teacher: `architecture` auto = bigru when the teacher reads up
+def resolve_auto(settings: DistillSettings, teacher_length: int) -> DistillSettings:
+    """The automatic settings resolved for a teacher that reads `teacher_length` tokens: `architecture` auto = bigru up
     to SHORT_TEXTS tokens, else static; `max_length` 0 = the teacher's length times the architecture's LENGTH_FACTOR;
     `embeddings` auto = the architecture's AUTO_EMBEDDINGS; `keep_confident` unset = the architecture's KEEP_CONFIDENT."""
-    from gendistill.compressor.teacher import teacher_max_length
-
-    teacher_length = teacher_max_length(run_dir)
     if settings.architecture == "auto":
         settings = replace(settings, architecture="bigru" if teacher_length <= SHORT_TEXTS else "static")
     if not settings.max_length:
@@ -422,11 +419,34 @@ def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> Distill
     return settings
 
 
+def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> DistillSettings:
+    """`resolve_auto` for the run's teacher."""
+    from gendistill.compressor.teacher import teacher_max_length
+
+    return resolve_auto(settings, teacher_max_length(run_dir))
+
+
+STUDENT_CHOICES = ("architecture", "max_length", "embeddings")
+"""The student's automatic choices that shape it (a changed rule for them makes another student)."""
+
+
+def auto_choices_difference(saved: dict, settings: DistillSettings, teacher_length: int) -> str | None:
+    """The first of the STUDENT_CHOICES that `saved` (a student's choices, auto resolved when it was made) holds
+    otherwise than today's rules resolve `settings` for that teacher length, as "key: before -> after", or None.
+    A stage made under an older rule satisfies a request for auto (the pipeline reuses it); the benchmark, whose
+    runs are a cache of today's defaults, re-makes it."""
+    now = resolve_auto(settings, teacher_length)
+    for key in STUDENT_CHOICES:
+        if key in saved and saved[key] != getattr(now, key):
+            return f"{key}: {saved[key]!r} -> {getattr(now, key)!r} (auto)"
+    return None
+
+
 def student_choices(run_dir: str | Path) -> dict:
     """The input length, architecture and initial vectors a finished distill stage's student used (auto resolved when
     it was made)."""
     saved = read_json(stage_path(run_dir, "distill") / "settings.json")
-    return {key: saved[key] for key in ("max_length", "architecture", "embeddings")}
+    return {key: saved[key] for key in STUDENT_CHOICES}
 
 
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:

@@ -154,6 +154,8 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
         saved = read_json(stage_path(run_dir, stage) / "settings.json")
         wanted = settings.of(stage)
         difference = settings_difference(saved or {}, wanted)
+        if difference is None and redo_changed and stage == "distill":
+            difference = _auto_choices_difference(settings, run_dir, saved or {})
         if difference and redo_changed:
             log.info("%-10s made with other settings (%s): re-made", stage, difference)
             out.append((stage, False))
@@ -170,6 +172,14 @@ def plan(settings: CompressSettings, run_dir: Path, from_stage: str | None, forc
             continue
         out.append((stage, True))
     return out
+
+
+def _auto_choices_difference(settings: CompressSettings, run_dir: Path, saved: dict) -> str | None:
+    """For a cache of today's defaults: a finished student whose automatic choices today's rules make otherwise."""
+    from gendistill.compressor.distill import auto_choices_difference
+    from gendistill.compressor.teacher import teacher_max_length
+
+    return auto_choices_difference(saved, settings.distill, teacher_max_length(run_dir))
 
 
 def run_compress(settings: CompressSettings, run_dir: str | Path, from_stage: str | None = None, force: bool = False,

@@ -150,6 +150,17 @@ def test_a_seed_recorded_in_results_json_is_read_back_without_its_runs_dir(bench
         assert recorded_seeds(settings, again) == {}
     assert any(r.message.startswith("toy seed 0 in ") and r.message.endswith("was made with other settings (distill.lam: 0.9 -> 0.2): measured again")
                for r in caplog.records)
+    # A seed whose student `auto` chose by an older rule: its requested settings ("auto") are today's, but the choice
+    # it recorded is not what today's rule makes for its teacher length, so it is measured again too.
+    made = json.loads(json.dumps(before))
+    seed = made["datasets"]["toy"]["per_seed"]["0"]
+    assert seed["student_choices"]["architecture"] == "bigru" and seed["teacher_length"] == 32  # the pipeline's choice, recorded
+    seed["student_choices"]["architecture"] = "kim-cnn"
+    (again / "results.json").write_text(json.dumps(made))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gendistill.compressor.benchmark.run"):
+        assert recorded_seeds(settings, again) == {}
+    assert any(r.message.endswith("(distill.architecture: 'kim-cnn' -> 'bigru' (auto)): measured again") for r in caplog.records)
     (again / "results.json").write_text("{ cut off")
     assert recorded_seeds(settings, again) == {}
 

@@ -189,6 +189,34 @@ def test_redo_changed_remakes_the_changed_stage_and_what_is_built_on_it(finished
     assert [stage for stage, reuse in steps if not reuse] == ["distill", "evaluate", "export"]
 
 
+def test_a_student_auto_chose_by_an_older_rule_is_reused_by_compress_and_remade_by_a_cache(finished_run, tiny_models, toy_csv, tmp_path):
+    """A distill stage whose auto choices an older rule made (here: the Kim-CNN, where auto now picks the bigru)
+    satisfies `compress` (a user's run is not re-made by an upgrade) but not the benchmark's or the demo's cache of
+    today's defaults (redo_changed), which re-make it and what is built on it."""
+    import shutil
+
+    from gendistill.compressor.commands import compress
+    from gendistill.compressor.pipeline import build_settings, plan
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    args = [toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models)]
+    options = dict(compress.make_context("compress", [str(a) for a in args]).params)
+    for name in ("run_dir", "from_stage", "force"):
+        options.pop(name)
+    settings = build_settings(options.pop("data"), **options)
+
+    def remade(**kwargs):
+        return [stage for stage, reuse in plan(settings, run_dir, None, False, **kwargs) if not reuse]
+
+    assert "distill" not in remade(redo_changed=True)
+    saved = json.loads((run_dir / "distill" / "settings.json").read_text())
+    assert saved["architecture"] == "bigru"
+    (run_dir / "distill" / "settings.json").write_text(json.dumps({**saved, "architecture": "kim-cnn"}))
+    assert "distill" not in remade()
+    assert remade(redo_changed=True)[:2] == ["distill", "evaluate"]
+
+
 def test_the_demo_remakes_stages_made_with_other_settings_and_compress_refuses(tmp_path, monkeypatch, toy_csv):
     """`make demo` after an upgrade that changed a default re-makes what changed (the demo owns its run dir);
     `compress` on a user's run dir refuses and names the difference (test_changed_settings_are_refused_without_from)."""

@@ -328,6 +328,10 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         "unlabeled_available": len(load_split(run_dir, "unlabeled")[0]),
         "synthesis": shared_synthesis,
         "settings": jsonable({stage: settings.of(stage) for stage in settings.stages()}),
+        # What `auto` chose for this seed's student and the teacher length it chose from: a later rule for them is
+        # seen by recorded_seeds, which the requested settings ("auto") alone would hide.
+        "student_choices": student_choices(run_dir),
+        "teacher_length": teacher.max_length,
     }
 
 # --- aggregation -----------------------------------------------------------------------------------
@@ -513,6 +517,7 @@ def recorded_seeds(bench: BenchmarkSettings, out_dir: Path) -> dict[str, dict[in
     today's pipeline settings for that seed: they are read back, not re-run. The run directories are a cache on one
     machine; results.json is committed, so a benchmark of several seeds can be finished a seed at a time, on machines
     that never saw the others' runs. Delete results.json (or give another --out) to measure them again."""
+    from gendistill.compressor.distill import auto_choices_difference
     from gendistill.compressor.pipeline import settings_difference
 
     path = out_dir / "results.json"
@@ -541,6 +546,9 @@ def recorded_seeds(bench: BenchmarkSettings, out_dir: Path) -> dict[str, dict[in
             settings = compress_settings(bench, dataset, seed)
             wanted = jsonable({stage: settings.of(stage) for stage in settings.stages()})
             difference = settings_difference(made_with, wanted) if made_with is not None else "its settings were not kept"
+            if difference is None and "student_choices" in seed_result:
+                choice = auto_choices_difference(seed_result["student_choices"], settings.distill, seed_result["teacher_length"])
+                difference = f"distill.{choice}" if choice else None
             if difference is None:
                 recorded.setdefault(slug, {})[seed] = {**seed_result, "settings": made_with}
             elif seed in bench.seeds:
