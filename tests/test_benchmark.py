@@ -207,9 +207,10 @@ def test_time_budget_keeps_the_finished_seeds(benchmark_out, tmp_path):
     assert not (out / "runs" / "toy" / "seed1").exists()
 
 
-def test_student_rows_read_as_far_as_the_pipelines_own_student(benchmark_out, tmp_path):
-    """A distill stage made at another length (an older auto) is reused by the pipeline, so every student row
-    trains at that stage's length, not the current auto one: the rows compare students that read the same text."""
+def test_a_student_an_older_auto_rule_made_is_remade_and_the_rows_read_as_far_as_it(benchmark_out, tmp_path):
+    """A distill stage made at another length (an older auto rule) is re-made by the benchmark, whose runs are a cache
+    of today's defaults (`compress` would reuse it: test_compress), and every student row trains at the length of the
+    pipeline's own student: the rows compare students that read the same text."""
     from gendistill.compressor.rundir import stage_path
 
     out, _, args = benchmark_out
@@ -224,9 +225,9 @@ def test_student_rows_read_as_far_as_the_pipelines_own_student(benchmark_out, tm
     args[args.index("--out") + 1] = str(tmp_path / "out")
     result = CliRunner().invoke(main, args + ["--runs-dir", str(tmp_path / "runs")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert json.loads(saved_path.read_text())["max_length"] == 48  # the stage itself was reused, not re-made
+    assert json.loads(saved_path.read_text())["max_length"] == 64  # re-made at today's auto length
     for row in ("student-labeled-only", "student-kd", "student-gendist", "student-gendist-hard"):
-        assert json.loads((seed_dir / "benchmark" / f"{row}.json").read_text())["settings"]["distill"]["max_length"] == 48, row
+        assert json.loads((seed_dir / "benchmark" / f"{row}.json").read_text())["settings"]["distill"]["max_length"] == 64, row
 
 
 def test_sampler_ablation_shares_teacher_and_generator(benchmark_out):

@@ -271,7 +271,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     distill_id = read_json(stage_path(run_dir, "distill") / "metrics.json")["stage_id"]
     exported = set(MODELS) | {f"ablation-architecture-{a}" for a in bench.architectures}
     # Every student row has the pipeline's own student's length and architecture: its distill stage's saved ones (auto
-    # resolved when it was made; a stage made under an older auto choice is reused by the pipeline, so the rows follow it).
+    # resolved when it was made; run_compress above has re-made one an older auto rule chose, so they are today's).
     for item in _student_plan(bench, replace(settings.distill, **student_choices(run_dir))):
         name = item["name"]
         export = bench.export and name in exported
