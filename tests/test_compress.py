@@ -174,17 +174,23 @@ def test_changed_settings_are_refused_without_from(finished_run, tiny_models, to
     assert (run_dir / "distill" / "metrics.json").read_bytes() == before
 
 
-def test_redo_changed_remakes_the_changed_stage_and_what_is_built_on_it(finished_run, tiny_models, toy_csv):
-    """What the benchmark's cache of runs uses: new student settings re-make distill onward, nothing before."""
+def _compress_settings(*args):
+    """The CompressSettings `gendistill compress ARGS` would run with."""
     from gendistill.compressor.commands import compress
-    from gendistill.compressor.pipeline import build_settings, plan
+    from gendistill.compressor.pipeline import build_settings
 
-    run_dir = finished_run[0]
-    args = [toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models), "--lambda", "0.9"]
     options = dict(compress.make_context("compress", [str(a) for a in args]).params)
     for name in ("run_dir", "from_stage", "force"):
         options.pop(name)
-    settings = build_settings(options.pop("data"), **options)
+    return build_settings(options.pop("data"), **options)
+
+
+def test_redo_changed_remakes_the_changed_stage_and_what_is_built_on_it(finished_run, tiny_models, toy_csv):
+    """What the benchmark's cache of runs uses: new student settings re-make distill onward, nothing before."""
+    from gendistill.compressor.pipeline import plan
+
+    run_dir = finished_run[0]
+    settings = _compress_settings(toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models), "--lambda", "0.9")
     steps = plan(settings, run_dir, None, False, redo_changed=True)
     assert [stage for stage, reuse in steps if not reuse] == ["distill", "evaluate", "export"]
 
@@ -195,16 +201,11 @@ def test_a_student_auto_chose_by_an_older_rule_is_reused_by_compress_and_remade_
     today's defaults (redo_changed), which re-make it and what is built on it."""
     import shutil
 
-    from gendistill.compressor.commands import compress
-    from gendistill.compressor.pipeline import build_settings, plan
+    from gendistill.compressor.pipeline import plan
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
-    args = [toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models)]
-    options = dict(compress.make_context("compress", [str(a) for a in args]).params)
-    for name in ("run_dir", "from_stage", "force"):
-        options.pop(name)
-    settings = build_settings(options.pop("data"), **options)
+    settings = _compress_settings(toy_csv, "--out", run_dir, "--per-class", 20, *tiny_args(tiny_models))
 
     def remade(**kwargs):
         return [stage for stage, reuse in plan(settings, run_dir, None, False, **kwargs) if not reuse]

@@ -272,7 +272,8 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     exported = set(MODELS) | {f"ablation-architecture-{a}" for a in bench.architectures}
     # Every student row has the pipeline's own student's length and architecture: its distill stage's saved ones (auto
     # resolved when it was made; run_compress above has re-made one an older auto rule chose, so they are today's).
-    for item in _student_plan(bench, replace(settings.distill, **student_choices(run_dir))):
+    choices = student_choices(run_dir)
+    for item in _student_plan(bench, replace(settings.distill, **choices)):
         name = item["name"]
         export = bench.export and name in exported
         row_settings = {"distill": asdict(item["settings"]), "transfer": item["transfer"], "count": item["count"],
@@ -330,7 +331,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         "settings": jsonable({stage: settings.of(stage) for stage in settings.stages()}),
         # What `auto` chose for this seed's student and the teacher length it chose from: a later rule for them is
         # seen by recorded_seeds, which the requested settings ("auto") alone would hide.
-        "student_choices": student_choices(run_dir),
+        "student_choices": choices,
         "teacher_length": teacher.max_length,
     }
 
