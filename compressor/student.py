@@ -123,6 +123,33 @@ class StaticStudent(nn.Module):
         pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp(min=1e-6) * self.scale
         return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
 
+    def onnx_module(self) -> nn.Module:
+        """What the ONNX export traces instead of `forward`: the same function in fewer operations."""
+        return _StaticGraph(self)
+
+
+class _StaticGraph(nn.Module):
+    """`StaticStudent` as exported: each piece's vector already multiplied by its weight, so one table and one lookup;
+    no padding mask (the padding piece's weight is 0, so its row of that table is 0); no division by the number of
+    pieces (the L2 normalisation right after cancels it). The same logits up to float rounding (the export checks
+    them against `StaticStudent.forward`). Its int8 graph has 11 operations instead of 22, and onnxruntime ran it on
+    450-piece articles in 0.036-0.038 ms instead of 0.068-0.071 (benchmarks/student/word-cache.json)."""
+
+    def __init__(self, student: StaticStudent):
+        super().__init__()
+        with torch.no_grad():
+            table = student.embedding.weight * student.weight.weight
+            table[student.pad_id] = 0.0
+        self.table = nn.Embedding.from_pretrained(table.detach().clone(), freeze=True)
+        self.scale = student.scale
+        self.hidden = student.hidden
+        self.classifier = student.classifier
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        summed = self.table(input_ids).sum(1)
+        pooled = summed / summed.norm(dim=1, keepdim=True).clamp(min=1e-6) * self.scale
+        return self.classifier(torch.relu(self.hidden(pooled)))
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dropout: float):

@@ -40,6 +40,8 @@ def export_fp32(model, min_length: int, path: str | Path, opset: int) -> int:
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(path))
         return opset_of(graph)
+    if hasattr(model, "onnx_module"):  # a student with a leaner equivalent for the graph (the static one: `_StaticGraph`)
+        model = model.onnx_module()
     example = torch.full((2, max(16, min_length + 1)), 1, dtype=torch.int64)
     dynamic_shapes = {INPUT_NAME: {0: Dim(INPUT_AXES[0]), 1: Dim(INPUT_AXES[1])}}
     # The exporter reports progress and version notes through print, warnings and logging; the export

@@ -105,6 +105,8 @@ class Classifier:
         if isinstance(texts, str):
             return self._run(self.inputs.pad([self._encode_one(texts)]))[0]
         texts = _checked_list(texts)
+        if len(texts) == 1:  # the latency-critical case (a server's request): no sorting and batching
+            return self._run(self.inputs.pad([self._encode_one(texts[0])]))
         ids = self.encode(texts)
         # Sorting by length makes each batch's texts similar in length, so little compute goes to padding.
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))

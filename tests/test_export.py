@@ -514,6 +514,34 @@ def test_weight_only_int8_stores_each_subword_vector_in_int8_with_its_own_scale(
     np.testing.assert_array_equal(onnx_session(tables_only).run(None, {name: ids})[0], after)
 
 
+def test_static_student_exports_one_lookup_and_no_mask(tmp_path, toy_rows):
+    """The static student's graph looks each piece up once in a table with the piece weights folded in, and
+    has no padding mask or piece count (`_StaticGraph`): the same logits as `forward`, padded or not, and int8's
+    dequantized table is a constant that onnxruntime folds when it loads the model."""
+    import onnx
+    import torch
+
+    from gendistill.compressor.export_stage import run_export
+    from gendistill.compressor.student import load_student, student_input
+    from gendistill.export.bundle import ExportSettings
+
+    run_dir = make_student_run(tmp_path / "run", toy_rows, architecture="static", epochs=5)
+    student_dir = run_dir / "distill" / "student"
+    model, config = load_student(student_dir)
+    ids = student_input(student_dir, config)([t for t, _ in toy_rows[:50]] + [""])  # the last row: all padding
+    with torch.no_grad():
+        lean, full = model.eval().onnx_module()(torch.from_numpy(ids)), model(torch.from_numpy(ids))
+    np.testing.assert_allclose(lean.numpy(), full.numpy(), atol=1e-5)
+
+    run_export(ExportSettings(quantize="int8"), run_dir)
+    graph = onnx.load(str(run_dir / "bundle" / "model.onnx")).graph
+    operations = [node.op_type for node in graph.node]
+    assert operations.count("Gather") == 1 and "Equal" not in operations and len(operations) <= 12
+    gather = next(node for node in graph.node if node.op_type == "Gather")
+    producers = {output: node for node in graph.node for output in node.output}
+    assert producers[gather.input[0]].op_type == "Mul"  # Cast(int8 table) * row scales, folded at load
+
+
 def test_weight_only_int8_stores_convolution_kernels_per_output_channel(tmp_path, toy_rows):
     """A Kim-CNN's kernels go int8 too (one scale per output channel), so the weight-only fallback is about as
     small as the calibrated recipes; the arithmetic stays fp32, so its labels are fp32's."""

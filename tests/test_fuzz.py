@@ -252,7 +252,7 @@ def full_tokenization(classifier: Classifier, text: str) -> list[int]:
 WORDS = st.sampled_from(["match", "goal", "Shares", "bank", "phone", "2024", "the", "café", "😀", "\u200b", "\ud800", "\udc00", "\x00", "\x1b[31m",
                          "\u2028", "ﬁ", "İ", "e\u0301", "▁", "<unk>", " ", "\t", "\n"])
 SEPARATORS = st.sampled_from([" ", "  ", "\n", "\t", "\u3000", ""])
-# Long texts built from pieces: past the classifier's long-text shortcut (16 * max_length characters).
+# Long texts built from pieces: past max_length words, where the word-by-word tokenizer stops splitting.
 LONG_TEXTS = st.builds(lambda words, separator, repeat: separator.join(words) * repeat,
                        st.lists(WORDS, min_size=1, max_size=12), SEPARATORS, st.integers(1, 2000))
 ANY_TEXT = st.one_of(st.text(ANY_CHAR, max_size=200), LONG_TEXTS, st.text(ANY_CHAR, min_size=500, max_size=3000))

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from gendistill.runtime.cli import main
 from gendistill.runtime import Classifier, GendistillError
-from gendistill.runtime.preprocess import normalize
+from gendistill.runtime.preprocess import InputSpec, StudentInput, normalize
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +118,17 @@ def full_tokenization(classifier: Classifier, text: str) -> list[int]:
     return ids[: spec.max_length]
 
 
-def test_long_texts_are_cut_exactly(classifier):
-    """The shortcut for long texts must give exactly the ids of tokenizing everything."""
-    assert classifier.inputs._can_cut_long_texts  # sentencepiece's default split_by_whitespace
+def test_word_by_word_ids_are_sentencepiece_ids(classifier):
+    """Tokenizing word by word through the cache (long texts cut after max_length words) must give
+    exactly the ids of tokenizing each whole text."""
+    assert classifier.inputs.by_word  # sentencepiece's defaults: split_by_whitespace, nmt_nfkc
     rng = random.Random(2)
     pieces = list("abcdefghijklmnopqrstuvwxyz0123456789 .,!?'") + [
         " ", "  ", "\t", "\n", "\u3000", "\u00a0", "\u200b", "Σ", "ΣΑΣ ", "İ", "ß", "ﬁ", "é", "e\u0301", "😀", "👍🏽",
-        "the ", "match ", "Shares ", "<unk> ", "▁", "xxxxxxxx",
+        "the ", "match ", "Shares ", "<unk> ", "▁", "xxxxxxxx", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\x00", "\u2028",
     ]
     for _ in range(150):
-        length = rng.choice([classifier.inputs._long_text_chars + 1, 1_000, 3_000, 20_000])
+        length = rng.choice([10, 100, 1_000, 3_000, 20_000])
         text = "".join(rng.choice(pieces) for _ in range(length))
         assert classifier.encode(text) == full_tokenization(classifier, text)
 
@@ -307,3 +308,19 @@ def test_predict_errors_exit_2(bundle, tmp_path, args, message):
     result = invoke(*filled)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize("option", [{"remove_extra_whitespaces": False}, {"treat_whitespace_as_suffix": True}, {"split_by_whitespace": False}])
+def test_tokenizers_that_join_words_are_used_whole(tmp_path, option):
+    """A sentencepiece model whose ids depend on more than one word at a time must not go through the
+    word cache: it is detected at load and every text is tokenized whole."""
+    import sentencepiece
+
+    texts = ["the match ended  in a draw", "shares fell as the bank cut its forecast", "a new phone for the new year"] * 50
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, model_type="bpe", vocab_size=120,
+                                             hard_vocab_limit=False, minloglevel=2, **option)
+    inputs = StudentInput(sentencepiece.SentencePieceProcessor(model_proto=model.getvalue()), InputSpec(max_length=64))
+    assert not inputs.by_word
+    for text in texts[:3] + ["the  match", "  the bank ", "phone\tyear\n"]:
+        assert inputs.encode_one(text) == inputs.tokenizer.encode(text, out_type=int)[:64]
