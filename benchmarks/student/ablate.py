@@ -84,7 +84,9 @@ def main():
     for spec in args.variant:
         values, transfer = parse(spec)
         if transfer == "labeled-only":
-            values.setdefault("labeled_only_student", "same")  # the variant's own architecture, not the pipeline's choice
+            # The variant's own architecture and vectors, not the pipeline's choice for its labeled-only student.
+            values.setdefault("labeled_only_student", "same")
+            values.setdefault("labeled_only_embeddings", "same")
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
             settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in ("count", "select")})
