@@ -459,6 +459,11 @@ def student_choices(run_dir: str | Path) -> dict:
     return {key: saved[key] for key in STUDENT_CHOICES}
 
 
+def ships_labeled_only(distilled_dev_accuracy: float, labeled_only_dev_accuracy: float) -> bool:
+    """Never ship a worse student: the bundle gets the labeled-only student when it scored higher on dev."""
+    return labeled_only_dev_accuracy > distilled_dev_accuracy
+
+
 def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
     started = time.time()
     settings = with_auto_choices(settings, run_dir)
@@ -476,8 +481,7 @@ def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
         baseline = distill_student(settings, run_dir, labeled, out / "labeled_only", labeled_only=True, desc="labeled-only student",
                                    tokenizer_model=out / "student" / "tokenizer.model")
         metrics["labeled_only_dev_accuracy"] = baseline["dev_accuracy"]
-        # Never ship a worse student: the bundle gets the labeled-only student when it scored higher on dev.
-        metrics["shipped"] = "labeled-only" if baseline["dev_accuracy"] > metrics["dev_accuracy"] else "generation-distillation"
+        metrics["shipped"] = "labeled-only" if ships_labeled_only(metrics["dev_accuracy"], baseline["dev_accuracy"]) else "generation-distillation"
     metrics["seconds"] = time.time() - started
     finish_stage(run_dir, "distill", asdict(settings), metrics)
     return metrics

@@ -13,7 +13,7 @@ from gendistill.runtime.cli import main
 from tiny_models import make_tiny_generator, make_tiny_teacher
 
 ROWS = ["tfidf-svm", "fasttext", "encoder-lr", "teacher", "student-labeled-only", "student-kd", "student-gendist",
-        "student-gendist-hard", "student-oracle-unlabeled"]
+        "student-shipped", "student-gendist-hard", "student-oracle-unlabeled"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,14 @@ def test_every_row_is_measured_on_every_dataset(benchmark_out):
     assert rows["student-gendist"]["precision"] in ("int8", "fp32")  # fp32 only when the tiny student fails the int8 check
     for model in ROWS:
         assert model in output
+
+    # student-shipped: the distill stage's rule (labeled-only only when strictly better on dev) applied to the two rows.
+    seed = toy["per_seed"]["0"]["rows"]
+    distilled, labeled = seed["student-gendist"]["dev_accuracy"], seed["student-labeled-only"]["dev_accuracy"]
+    expected = "student-labeled-only" if labeled > distilled else "student-gendist"
+    assert rows["student-shipped"]["shipped_per_seed"] == [expected]
+    assert rows["student-shipped"]["accuracy_mean"] == rows[expected]["accuracy_mean"]
+    assert f"per seed: 0: {expected}" in (out / "RESULTS.md").read_text()
 
 
 def test_results_schema(benchmark_out):
@@ -333,3 +341,14 @@ def test_setfit_row_trains_setfit_on_a_sentence_encoder(tmp_path, toy_rows):
     assert 0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 and row["tuned"]["iterations"] == 20
     assert (work / "model" / "model_head.pkl").is_file() and not (work / "checkpoints").exists()
     assert row["bytes"] > (encoder / "model.safetensors").stat().st_size and row["params"] > 0
+
+
+def test_shipped_row_follows_the_distill_stage_rule():
+    from gendistill.compressor.benchmark.run import shipped_row
+
+    distilled, labeled = {"accuracy": 0.9, "dev_accuracy": 0.8}, {"accuracy": 0.7, "dev_accuracy": 0.8}
+    assert shipped_row({"student-gendist": distilled, "student-labeled-only": labeled})["shipped"] == "student-gendist"  # a tie keeps it
+    labeled["dev_accuracy"] = 0.81
+    assert shipped_row({"student-gendist": distilled, "student-labeled-only": labeled}) == {**labeled, "shipped": "student-labeled-only"}
+    del distilled["dev_accuracy"]  # rows measured before dev accuracy was recorded
+    assert shipped_row({"student-gendist": distilled, "student-labeled-only": labeled}) is None

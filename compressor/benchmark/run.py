@@ -286,16 +286,22 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
             if name == "student-gendist":  # exactly the pipeline's distill stage: reuse its student
                 student_dir = work / "student"
                 shutil.copytree(stage_path(run_dir, "distill") / "student", student_dir)
+                dev_accuracy = read_json(stage_path(run_dir, "distill") / "metrics.json")["dev_accuracy"]
             else:
-                student_dir = train_student_row(run_dir, item["settings"], data, work, desc=f"{name} seed {seed}",
-                                                labeled_only=item.get("labeled_only", False))
+                student_dir, dev_accuracy = train_student_row(run_dir, item["settings"], data, work, desc=f"{name} seed {seed}",
+                                                              labeled_only=item.get("labeled_only", False))
             result = measure_student(run_dir, student_dir, test_texts, test_y, k, export, latency_texts)
             result["transfer_texts"] = len(data["texts"]) - len(train_texts)
+            result["dev_accuracy"] = dev_accuracy
             return result
 
         if name == "student-gendist":
             row_settings["distill_stage"] = distill_id
         row(name, row_settings, make)
+
+    shipped = shipped_row(results)
+    if shipped is not None:
+        results["student-shipped"] = shipped
 
     shared_synthesis = synthesis_defaults(run_dir, settings)
     for ablation, values in (("sampler", bench.samplers), ("top_k", bench.top_ks)):
@@ -335,6 +341,19 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         "teacher_length": teacher.max_length,
     }
 
+def shipped_row(rows: dict) -> dict | None:
+    """The student `compress` would ship: the labeled-only row when it scored higher on dev than the generation-distillation
+    one (the distill stage's rule), that row's figures with `shipped` naming it; None for rows measured before their dev
+    accuracy was recorded."""
+    from gendistill.compressor.distill import ships_labeled_only
+
+    distilled, labeled = rows.get("student-gendist"), rows.get("student-labeled-only")
+    if distilled is None or labeled is None or distilled.get("dev_accuracy") is None or labeled.get("dev_accuracy") is None:
+        return None
+    name = "student-labeled-only" if ships_labeled_only(distilled["dev_accuracy"], labeled["dev_accuracy"]) else "student-gendist"
+    return {**rows[name], "shipped": name}
+
+
 # --- aggregation -----------------------------------------------------------------------------------
 
 
@@ -373,6 +392,8 @@ def aggregate(bench: BenchmarkSettings, seeds: dict[int, dict]) -> dict:
             row["precision"] = "/".join(precisions)
         if "tuned" in per_seed[0]:
             row["tuned_per_seed"] = [r["tuned"] for r in per_seed]
+        if "shipped" in per_seed[0]:
+            row["shipped_per_seed"] = [r["shipped"] for r in per_seed]
         rows.append(row)
 
     top = max(bench.synthetic_counts)

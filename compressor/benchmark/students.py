@@ -36,13 +36,14 @@ def student_data(run_dir: Path, settings, transfer: str, count: int | None, sele
     return data
 
 
-def train_student_row(run_dir: Path, settings, data: dict, work_dir: Path, desc: str, labeled_only: bool = False) -> Path:
-    """Train one student on `data` exactly as the distill stage does; saves it to `work_dir/student/`."""
+def train_student_row(run_dir: Path, settings, data: dict, work_dir: Path, desc: str, labeled_only: bool = False) -> tuple[Path, float]:
+    """Train one student on `data` exactly as the distill stage does; saves it to `work_dir/student/`. Returns that
+    directory and the student's dev accuracy (of the epoch kept)."""
     from gendistill.compressor.distill import distill_student
 
     student_dir = work_dir / "student"
-    distill_student(settings, run_dir, data, student_dir, labeled_only=labeled_only, desc=desc)
-    return student_dir
+    metrics = distill_student(settings, run_dir, data, student_dir, labeled_only=labeled_only, desc=desc)
+    return student_dir, metrics["dev_accuracy"]
 
 
 def measure_student(run_dir: Path, student_dir: Path, test_texts, test_y, num_labels: int, export: bool,
