@@ -18,10 +18,9 @@ MODELS = ("tfidf-svm", "fasttext", "encoder-lr", "model2vec-lr", "setfit", "teac
           "student-shipped", "student-gendist-hard", "student-oracle-unlabeled")
 ROW_KEYS = ("model", "accuracy_mean", "accuracy_std", "macro_f1_mean", "params", "bytes", "latency_ms")
 OPTIONAL_ROWS = ("encoder-lr", "model2vec-lr", "setfit", "student-shipped")
-"""Rows a benchmark may lack: peers it was not asked for, and student-shipped on seeds measured before the student rows
-recorded their dev accuracy."""
-"""Rows a results file may lack: added after results were committed, or trained only when asked for
-(model2vec-lr needs model2vec's own environment; setfit an encoder and the time)."""
+"""Rows a results file may lack: added after results were committed (student-shipped needs the student rows' dev
+accuracy, recorded since 2026-12-05), or trained only when asked for (model2vec-lr needs model2vec's own environment;
+setfit an encoder and the time)."""
 
 def check_results(results: dict) -> None:
     """Raise ValueError unless `results` has the documented shape (the schema tests and consumers rely on)."""

@@ -341,6 +341,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
         "teacher_length": teacher.max_length,
     }
 
+
 def shipped_row(rows: dict) -> dict | None:
     """The student `compress` would ship: the labeled-only row when it scored higher on dev than the generation-distillation
     one (the distill stage's rule), that row's figures with `shipped` naming it; None for rows measured before their dev
