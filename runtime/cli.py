@@ -195,7 +195,7 @@ def bench(bundle: Path, texts_path: Path | None, text_column: str | None, thread
 
     Every text is read many times, so the runtime's cache of tokenized words knows all of their words by the
     time it is timed: the figures of a server whose traffic has no new words. A new word costs sentencepiece's
-    time for its characters once (~0.1 us a character).
+    time for its characters once (~0.15 us a character).
     """
     from gendistill.runtime.benchmark import format_table, run_benchmark
 
