@@ -193,9 +193,9 @@ def serve(bundle: Path, host: str, port: int, threads: int, max_body_bytes: int,
 def bench(bundle: Path, texts_path: Path | None, text_column: str | None, threads: int, server_clients: int, duration: float):
     """Measure BUNDLE on this machine: batch-1 latency, throughput at batch 1/32/256, and a server under load.
 
-    Every text is read many times, so the runtime's cache of tokenized words knows all of their words by the
-    time it is timed: the figures of a server whose traffic has no new words. A new word costs sentencepiece's
-    time for its characters once (~0.15 us a character).
+    Every text is read many times, so the runtime's cache of tokenized words soon knows all of their words: the
+    figures of a server whose traffic has no new words. One more batch-1 figure empties that cache before each
+    text, the cost of text whose every word is new (a new word costs sentencepiece's time for its characters once).
     """
     from gendistill.runtime.benchmark import format_table, run_benchmark
 

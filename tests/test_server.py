@@ -304,7 +304,7 @@ def test_serve_refuses_a_busy_port(bundle, server):
 def test_bench_command(bundle):
     result = CliRunner().invoke(main, ["bench", str(bundle), "--duration", "0.2", "--server-clients", "2"])
     assert result.exit_code == 0, result.output
-    for expected in ("batch-1 predict, median", "throughput, batch 256", "req/s", "server RSS after load"):
+    for expected in ("batch-1 predict, median", "every word new", "throughput, batch 256", "req/s", "server RSS after load"):
         assert expected in result.output
     assert re.search(r"server failed requests\s+0", result.output)
     assert re.search(r"stopped cleanly on SIGTERM\s+yes", result.output)
