@@ -10,6 +10,8 @@ imports only the runtime, as a deployment would). Then the first 100 test texts 
 - seen:   the word cache of a runtime that has read RUN_DIR's labeled training texts, reset before every pass so the
           test texts' new words are new each time (what the benchmark's student rows report);
 - warm:   the cache after the test texts themselves (a runtime that has seen every word before);
+- cold:   the cache emptied right before each text (inside the timed call: emptying one text's words takes a few
+          microseconds), so every word is new;
 and, given OLD_BUNDLE (the same student exported by earlier code), that bundle read the `whole` way.
 Three alternations of all ways, so the machine's state at any one moment weighs on all alike.
 """
@@ -46,13 +48,19 @@ def time_ways(bundle: Path, old_bundle: str | None, texts: list[str], seen: list
     def reset():
         inputs.word_ids = dict(seen_words)
 
-    rows = {"whole": [], "seen": [], "warm": []} | ({"old bundle, whole": []} if old else {})
+    rows = {"whole": [], "seen": [], "warm": [], "cold": []} | ({"old bundle, whole": []} if old else {})
+
+    def cold(text):
+        inputs.word_ids.clear()
+        classifier.predict_proba([text])
+
     for _ in range(3):
         inputs.by_word = False
         rows["whole"].append(median_ms(lambda text: classifier.predict_proba([text]), texts))
         inputs.by_word = True
         rows["seen"].append(median_ms(lambda text: classifier.predict_proba([text]), texts, before_round=reset))
         rows["warm"].append(median_ms(lambda text: classifier.predict_proba([text]), texts))
+        rows["cold"].append(median_ms(cold, texts))
         if old:
             old.inputs.by_word = False
             rows["old bundle, whole"].append(median_ms(lambda text: old.predict_proba([text]), texts))
