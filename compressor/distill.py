@@ -436,8 +436,8 @@ def with_auto_choices(settings: DistillSettings, run_dir: str | Path) -> Distill
     return resolve_auto(settings, teacher_max_length(run_dir))
 
 
-STUDENT_CHOICES = ("architecture", "max_length", "embeddings")
-"""The student's automatic choices that shape it (a changed rule for them makes another student)."""
+STUDENT_CHOICES = ("architecture", "max_length", "embeddings", "keep_confident")
+"""The student's automatic choices that shape it or what it learns from (a changed rule for them makes another student)."""
 
 
 def auto_choices_difference(saved: dict, settings: DistillSettings, teacher_length: int) -> str | None:
@@ -453,10 +453,12 @@ def auto_choices_difference(saved: dict, settings: DistillSettings, teacher_leng
 
 
 def student_choices(run_dir: str | Path) -> dict:
-    """The input length, architecture and initial vectors a finished distill stage's student used (auto resolved when
-    it was made)."""
+    """The input length, architecture, initial vectors and synthetic texts kept that a finished distill stage's student
+    used (auto resolved when it was made; a stage made before a choice existed did what ADDED_LATER says)."""
+    from gendistill.compressor.pipeline import ADDED_LATER
+
     saved = read_json(stage_path(run_dir, "distill") / "settings.json")
-    return {key: saved[key] for key in STUDENT_CHOICES}
+    return {key: saved.get(key, ADDED_LATER.get(key)) for key in STUDENT_CHOICES}
 
 
 def ships_labeled_only(distilled_dev_accuracy: float, labeled_only_dev_accuracy: float) -> bool:

@@ -169,6 +169,16 @@ def test_a_seed_recorded_in_results_json_is_read_back_without_its_runs_dir(bench
     with caplog.at_level(logging.INFO, logger="gendistill.compressor.benchmark.run"):
         assert recorded_seeds(settings, again) == {}
     assert any(r.message.endswith("(distill.architecture: 'kim-cnn' -> 'bigru' (auto)): measured again") for r in caplog.records)
+    # So is one whose synthetic texts kept were chosen by an older KEEP_CONFIDENT rule (the bigru keeps all: 0).
+    made = json.loads(json.dumps(before))
+    seed = made["datasets"]["toy"]["per_seed"]["0"]
+    assert seed["student_choices"]["keep_confident"] == 0
+    seed["student_choices"]["keep_confident"] = 10_000
+    (again / "results.json").write_text(json.dumps(made))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gendistill.compressor.benchmark.run"):
+        assert recorded_seeds(settings, again) == {}
+    assert any(r.message.endswith("(distill.keep_confident: 10000 -> 0 (auto)): measured again") for r in caplog.records)
     (again / "results.json").write_text("{ cut off")
     assert recorded_seeds(settings, again) == {}
 
