@@ -310,6 +310,21 @@ def test_predict_errors_exit_2(bundle, tmp_path, args, message):
     assert message in result.output
 
 
+def test_the_word_cache_is_used_and_bounded(bundle, monkeypatch):
+    """Words are cached as they are read, never past MAX_CACHED_WORDS, and a full cache changes no id."""
+    from gendistill.runtime import preprocess
+
+    monkeypatch.setattr(preprocess, "MAX_CACHED_WORDS", 20)
+    classifier = Classifier.load(bundle)
+    assert classifier.inputs.word_ids == {}  # the load-time probe leaves nothing behind
+    texts = ["The striker scored a late goal", "Shares fell as the bank cut its profit forecast", "A new phone chip for users"] * 3
+    texts += [" ".join(f"word{n}x" for n in range(start, start + 15)) for start in range(0, 60, 15)]
+    for text in texts:
+        assert classifier.encode(text) == full_tokenization(classifier, text)
+    assert 0 < len(classifier.inputs.word_ids) <= 20 + 15  # filled by whole texts: at most one text's words past the limit
+    assert "goal" in classifier.inputs.word_ids
+
+
 @pytest.mark.parametrize("option", [{"remove_extra_whitespaces": False}, {"treat_whitespace_as_suffix": True}, {"split_by_whitespace": False}])
 def test_tokenizers_that_join_words_are_used_whole(tmp_path, option):
     """A sentencepiece model whose ids depend on more than one word at a time must not go through the
