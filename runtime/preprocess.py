@@ -66,8 +66,9 @@ class StudentInput:
         self.spec = spec
         self.word_ids: dict[str, tuple[int, ...]] = {}
         """The cache: each word seen (normalized) -> its ids. Safe to clear or replace at any time."""
-        self._starts_word = [tokenizer.id_to_piece(i).startswith(WORD_START) for i in range(tokenizer.get_piece_size())]
-        self.by_word = _words_are_independent(tokenizer) and self._probe_agrees()
+        pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.get_piece_size())]
+        self._starts_word = [piece.startswith(WORD_START) for piece in pieces]
+        self.by_word = _words_are_independent(tokenizer, pieces) and self._probe_agrees()
 
     @classmethod
     def load(cls, model_file: str | Path, spec: InputSpec) -> "StudentInput":
@@ -168,10 +169,10 @@ PROBE = ("  Hello, World! It's 2024:\tthe £5 café\nnaïve e\u0301 ﬁne Σ İ 
          "x\x0by p\x1cq \x00 😀👍🏽 ▁ <unk> don't  ")
 
 
-def _words_are_independent(tokenizer) -> bool:
-    """True when no piece holds a word-start mark anywhere but at its start (sentencepiece's default
-    `split_by_whitespace`), and the mark itself is a known piece: then ids never span a space, and a
-    text's ids are its words' ids one after the other."""
+def _words_are_independent(tokenizer, pieces: list[str]) -> bool:
+    """True when no piece (of `pieces`, the tokenizer's, by id) holds a word-start mark anywhere but at its start
+    (sentencepiece's default `split_by_whitespace`), and the mark itself is a known piece: then ids never span a
+    space, and a text's ids are its words' ids one after the other."""
     if tokenizer.piece_to_id(WORD_START) == tokenizer.unk_id():
         return False
-    return all(WORD_START not in tokenizer.id_to_piece(i)[1:] for i in range(tokenizer.get_piece_size()))
+    return all(WORD_START not in piece[1:] for piece in pieces)

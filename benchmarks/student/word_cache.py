@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gendistill.compressor.benchmark.measure import median_ms
+from gendistill.compressor.benchmark.measure import median_ms, remember_only
+from gendistill.compressor.rundir import load_split
 from gendistill.runtime import Classifier
 
 
@@ -34,20 +35,12 @@ def export(run_dir: str, student_dir: str, out: str) -> None:
     run_export(ExportSettings(golden_size=20), run_dir, out, student_dir=Path(student_dir))
 
 
-def read_texts(path: Path) -> list[str]:
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def time_ways(bundle: Path, old_bundle: str | None, texts: list[str], seen: list[str]) -> dict:
     classifier = Classifier.load(bundle, threads=1)
     old = Classifier.load(old_bundle, threads=1) if old_bundle else None
     inputs = classifier.inputs
-    inputs.encode(seen)
-    seen_words = dict(inputs.word_ids)
-
-    def reset():
-        inputs.word_ids = dict(seen_words)
-
+    reset = remember_only(classifier, seen)
+    seen_words = len(inputs.word_ids)
     rows = {"whole": [], "seen": [], "warm": [], "cold": []} | ({"old bundle, whole": []} if old else {})
 
     def cold(text):
@@ -65,7 +58,7 @@ def time_ways(bundle: Path, old_bundle: str | None, texts: list[str], seen: list
             old.inputs.by_word = False
             rows["old bundle, whole"].append(median_ms(lambda text: old.predict_proba([text]), texts))
     graphs = {"today": bundle} | ({"old bundle": Path(old_bundle)} if old else {})
-    return {"seen_words": len(seen_words), "ids": [len(inputs.encode_one(text)) for text in texts], "ms": rows,
+    return {"seen_words": seen_words, "ids": [len(inputs.encode_one(text)) for text in texts], "ms": rows,
             "onnx_graph": {name: {"operations": operations(path / "model.onnx"),
                                   "batch1_ms_at_export": json.loads((path / "metrics.json").read_text())["latency_ms"]}
                            for name, path in graphs.items()}}
@@ -85,8 +78,8 @@ def main():
     results = {"method": __doc__.split("\n\n", 2)[2].strip(), "students": {}}
     for spec in specs:
         run_dir, student_dir, *old_bundle = spec.split(":")
-        texts = read_texts(Path(run_dir) / "data" / "test.jsonl")[:100]
-        seen = read_texts(Path(run_dir) / "data" / "train.jsonl")
+        texts = load_split(run_dir, "test")[0][:100]
+        seen = load_split(run_dir, "train")[0]
         with tempfile.TemporaryDirectory() as work:
             bundle = Path(work) / "bundle"
             subprocess.run([sys.executable, __file__, "export", run_dir, student_dir, str(bundle)], check=True)

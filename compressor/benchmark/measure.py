@@ -61,6 +61,19 @@ def bundle_median_ms(bundle: str | Path, texts: list[str], seen_texts: list[str]
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def remember_only(classifier, seen_texts: list[str]):
+    """Let `classifier` read `seen_texts` (filling its word cache, `StudentInput.word_ids`); returns a function that puts
+    the cache back to just that, forgetting whatever was read since: a `median_ms` `before_round`."""
+    if seen_texts:
+        classifier.encode(list(seen_texts))
+    seen_words = dict(classifier.inputs.word_ids)
+
+    def forget_the_rest():
+        classifier.inputs.word_ids = dict(seen_words)
+
+    return forget_the_rest
+
+
 def files_bytes(paths) -> int:
     return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
 
@@ -76,10 +89,5 @@ if __name__ == "__main__":  # bundle_median_ms's timing process: BUNDLE TEXTS.js
 
     classifier = Classifier.load(sys.argv[1], threads=1)
     texts = json.loads(Path(sys.argv[2]).read_text())
-    classifier.encode(texts["seen"] or [""])
-    seen_words = dict(classifier.inputs.word_ids)
-
-    def forget_timed_texts():
-        classifier.inputs.word_ids = dict(seen_words)
-
+    forget_timed_texts = remember_only(classifier, texts["seen"])
     print(median_ms(lambda text: classifier.predict_proba([text]), texts["timed"], before_round=forget_timed_texts))
