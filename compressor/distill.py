@@ -77,9 +77,6 @@ class DistillSettings(Seeded, OnDevice):
     synthetic texts (74.7 ± 0.4 against 74.8 ± 0.5, 3 student seeds) and on all 80,000 (76.5 ± 0.2 against
     76.1 ± 0.8), at 1.5-1.7x the speed (0.11-0.14 against 0.17-0.23 ms a text end to end) and a smaller bundle (1.23 MB
     against 1.27; benchmarks/student)."""
-    ensemble: int = 1
-    """bigru: GRU students trained side by side over one input table, each with its own loss, their logits averaged
-    (one GRU node, this many times wider, in the bundle)."""
     teacher_labels: Literal["soft", "hard"] = "soft"
     """What the student learns from the teacher: its soft labels (KL) or its argmax (CE)."""
     lam: float = 0.2
@@ -154,7 +151,6 @@ class DistillSettings(Seeded, OnDevice):
         self.at_least("vocab_size", 50)
         self.at_least("embed_dim", 1)
         self.at_least("gru_units", 1)
-        self.at_least("ensemble", 1)
         self.between("lam", 0.0, 1.0)
         self.at_least("keep_confident", 0)
         self.between("keep_share", 0.0, 1.0)
@@ -196,7 +192,7 @@ the probe's MLP (128 hidden units, dropout 0.1); the others keep StudentConfig's
 def student_shape(settings: DistillSettings) -> dict:
     """The StudentConfig fields `settings` sets for its (resolved) architecture."""
     if settings.architecture == "bigru":
-        return {"hidden": settings.gru_units, "ensemble": settings.ensemble}
+        return {"hidden": settings.gru_units}
     return dict(STUDENT_SHAPES.get(settings.architecture, {}))
 
 
@@ -282,13 +278,8 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            batch_ids = torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device)
+            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
             batch = batch.to(device)
-            if getattr(model, "ensemble", 1) > 1:  # each student of the ensemble learns on its own: every loss below, per student
-                logits = model.heads(batch_ids).flatten(0, 1)
-                batch = batch.repeat_interleave(model.ensemble)
-            else:
-                logits = model(batch_ids)
             loss = logits.new_zeros(())
             real = hard_t[batch] >= 0
             if real.any() and lam > 0:

@@ -41,8 +41,6 @@ class StudentConfig:
     """kim-cnn: the filter widths; res-cnn uses the first one for every block."""
     hidden: int = 100
     """res-cnn: channels of each residual block; static: the MLP's hidden units; bigru: GRU units per direction."""
-    ensemble: int = 1
-    """bigru: this many GRU students over one input table, trained side by side, their logits averaged."""
     num_blocks: int = 3
     """res-cnn: number of residual blocks."""
     dropout: float = 0.5
@@ -192,39 +190,18 @@ class BiGRU(nn.Module):
     Padding stays exact: the backward GRU reads each text reversed within its own length (pads still last), so no
     pad reaches a real position in either direction. Its ONNX graph (`export.onnx_export.bigru_graph`) is one
     bidirectional GRU node given each text's length, which does the same.
-
-    With `ensemble` K > 1 the model is K such students sharing the input table: each direction is one GRU of K x
-    `hidden` units whose recurrent matrix is block-diagonal (unit blocks never read each other: the other blocks
-    start at zero and their gradients are zeroed, so Adam leaves them at zero), each block has its own linear
-    classifier, and `heads` gives the K logits for training, each student its own loss. `forward` averages them,
-    which is one linear layer over all the blocks (`merged_classifier`): the exported graph is the same single GRU
-    node, K times wider.
     """
 
     def __init__(self, config: StudentConfig):
         super().__init__()
         self.pad_id = config.pad_id
-        self.ensemble, self.num_labels, units = config.ensemble, config.num_labels, config.hidden * config.ensemble
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
-        self.forward_gru = nn.GRU(config.embed_dim, units, batch_first=True)
-        self.backward_gru = nn.GRU(config.embed_dim, units, batch_first=True)
+        self.forward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
+        self.backward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(2 * units, config.num_labels * config.ensemble)
-        if self.ensemble > 1:
-            block = torch.kron(torch.eye(self.ensemble), torch.ones(config.hidden, config.hidden))
-            self.register_buffer("recurrent_mask", block.repeat(3, 1), persistent=False)  # [3 gates x units, units]
-            features = torch.kron(torch.eye(self.ensemble), torch.ones(config.num_labels, config.hidden)).repeat(1, 2)
-            self.register_buffer("classifier_mask", features, persistent=False)  # [K x labels, 2 x units]
-            bound = config.hidden ** -0.5  # each student's GRU starts as a GRU of `hidden` units would
-            for gru in (self.forward_gru, self.backward_gru):
-                for weight in gru.parameters():
-                    nn.init.uniform_(weight, -bound, bound)
-                with torch.no_grad():
-                    gru.weight_hh_l0.mul_(self.recurrent_mask)
-                gru.weight_hh_l0.register_hook(lambda grad: grad * self.recurrent_mask)
+        self.classifier = nn.Linear(2 * config.hidden, config.num_labels)
 
-    def heads(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """[batch, ensemble, labels]: each student's logits."""
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = input_ids != self.pad_id  # [B, T]
         lengths = mask.sum(1, keepdim=True)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
@@ -236,18 +213,7 @@ class BiGRU(nn.Module):
         behind = behind.gather(1, reverse.expand(-1, -1, behind.shape[2]))  # back into the text's order
         # GRU states lie in (-1, 1): shifted by 1 they are > 0 at real positions, so zeroing pads before the max masks them.
         states = (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
-        features = self.dropout(states.amax(dim=1))
-        weight = self.classifier.weight if self.ensemble == 1 else self.classifier.weight * self.classifier_mask
-        return nn.functional.linear(features, weight, self.classifier.bias).view(-1, self.ensemble, self.num_labels)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.heads(input_ids).mean(dim=1)
-
-    def merged_classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weight [labels, 2 x units], bias [labels]) of the one linear layer that gives the students' mean logits."""
-        weight = self.classifier.weight if self.ensemble == 1 else self.classifier.weight * self.classifier_mask
-        weight = weight.view(self.ensemble, self.num_labels, -1).mean(dim=0)
-        return weight, self.classifier.bias.view(self.ensemble, self.num_labels).mean(dim=0)
+        return self.classifier(self.dropout(states.amax(dim=1)))
 
     def onnx_graph(self):
         """This model as ONNX (export_fp32 saves it instead of tracing): one bidirectional GRU node given the lengths."""

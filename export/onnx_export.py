@@ -74,7 +74,6 @@ def bigru_graph(model):
         return tensor.detach().cpu().numpy().astype(np.float32)
 
     hidden = model.forward_gru.hidden_size
-    classifier_weight, classifier_bias = model.merged_classifier()
     # PyTorch stacks a GRU's gates as (reset, update, new), ONNX as (update, reset, hidden); linear_before_reset=1 is
     # PyTorch's formula (the reset gate scales the recurrent term after its matrix product, bias included).
     order = np.r_[hidden:2 * hidden, 0:hidden, 2 * hidden:3 * hidden]
@@ -84,8 +83,8 @@ def bigru_graph(model):
         "gru_W": np.stack([array(g.weight_ih_l0)[order] for g in grus]),
         "gru_R": np.stack([array(g.weight_hh_l0)[order] for g in grus]),
         "gru_B": np.stack([np.concatenate([array(g.bias_ih_l0)[order], array(g.bias_hh_l0)[order]]) for g in grus]),
-        "classifier_weight": array(classifier_weight),
-        "classifier_bias": array(classifier_bias),
+        "classifier_weight": array(model.classifier.weight),
+        "classifier_bias": array(model.classifier.bias),
         "pad_id": np.array(model.pad_id, dtype=np.int64),
         "one": np.array(1.0, dtype=np.float32),
         "time_axis": np.array([0], dtype=np.int64),
@@ -119,7 +118,7 @@ def bigru_graph(model):
     graph = helper.make_graph(
         nodes, "bigru",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, INPUT_AXES)],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [OUTPUT_AXES[0], model.num_labels])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [OUTPUT_AXES[0], model.classifier.out_features])],
         [numpy_helper.from_array(value, name) for name, value in weights.items()],
     )
     # IR version 8 is what opset 18 needs; a newer onnx package would otherwise write its own, newer than some runtimes read.
