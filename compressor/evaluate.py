@@ -139,7 +139,8 @@ def build_report(run_dir: str | Path) -> dict:
         report["annotation"] = {k: metrics["annotate"].get(k) for k in ("engine", "texts", "texts_per_second", "seconds", "engine_check")}
     if "distill" in metrics and metrics["distill"].get("shipped"):
         d = metrics["distill"]
-        report["shipped"] = {"student": d["shipped"], "dev_accuracy": d["dev_accuracy"], "labeled_only_dev_accuracy": d.get("labeled_only_dev_accuracy")}
+        report["shipped"] = {"student": d["shipped"], "dev_accuracy": d["dev_accuracy"], "labeled_only_dev_accuracy": d.get("labeled_only_dev_accuracy"),
+                             "dev_disagreement": d.get("dev_disagreement")}
     test_y = load_split(run_dir, "test")[1]
     if test_y:
         report["majority_class_test_accuracy"] = _majority(test_y)[1]
@@ -147,7 +148,7 @@ def build_report(run_dir: str | Path) -> dict:
     if "distill" in metrics and dev_y:
         d = metrics["distill"]
         majority, majority_dev = _majority(dev_y)
-        shipped_dev = max(d["dev_accuracy"], d.get("labeled_only_dev_accuracy") or 0.0)
+        shipped_dev = d["labeled_only_dev_accuracy"] if d.get("shipped") == "labeled-only" else d["dev_accuracy"]
         if shipped_dev <= majority_dev:  # a student no better than a constant: say so loudly, never ship it quietly
             prior = read_json(stage_path(run_dir, "teacher") / "settings.json").get("prior", "train")
             report["warning"] = (
@@ -175,6 +176,16 @@ def _majority(targets: list[int]) -> tuple[int, float]:
 def bundle_test_accuracy(bundle: dict) -> float | None:
     """The shipped bundle's test accuracy: its int8 model's when it shipped int8, else its fp32 model's."""
     return bundle.get("int8_test_accuracy") if bundle.get("precision") == "int8" else bundle.get("fp32_test_accuracy")
+
+
+def _shipping_rule(disagreement: dict | None) -> str:
+    from gendistill.compressor.distill import SHIP_MARGIN
+
+    if disagreement is None:  # a distill stage made before the rule read the dev texts where the students disagree
+        return "The better on dev was shipped."
+    return (f"Of the dev texts only one of them gets right, {disagreement['only_distilled_right']} are the generation-distillation "
+            f"student's and {disagreement['only_labeled_only_right']} the labeled-only one's; the labeled-only student is shipped when "
+            f"it has at least {SHIP_MARGIN} more (a one-text edge on a small dev set is noise).")
 
 
 def render_markdown(report: dict) -> str:
@@ -221,7 +232,7 @@ def render_markdown(report: dict) -> str:
         sh = report["shipped"]
         which = "generation-distillation student" if sh["student"] == "generation-distillation" else "labeled-only student"
         lines += ["", f"Shipped in the bundle: the {which} (dev accuracy {pct(sh['dev_accuracy'])} generation-distillation vs "
-                  f"{pct(sh['labeled_only_dev_accuracy'])} labeled-only; the better on dev is shipped)."]
+                  f"{pct(sh['labeled_only_dev_accuracy'])} labeled-only). " + _shipping_rule(sh.get("dev_disagreement"))]
     if "student_vs_teacher" in report:
         lines += ["", f"The student keeps {pct(report['student_vs_teacher'])} of the teacher's accuracy with {report['compression']:.0f}x fewer parameters."]
     if "bundle" in report:

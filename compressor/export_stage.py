@@ -31,8 +31,8 @@ be under 1% (export.verify), and quick: for a 100-filter Kim-CNN on rotten-tomat
 
 
 def shipped_student(run_dir: str | Path) -> Path:
-    """The student the distill stage chose to ship: the generation-distillation one, unless the
-    labeled-only one scored higher on dev (see the distill stage's `shipped`)."""
+    """The student the distill stage chose to ship: the generation-distillation one, unless dev showed the
+    labeled-only one better (see the distill stage's `shipped` and `ships_labeled_only`)."""
     distill = rundir.stage_path(run_dir, "distill")
     metrics = rundir.read_json(distill / "metrics.json") if (distill / "metrics.json").is_file() else {}
     return distill / ("labeled_only" if metrics.get("shipped") == "labeled-only" else "student")

@@ -692,6 +692,23 @@ def test_annotate_reports_how_often_the_teacher_gives_the_class_a_text_was_asked
     assert 0.3 < metrics["synthetic_prompted_agreement"] < 0.7  # about half: the teacher's labels barely moved
 
 
+def test_the_distill_stage_records_the_dev_texts_its_shipping_rule_read(finished_run):
+    """The stage counts the dev texts only one student gets right (each student re-read from disk), ships by
+    `ships_labeled_only` on them, and the report says so in a sentence."""
+    from gendistill.compressor.distill import dev_disagreement, dev_right, ships_labeled_only
+    from gendistill.compressor.rundir import read_json, stage_path
+
+    run_dir = finished_run[0]
+    metrics = read_json(stage_path(run_dir, "distill") / "metrics.json")
+    right = [dev_right(stage_path(run_dir, "distill") / name, run_dir) for name in ("student", "labeled_only")]
+    assert metrics["dev_disagreement"] == dev_disagreement(*right)
+    assert [right[0].mean(), right[1].mean()] == pytest.approx([metrics["dev_accuracy"], metrics["labeled_only_dev_accuracy"]])
+    assert metrics["shipped"] == ("labeled-only" if ships_labeled_only(metrics["dev_disagreement"]) else "generation-distillation")
+    counts = metrics["dev_disagreement"]
+    assert (f"Of the dev texts only one of them gets right, {counts['only_distilled_right']} are the generation-distillation "
+            f"student's and {counts['only_labeled_only_right']} the labeled-only one's") in (run_dir / "report.md").read_text()
+
+
 def test_a_student_no_better_than_the_majority_class_is_reported_as_a_failure(tmp_path, finished_run):
     """The report (and the command's output) says loudly when neither student beats always answering one class on dev."""
     import shutil

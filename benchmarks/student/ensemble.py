@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gendistill.compressor.rundir import load_labels, load_split
+from gendistill.compressor.rundir import load_split
 from gendistill.runtime import Classifier
 
 
 def main():
     run_dir, *variants = sys.argv[1:]
-    texts, labels = load_split(run_dir, "test")[:2]
-    names = load_labels(run_dir)
-    truth = np.array([names.index(label) if isinstance(label, str) else label for label in labels])
+    texts, labels = load_split(run_dir, "test")
+    truth = np.asarray(labels)
     out = {"run_dir": run_dir, "test_texts": len(texts), "variants": {}}
     for variant in variants:
         bundles = sorted((Path(run_dir) / "student-ablation" / variant).glob("seed*/bundle"))

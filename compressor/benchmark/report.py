@@ -18,9 +18,9 @@ MODELS = ("tfidf-svm", "fasttext", "encoder-lr", "model2vec-lr", "setfit", "teac
           "student-shipped", "student-gendist-hard", "student-oracle-unlabeled")
 ROW_KEYS = ("model", "accuracy_mean", "accuracy_std", "macro_f1_mean", "params", "bytes", "latency_ms")
 OPTIONAL_ROWS = ("encoder-lr", "model2vec-lr", "setfit", "student-shipped")
-"""Rows a results file may lack: added after results were committed (student-shipped needs the student rows' dev
-accuracy, recorded since 2026-12-05), or trained only when asked for (model2vec-lr needs model2vec's own environment;
-setfit an encoder and the time)."""
+"""Rows a results file may lack: added after results were committed (student-shipped re-reads the two students from
+the runs directory; seeds recorded before it, or whose runs directory is gone, have none), or trained only when asked
+for (model2vec-lr needs model2vec's own environment; setfit an encoder and the time)."""
 
 def check_results(results: dict) -> None:
     """Raise ValueError unless `results` has the documented shape (the schema tests and consumers rely on)."""
@@ -183,8 +183,12 @@ def render_markdown(results: dict, plots: list[str]) -> str:
                          f"{row['params']:,} | {size(row['bytes'])} | {latency} |")
         if "student-shipped" in rows_by_model:
             shipped = rows_by_model["student-shipped"]["shipped_per_seed"]
-            lines += ["", "student-shipped is what `compress` ships: the labeled-only student where it scored higher on dev than the "
-                      "generation-distillation one; per seed: " + ", ".join(f"{seed}: {row}" for seed, row in zip(dataset["seeds"], shipped)) + "."]
+            from gendistill.compressor.distill import SHIP_MARGIN
+
+            per_seed = ", ".join(f"{seed}: {row}" for seed, row in zip(dataset["seeds"], shipped))
+            lines += ["", "student-shipped is what `compress` ships: the labeled-only student where, of the dev texts only one of "
+                      f"the two students gets right, it gets at least {SHIP_MARGIN} more; else the generation-distillation one. "
+                      f"Per seed: {per_seed}."]
         int8 = {r["model"]: r.get("int8_accuracy") for r in dataset["rows"] if r.get("int8_accuracy") is not None}
         if int8:
             lines += ["", "Student accuracy after int8 export: " + ", ".join(f"{m} {pct(a, sign=False)}" for m, a in int8.items()) + "."]

@@ -299,7 +299,7 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
             row_settings["distill_stage"] = distill_id
         row(name, row_settings, make)
 
-    shipped = shipped_row(results)
+    shipped = shipped_row(results, run_dir, cache.root)
     if shipped is not None:
         results["student-shipped"] = shipped
 
@@ -342,17 +342,17 @@ def run_seed(bench: BenchmarkSettings, dataset: str, seed: int, run_dir: Path) -
     }
 
 
-def shipped_row(rows: dict) -> dict | None:
-    """The student `compress` would ship: the labeled-only row when it scored higher on dev than the generation-distillation
-    one (the distill stage's rule), that row's figures with `shipped` naming it; None for rows measured before their dev
-    accuracy was recorded."""
-    from gendistill.compressor.distill import ships_labeled_only
+def shipped_row(rows: dict, run_dir: Path, rows_dir: Path) -> dict | None:
+    """The student `compress` would ship (the distill stage's rule, on the two students saved under `rows_dir`): that row's
+    figures, with `shipped` naming it and the dev texts the rule read (`dev_disagreement`)."""
+    from gendistill.compressor.distill import dev_disagreement, dev_right, ships_labeled_only
 
-    distilled, labeled = rows.get("student-gendist"), rows.get("student-labeled-only")
-    if distilled is None or labeled is None or distilled.get("dev_accuracy") is None or labeled.get("dev_accuracy") is None:
+    names = ("student-gendist", "student-labeled-only")
+    if any(name not in rows or not (rows_dir / name / "student").is_dir() for name in names):
         return None
-    name = "student-labeled-only" if ships_labeled_only(distilled["dev_accuracy"], labeled["dev_accuracy"]) else "student-gendist"
-    return {**rows[name], "shipped": name}
+    disagreement = dev_disagreement(*(dev_right(rows_dir / name / "student", run_dir) for name in names))
+    name = names[1] if ships_labeled_only(disagreement) else names[0]
+    return {**rows[name], "shipped": name, "dev_disagreement": disagreement}
 
 
 # --- aggregation -----------------------------------------------------------------------------------
