@@ -481,8 +481,10 @@ def dev_right(student_dir: Path, run_dir: str | Path) -> np.ndarray:
 
 def dev_disagreement(distilled_right: np.ndarray, labeled_only_right: np.ndarray) -> dict:
     """How many of the dev texts only the one student or only the other gets right."""
-    return {"only_distilled_right": int((distilled_right & ~labeled_only_right).sum()),
-            "only_labeled_only_right": int((labeled_only_right & ~distilled_right).sum())}
+    from gendistill.export.verify import only_right
+
+    only_distilled, only_labeled = only_right(distilled_right, labeled_only_right)
+    return {"only_distilled_right": only_distilled, "only_labeled_only_right": only_labeled}
 
 
 def ships_labeled_only(disagreement: dict) -> bool:

@@ -127,12 +127,18 @@ def loss_p_value(worse: int, better: int) -> float:
     return sum(math.comb(texts, i) for i in range(worse, texts + 1)) / 2**texts
 
 
+def only_right(reference_right: np.ndarray, candidate_right: np.ndarray) -> tuple[int, int]:
+    """Of the texts only one of two models gets right (per text: right or not): how many are the reference's, how many
+    the candidate's."""
+    return int((reference_right & ~candidate_right).sum()), int((candidate_right & ~reference_right).sum())
+
+
 def accuracy_loss(reference_right: np.ndarray, candidate_right: np.ndarray) -> dict:
     """The accuracy rule, for any quantized model against its reference (the student's int8 against fp32, the
     int8 teacher against torch): per text whether each got it right -> the loss in accuracy, the texts only one
     of them gets right, the sign test's p-value, and `refused`: a loss above MAX_INT8_ACCURACY_LOSS that the
     test says is not chance."""
-    worse, better = int((reference_right & ~candidate_right).sum()), int((candidate_right & ~reference_right).sum())
+    worse, better = only_right(reference_right, candidate_right)
     loss, p_value = (worse - better) / max(len(reference_right), 1), loss_p_value(worse, better)
     return {"loss": loss, "worse": worse, "better": better, "p_value": p_value,
             "refused": loss > MAX_INT8_ACCURACY_LOSS and p_value < ACCURACY_LOSS_SIGNIFICANCE}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gendistill.compressor.rundir import load_split
+from gendistill.export.verify import accuracy
 from gendistill.runtime import Classifier
 
 
@@ -27,12 +28,12 @@ def main():
         bundles = sorted((Path(run_dir) / "student-ablation" / variant).glob("seed*/bundle"))
         log_probs = [np.log(np.asarray(Classifier.load(b, threads=1).predict_proba(texts)) + 1e-9) for b in bundles]
 
-        def accuracy(members):
-            return float((np.mean([log_probs[i] for i in members], 0).argmax(1) == truth).mean())
+        def averaged_accuracy(members):
+            return accuracy(np.mean([log_probs[i] for i in members], 0), truth)
 
         by_size = {}
         for size in range(1, len(bundles) + 1):
-            scores = [accuracy(members) for members in itertools.combinations(range(len(bundles)), size)]
+            scores = [averaged_accuracy(members) for members in itertools.combinations(range(len(bundles)), size)]
             by_size[size] = {"mean": statistics.fmean(scores), "min": min(scores), "max": max(scores), "combinations": len(scores)}
         out["variants"][variant] = {"seeds": [b.parent.name for b in bundles], "accuracy_by_ensemble_size": by_size}
         print(variant, {size: round(100 * v["mean"], 2) for size, v in by_size.items()}, file=sys.stderr)

@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from gendistill.compressor.distill import dev_disagreement, dev_right
 from gendistill.compressor.rundir import load_split
+from gendistill.export.verify import accuracy, loss_p_value
 from gendistill.runtime import Classifier
 
 MARGINS = (1, 2, 3, 5)
@@ -33,7 +33,7 @@ LEVELS = (0.05, 0.1, 0.2)
 
 def test_accuracy(bundle: Path, run_dir: str) -> float:
     texts, labels = load_split(run_dir, "test")
-    return float((np.asarray(Classifier.load(bundle, threads=1).predict_proba(texts)).argmax(1) == np.asarray(labels)).mean())
+    return accuracy(np.asarray(Classifier.load(bundle, threads=1).predict_proba(texts)), np.asarray(labels))
 
 
 def pairs(distilled: list[Path], labeled: list[Path]) -> list[tuple[Path, Path]]:
@@ -53,8 +53,7 @@ def main():
             pair = {"run_dir": run_dir, "distilled": str(distilled), "labeled_only": str(labeled), "dev_texts": len(d_dev),
                     **dev_disagreement(d_dev, l_dev), "dev_accuracy": [float(d_dev.mean()), float(l_dev.mean())],
                     "test_accuracy": [test_accuracy(distilled / "bundle", run_dir), test_accuracy(labeled / "bundle", run_dir)]}
-            only_labeled, only_distilled = pair["only_labeled_only_right"], pair["only_distilled_right"]
-            pair["p_value"] = binomtest(only_labeled, only_labeled + only_distilled, alternative="greater").pvalue if only_labeled else 1.0
+            pair["p_value"] = loss_p_value(pair["only_labeled_only_right"], pair["only_distilled_right"])  # the exact one-sided sign test
             results["pairs"].append(pair)
             print(f"{distilled} vs {labeled}: dev {pair['dev_accuracy']}, only one right {pair['only_distilled_right']} / "
                   f"{pair['only_labeled_only_right']} (p {pair['p_value']:.3f}), test {pair['test_accuracy']}", file=sys.stderr)
