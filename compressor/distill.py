@@ -107,6 +107,8 @@ class DistillSettings(Seeded, OnDevice):
     of 80,000."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
+    embedding_lr: float = 1.0
+    """The subword table's learning rate as a share of --student-lr; 0 keeps the initial vectors frozen."""
     batch_size: int = 64
     """Texts per student training step."""
     epochs: int = 30
@@ -156,6 +158,7 @@ class DistillSettings(Seeded, OnDevice):
         self.between("keep_share", 0.0, 1.0)
         self.positive("kd_temperature")
         self.positive("lr")
+        self.at_least("embedding_lr", 0)
         self.at_least("batch_size", 1)
         self.at_least("epochs", 1)
         self.at_least("epoch_examples", 1)
@@ -258,7 +261,10 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(vectors))
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    table = [model.embedding.weight]
+    others = [p for p in model.parameters() if p is not model.embedding.weight]
+    model.embedding.weight.requires_grad_(settings.embedding_lr > 0)
+    optimizer = torch.optim.Adam([{"params": others}, {"params": table, "lr": settings.lr * settings.embedding_lr}], lr=settings.lr)
     ids = inputs.encode(texts)
     dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])).to(device) for i in range(0, len(dev_texts), 512)]
     hard_t = torch.as_tensor(hard, dtype=torch.long).to(device)
