@@ -20,10 +20,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from gendistill.compressor.annotate import load_annotations, user_unlabeled
+from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.embeddings import Embeddings, initial_vectors
 from gendistill.compressor.encoder import mean_nll
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path, user_unlabeled
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.training import BestCheckpoint, accuracy, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
@@ -107,8 +107,6 @@ class DistillSettings(Seeded, OnDevice):
     of 80,000."""
     lr: float = 1e-3
     """Student learning rate (Adam)."""
-    embedding_lr: float = 1.0
-    """The subword table's learning rate as a share of --student-lr; 0 keeps the initial vectors frozen."""
     batch_size: int = 64
     """Texts per student training step."""
     epochs: int = 30
@@ -158,7 +156,6 @@ class DistillSettings(Seeded, OnDevice):
         self.between("keep_share", 0.0, 1.0)
         self.positive("kd_temperature")
         self.positive("lr")
-        self.at_least("embedding_lr", 0)
         self.at_least("batch_size", 1)
         self.at_least("epochs", 1)
         self.at_least("epoch_examples", 1)
@@ -261,10 +258,7 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(vectors))
     model.to(device)
-    table = [model.embedding.weight]
-    others = [p for p in model.parameters() if p is not model.embedding.weight]
-    model.embedding.weight.requires_grad_(settings.embedding_lr > 0)
-    optimizer = torch.optim.Adam([{"params": others}, {"params": table, "lr": settings.lr * settings.embedding_lr}], lr=settings.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     ids = inputs.encode(texts)
     dev_inputs = [torch.from_numpy(inputs(dev_texts[i : i + 512])).to(device) for i in range(0, len(dev_texts), 512)]
     hard_t = torch.as_tensor(hard, dtype=torch.long).to(device)
