@@ -49,8 +49,8 @@ from typing import Literal
 
 import numpy as np
 
-from gendistill.compressor.rundir import (begin_stage, finish_stage, kill_point, load_split, remove_temporaries, resumable,
-                                          stage_path, upstream_ids, user_unlabeled)
+from gendistill.compressor.rundir import (begin_stage, finish_stage, kill_point, load_split, read_json, remove_temporaries, resumable,
+                                          stage_path, upstream_ids)
 from gendistill.compressor.synthesize import load_synthetic_rows
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
 from gendistill.compressor.training import accuracy, native_bf16, resolve_device
@@ -323,6 +323,9 @@ def _fast_engine(settings, model, tokenizer, texts, targets, fp32, max_length, w
     return run, checked
 
 
+def user_unlabeled(run_dir: str | Path) -> bool:
+    """Did the user give real unlabeled texts (`--unlabeled FILE`)? Then they are transfer text."""
+    return bool(read_json(stage_path(run_dir, "data") / "settings.json").get("unlabeled"))
 
 
 def load_annotations(run_dir: str | Path, split: str) -> np.ndarray:

@@ -20,10 +20,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.annotate import load_annotations, user_unlabeled
 from gendistill.compressor.embeddings import Embeddings, initial_vectors
 from gendistill.compressor.encoder import mean_nll
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path, user_unlabeled
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.training import BestCheckpoint, accuracy, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError

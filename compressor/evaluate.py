@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
-from gendistill.compressor.annotate import CONFIDENT, load_annotations
-from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, is_stale, load_labels, load_split, read_json, stage_path, user_unlabeled
+from gendistill.compressor.annotate import CONFIDENT, load_annotations, user_unlabeled
+from gendistill.compressor.rundir import STAGES, begin_stage, finish_stage, is_complete, is_stale, load_labels, load_split, read_json, stage_path
 from gendistill.compressor.training import accuracy, macro_f1, per_class_scores
 from gendistill.runtime.bundle import write_atomic, write_json_atomic, write_text_atomic
 from gendistill.runtime.formatting import ms, pct, size
@@ -127,8 +127,7 @@ def build_report(run_dir: str | Path) -> dict:
         t = metrics["teacher"]
         report["teacher"].update({k: t[k] for k in ("recipe", "pooling", "temperature") if k in t})
     if "generator" in metrics:
-        report["generator"] = {k: metrics["generator"][k] for k in ("dev_perplexity_before", "dev_perplexity_after", "params",
-                                                                      "texts", "batch_size", "lr") if k in metrics["generator"]}
+        report["generator"] = {k: metrics["generator"][k] for k in ("dev_perplexity_before", "dev_perplexity_after", "params")}
     if "synthesize" in metrics:
         s = metrics["synthesize"]
         report["synthetic"] = {k: s.get(k) for k in ("requested", "kept", "sampled", "tokens_per_second", "nearest_training_similarity")}
@@ -279,11 +278,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"Annotation: {a['texts']:,} texts at {a['texts_per_second']:.1f} texts/s ({a['engine']}{fidelity}).")
     if "generator" in report:
         g = report["generator"]
-        read = ""
-        if g.get("texts", {}).get("unlabeled"):
-            read = (f" (fine-tuned on the {g['texts']['labeled']:,} labeled texts and {g['texts']['unlabeled']:,} of the unlabeled ones, "
-                    f"batches of {g['batch_size']}, lr {g['lr']:g})")
-        lines += ["", f"Generator dev perplexity: {g['dev_perplexity_before']:.1f} before fine-tuning, {g['dev_perplexity_after']:.1f} after{read}."]
+        lines += ["", f"Generator dev perplexity: {g['dev_perplexity_before']:.1f} before fine-tuning, {g['dev_perplexity_after']:.1f} after."]
     lines += ["", "## Seconds per stage", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in report["seconds"].items()]
     return "\n".join(lines) + "\n"

@@ -2,9 +2,7 @@
 
 Each text is framed as BOS + text + EOS, so sampling from BOS later yields whole, in-domain texts. With
 `conditional`, BOS + `LABEL:` + text + EOS instead, so synthesis can prompt for each class.
-Paper defaults: 1 epoch, lr 2e-5, Adam, batch 1. GAL keeps the checkpoint with the best dev perplexity, and
-fine-tunes its LM on the task's unlabeled inputs: given real unlabeled texts (--unlabeled FILE), the generator reads
-up to UNLABELED_TEXTS of them after the labeled ones, in batches of 16 (`resolve_auto`).
+Paper defaults: 1 epoch, lr 2e-5, Adam, batch 1. GAL keeps the checkpoint with the best dev perplexity.
 """
 
 from __future__ import annotations
@@ -12,13 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gendistill.compressor.assets import EMBEDDED, load_hf
-from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path, user_unlabeled
+from gendistill.compressor.rundir import begin_stage, finish_stage, load_labels, load_split, stage_path
 from gendistill.compressor.training import BestCheckpoint, fused, progress, resolve_device, seed_everything
 from gendistill.runtime.errors import GendistillError
 from gendistill.runtime.settings import OnDevice, Seeded
@@ -35,19 +32,12 @@ class GeneratorSettings(Seeded, OnDevice):
     """Causal LM to fine-tune on the texts alone: any AutoModelForCausalLM hub name or path (embedded: the packaged SmolLM2-135M; gpt2-medium with internet)."""
     epochs: int = 1
     """Fine-tuning epochs (paper: 1); the epoch with the best dev perplexity is kept, or the pretrained weights if none beats them (GAL)."""
-    lr: float = 0.0
-    """Learning rate (Adam); 0 = auto: 2e-5 at batch 1 (the paper), 1e-4 at larger batches."""
-    batch_size: int = 0
-    """Texts per fine-tuning step; 0 = auto: 1 (the paper) on the labeled texts alone, 16 when unlabeled texts join them
-    (2,200 texts took 7 minutes in batches of 16 on 2 cores, and would take about 30 at batch 1)."""
+    lr: float = 2e-5
+    """Learning rate (Adam; paper: 2e-5)."""
+    batch_size: int = 1
+    """Texts per fine-tuning step (paper: 1)."""
     max_length: int = 64
     """Training texts are cut to this many LM tokens (BOS and EOS included)."""
-    unlabeled_texts: int | None = None
-    """Also fine-tune on up to this many of the run's real unlabeled texts (a seeded sample), besides the labeled ones
-    (GAL); unset = auto: UNLABELED_TEXTS when --unlabeled FILE gave some, else none. A count given here also reads the
-    pool a --per-class split leaves unlabeled (GAL's oracle). On the demo's split (200 labeled reviews), 2,000 of the
-    pool's reviews for the generator alone lifted the student from 71.85 ± 0.6% to 73.6 ± 0.9 (6 seeds, every seed
-    higher; benchmarks/generator)."""
     conditional: bool = False
     """Fine-tune on each text after its label's prompt (`LABEL:`), so synthesis can ask for each class in turn; the
     teacher still labels every synthetic text. Off: the texts alone, labels dropped (the paper). On the demo's split the
@@ -55,31 +45,9 @@ class GeneratorSettings(Seeded, OnDevice):
 
     def validate(self):
         self.at_least("epochs", 1)
-        self.at_least("lr", 0)
-        self.at_least("batch_size", 0)
+        self.positive("lr")
+        self.at_least("batch_size", 1)
         self.at_least("max_length", 4)
-        self.at_least("unlabeled_texts", 0)
-        if self.unlabeled_texts and self.conditional:
-            raise GendistillError("--generator-unlabeled-texts cannot train a label-conditioned generator (--generator-conditional): "
-                                  "unlabeled texts have no label to prompt with; use one of the two.")
-
-
-UNLABELED_TEXTS = 2_000
-"""`unlabeled_texts` auto when the user gave real unlabeled texts: measured on the demo's split (see its help)."""
-
-
-def resolve_auto(settings: GeneratorSettings, given_unlabeled: bool) -> GeneratorSettings:
-    """The automatic settings resolved for a run whose data stage was (`given_unlabeled`) or was not given
-    --unlabeled FILE: `unlabeled_texts` unset = UNLABELED_TEXTS or 0 (0 for a label-conditioned generator, whose
-    texts need a label); `batch_size` 0 = 16 with unlabeled texts, else 1 (the paper: on 200 texts, batches of 16
-    fitted worse, benchmarks/generator); `lr` 0 = 2e-5 at batch 1, else 1e-4."""
-    if settings.unlabeled_texts is None:
-        settings = replace(settings, unlabeled_texts=UNLABELED_TEXTS if given_unlabeled and not settings.conditional else 0)
-    if not settings.batch_size:
-        settings = replace(settings, batch_size=16 if settings.unlabeled_texts else 1)
-    if not settings.lr:
-        settings = replace(settings, lr=2e-5 if settings.batch_size == 1 else 1e-4)
-    return settings
 
 
 def special_ids(tokenizer) -> tuple[int, int]:
@@ -156,7 +124,6 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.time()
-    settings = resolve_auto(settings, user_unlabeled(run_dir))
     seed_everything(settings.seed)
     device = resolve_device(settings.device)
     tokenizer = load_hf(AutoTokenizer, settings.model, "generator")
@@ -166,15 +133,6 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
     dev_texts, dev_y = load_split(run_dir, "dev")
     prompts = [label_prompt(label) for label in load_labels(run_dir)] if settings.conditional else None
     train = frame(tokenizer, train_texts, settings.max_length, [prompts[y] for y in train_y] if prompts else None)
-    unlabeled = []
-    if settings.unlabeled_texts and (stage_path(run_dir, "data") / "unlabeled.jsonl").is_file():
-        unlabeled = load_split(run_dir, "unlabeled")[0]
-        if len(unlabeled) > settings.unlabeled_texts:  # a seeded sample: a file's order (by date, by source) is no sample
-            keep = sorted(random.Random(settings.seed).sample(range(len(unlabeled)), settings.unlabeled_texts))
-            unlabeled = [unlabeled[i] for i in keep]
-        train += frame(tokenizer, unlabeled, settings.max_length)
-    log.info("generator: fine-tuning on %d labeled + %d unlabeled texts, batch %d, lr %g", len(train_texts), len(unlabeled),
-             settings.batch_size, settings.lr)
     dev = frame(tokenizer, dev_texts, settings.max_length, [prompts[y] for y in dev_y] if prompts else None)
     out = begin_stage(run_dir, "generator")
 
@@ -214,9 +172,6 @@ def run_generator(settings: GeneratorSettings, run_dir: str | Path) -> dict:
         "dev_perplexity_after": best_perplexity,
         "best_epoch": best_epoch,
         "history": history,
-        "texts": {"labeled": len(train_texts), "unlabeled": len(unlabeled)},
-        "batch_size": settings.batch_size,
-        "lr": settings.lr,
         "device": device,
         "params": sum(p.numel() for p in model.parameters()),
         "seconds": time.time() - started,

@@ -20,7 +20,7 @@ from gendistill.compressor.data import DataSettings, fingerprint, run_data
 from gendistill.compressor.distill import DistillSettings, run_distill
 from gendistill.compressor.evaluate import EvaluateSettings, run_evaluate, write_report
 from gendistill.compressor.export_stage import run_export
-from gendistill.compressor.generator import GeneratorSettings, run_generator, resolve_auto as resolve_generator
+from gendistill.compressor.generator import GeneratorSettings, run_generator
 from gendistill.compressor.rundir import (STAGES, depends_on, is_complete, is_stale, kill_point, partial_path, read_json, recover_run,
                                          remove_dir, stage_path)
 from gendistill.compressor.synthesize import SynthesizeSettings, run_synthesize
@@ -47,11 +47,6 @@ class CompressSettings:
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     export: ExportSettings | None = field(default_factory=ExportSettings)
     """None stops after evaluation (no bundle)."""
-
-    def __post_init__(self):
-        # The generator's automatic recipe depends on whether the data has the user's unlabeled texts: resolved here,
-        # so a run records, and is compared by, the recipe it trains with.
-        object.__setattr__(self, "generator", resolve_generator(self.generator, given_unlabeled=bool(self.data.unlabeled)))
 
     def stages(self) -> list[str]:
         skip = set()
@@ -105,13 +100,12 @@ trained in bfloat16 is reused for fp32 (measured to make the same teacher; Teach
 
 
 ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "keep_share": 0.0, "epoch_examples": 1, "conditional": False, "prior": "train",
-               "gru_units": 64, "labeled_only_student": "same", "labeled_only_embeddings": "same", "logit_adjustment": False, "select_by": "accuracy",
-               "unlabeled_texts": 0}
+               "gru_units": 64, "labeled_only_student": "same", "labeled_only_embeddings": "same", "logit_adjustment": False, "select_by": "accuracy"}
 """Settings a stage gained after runs were made, with the value that does what those runs did: a settings.json
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
 
-REMOVED = {"transfer_mix": "as-sampled", "embedding_lr": 1.0}
+REMOVED = {"transfer_mix": "as-sampled", "embedding_lr": 1.0, "unlabeled_texts": 0}
 """Settings a stage had and lost (probes measured and taken out), with the value that does what the code does now: a
 settings.json holding the key at this value is reused as if the key were absent; at another value it is re-made."""
 

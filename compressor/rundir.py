@@ -236,9 +236,3 @@ def load_split(run_dir: str | Path, split: str) -> tuple[list[str], list[int]]:
     index = {label: i for i, label in enumerate(labels)}
     rows = read_jsonl(stage_path(run_dir, "data") / f"{split}.jsonl")
     return [r["text"] for r in rows], [index[r["label"]] if r.get("label") is not None else -1 for r in rows]
-
-
-def user_unlabeled(run_dir: str | Path) -> bool:
-    """Did the user give real unlabeled texts (`--unlabeled FILE`)? Then they are transfer text, and the generator
-    reads some of them too."""
-    return bool(read_json(stage_path(run_dir, "data") / "settings.json").get("unlabeled"))

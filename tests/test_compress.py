@@ -471,31 +471,6 @@ def test_real_unlabeled_texts_from_a_file_are_transfer_text(tmp_path, toy_csv, t
     assert f"Real unlabeled texts (`--unlabeled {unlabeled}`): {len(kept)}," in (run_dir / "report.md").read_text()
 
 
-def test_the_generator_also_reads_the_users_unlabeled_texts(tmp_path, toy_csv, toy_rows, tiny_models, finished_run):
-    """GAL fine-tunes its LM on the task's unlabeled inputs: given --unlabeled FILE the generator reads up to
-    --generator-unlabeled-texts of them (auto: generator.UNLABELED_TEXTS) after the labeled texts, in batches of 16."""
-    from conftest import toy_corpus
-
-    without = json.loads((finished_run[0] / "generator" / "metrics.json").read_text())
-    assert without["texts"] == {"labeled": 60, "unlabeled": 0} and (without["batch_size"], without["lr"]) == (1, 2e-5)
-    fresh = [t for t, _ in toy_corpus(40, seed=7) if t not in {r[0] for r in toy_rows}]
-    unlabeled = tmp_path / "unlabeled.txt"
-    unlabeled.write_text("\n".join(fresh) + "\n", encoding="utf-8")
-    for name, extra in (("auto", []), ("capped", ["--generator-unlabeled-texts", "7"])):
-        run_dir = tmp_path / name
-        result = invoke("compress", toy_csv, "--out", run_dir, "--per-class", 20, "--unlabeled", unlabeled,
-                        *tiny_args(tiny_models, "--no-export", "--no-labeled-only-baseline", *extra))
-        assert result.exit_code == 0, result.output
-        kept = len((run_dir / "data" / "unlabeled.jsonl").read_text().splitlines())
-        read = kept if name == "auto" else 7
-        assert kept > 7
-        metrics = json.loads((run_dir / "generator" / "metrics.json").read_text())
-        assert metrics["texts"] == {"labeled": 60, "unlabeled": read} and (metrics["batch_size"], metrics["lr"]) == (16, 1e-4)
-        saved = json.loads((run_dir / "generator" / "settings.json").read_text())
-        assert (saved["unlabeled_texts"], saved["batch_size"], saved["lr"]) == (2000 if name == "auto" else 7, 16, 1e-4)
-        assert f"60 labeled texts and {read} of the unlabeled ones, batches of 16" in (run_dir / "report.md").read_text()
-
-
 def test_an_unlabeled_file_of_only_labeled_texts_is_one_sentence(tmp_path, toy_csv, toy_rows):
     from gendistill.compressor.data import DataSettings, run_data
     from gendistill.runtime.errors import GendistillError

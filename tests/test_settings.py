@@ -98,22 +98,3 @@ def test_demo_and_benchmark_share_the_generated_options():
     bench_help = CliRunner().invoke(main, ["benchmark", "--help"]).output
     for flag in ("--teacher-epochs", "--sampling-temperature", "--lambda", "--kd-temperature", "--student-epochs"):
         assert flag in demo_help and flag in bench_help
-
-
-def test_the_generators_recipe_follows_the_users_unlabeled_texts():
-    from gendistill.compressor.generator import UNLABELED_TEXTS
-    from gendistill.compressor.pipeline import settings_difference
-
-    plain, given = build_settings("toy.csv").generator, build_settings("toy.csv", unlabeled="u.txt").generator
-    assert (plain.unlabeled_texts, plain.batch_size, plain.lr) == (0, 1, 2e-5)  # the paper's recipe
-    assert (given.unlabeled_texts, given.batch_size, given.lr) == (UNLABELED_TEXTS, 16, 1e-4)
-    explicit = build_settings("toy.csv", unlabeled="u.txt", generator_batch_size=4, generator_lr=3e-5, generator_unlabeled_texts=0)
-    assert (explicit.generator.unlabeled_texts, explicit.generator.batch_size, explicit.generator.lr) == (0, 4, 3e-5)
-    assert build_settings("toy.csv", generator_batch_size=4).generator.lr == 1e-4
-    assert build_settings("toy.csv", unlabeled="u.txt", generator_conditional=True).generator.unlabeled_texts == 0
-    with pytest.raises(GendistillError, match="--generator-unlabeled-texts cannot train a label-conditioned generator"):
-        build_settings("toy.csv", generator_unlabeled_texts=5, generator_conditional=True)
-    # A generator made before the setting existed read the labeled texts alone: reused, unless the user's texts now join.
-    before = {k: v for k, v in build_settings("toy.csv").of("generator").items() if k != "unlabeled_texts"}
-    assert settings_difference(before, build_settings("toy.csv").of("generator")) is None
-    assert settings_difference(before, build_settings("toy.csv", unlabeled="u.txt").of("generator")) is not None
