@@ -251,11 +251,11 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
     overlap_dropped = resolve_overlap(settings, texts, extra)
     label_names = sorted(set(labels))
     if len(label_names) < 2:
-        raise GendistillError(f"{settings.source} has {len(label_names)} class ({', '.join(label_names)}); a classifier needs at least 2.")
+        raise GendistillError(f"{settings.source} has {len(label_names)} class ({', '.join(map(repr, label_names))}); a classifier needs at least 2.")
     for name, (_, other_labels) in extra.items():
         unknown = sorted(set(other_labels) - set(label_names))
         if unknown:
-            raise GendistillError(f"The {name} file has labels the training data lacks ({', '.join(unknown[:5])}); make both use the same label set.")
+            raise GendistillError(f"The {name} file has labels the training data lacks ({', '.join(map(repr, unknown[:5]))}); make both use the same label set.")
     if settings.per_class is not None:
         by_class: dict[str, list[int]] = {}
         for i in pool:

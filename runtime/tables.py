@@ -108,15 +108,17 @@ def _read_csv(path: Path, text: str, delimiter: str) -> list[dict]:
 
 def pick_column(columns: list[str], given: str | None, candidates: tuple[str, ...], kind: str, flag: str, source) -> str:
     """The column holding `kind`: `given` if it exists, else the one column named like a candidate."""
+    # Names quoted (repr): a header may hold a line break or nothing, and the message must stay one readable line.
+    names = ", ".join(map(repr, columns)) or "none"
     if given is not None:
         if given not in columns:
-            raise GendistillError(f"{source} has no column {given!r} (columns: {', '.join(map(str, columns)) or 'none'}); fix {flag}.")
+            raise GendistillError(f"{source} has no column {given!r} (columns: {names}); fix {flag}.")
         return given
     found = [c for c in columns if isinstance(c, str) and c.lower() in candidates]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise GendistillError(f"Cannot tell which column of {source} holds the {kind} (columns: {', '.join(map(str, columns))}); name it with {flag}.")
+        raise GendistillError(f"Cannot tell which column of {source} holds the {kind} (columns: {names}); name it with {flag}.")
     raise GendistillError(f"{source} has several possible {kind} columns ({', '.join(found)}); choose one with {flag}.")
 
 
