@@ -89,7 +89,8 @@ def main():
     middle = float(np.median(list(phrase_margin.values())))
 
     def piece_score(texts):
-        return np.array([piece_margin[sp.encode(t.lower())].mean() if sp.encode(t.lower()) else 0.0 for t in texts])
+        pieces_of = [sp.encode(t.lower()) for t in texts]
+        return np.array([piece_margin[ids].mean() if ids else 0.0 for ids in pieces_of])
 
     def phrase_score(texts):
         out = []
