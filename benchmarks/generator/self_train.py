@@ -15,6 +15,7 @@ distils from that generator.
 """
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,8 +37,7 @@ def main():
     if args.out.exists():
         raise SystemExit(f"{args.out} exists; give a new directory.")
     args.out.mkdir(parents=True)
-    for name in ("run.json",):
-        shutil.copy2(args.run_dir / name, args.out / name)
+    shutil.copy2(args.run_dir / "run.json", args.out / "run.json")
     for stage in ("data", "teacher", "generator", "synthesize", "annotate"):
         subprocess.run(["cp", "-al", str(args.run_dir / stage), str(args.out / stage)], check=True)
     synthetic = load_synthetic(args.run_dir)
@@ -55,9 +55,8 @@ def main():
 
     generator.load_split = with_chosen
     saved = read_json(stage_path(args.run_dir, "generator") / "settings.json")
-    fields = {name for name in GeneratorSettings.__dataclass_fields__}
-    settings = GeneratorSettings(**{k: v for k, v in saved.items() if k in fields})
-    settings = GeneratorSettings(**{**settings.__dict__, "batch_size": 16, "lr": 1e-4})
+    fields = {f.name for f in dataclasses.fields(GeneratorSettings)}
+    settings = GeneratorSettings(**{**{k: v for k, v in saved.items() if k in fields}, "batch_size": 16, "lr": 1e-4})
     shutil.rmtree(args.out / "generator")
     metrics = run_generator(settings, args.out)
     print(f"dev perplexity {metrics['dev_perplexity_before']:.1f} -> {metrics['dev_perplexity_after']:.1f}")
