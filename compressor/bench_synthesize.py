@@ -37,9 +37,7 @@ def run_settings(run_dir: Path) -> SynthesizeSettings:
     path = rundir.stage_path(run_dir, "synthesize") / "settings.json"
     if not path.is_file():
         return SynthesizeSettings()
-    saved = rundir.read_json(path)
-    names = {f.name for f in dataclasses.fields(SynthesizeSettings)}
-    return SynthesizeSettings(**{k: v for k, v in saved.items() if k in names})
+    return SynthesizeSettings.from_saved(rundir.read_json(path))
 
 
 def bench_synthesize(run_dir: str | Path, count: int = 512, backends: list[str] | None = None, batch_size: int | None = None) -> dict:

@@ -33,6 +33,14 @@ def _pieces(sp) -> list[str]:
     return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
 
 
+def piece_texts(sp) -> dict[int, str]:
+    """Each ordinary piece's text (word-start mark as a space, stripped), by id: what the teacher reads of it. Padding,
+    control and unknown pieces, and pieces that are only the word-start mark, have none."""
+    texts = {i: piece.replace(WORD_BOUNDARY, " ").strip() for i, piece in enumerate(_pieces(sp))
+             if not (i == sp.pad_id() or sp.is_control(i) or sp.is_unknown(i))}
+    return {i: text for i, text in texts.items() if text}
+
+
 def _standardize(vectors: np.ndarray, known: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     out = rng.normal(0.0, 1.0, vectors.shape).astype(np.float32)
     if known.any():
@@ -99,10 +107,7 @@ def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0,
     from gendistill.compressor.encoder import Pooling, batched, load_teacher_dir, pool
 
     model, tokenizer = load_teacher_dir(teacher_dir)
-    pieces = _pieces(sp)
-    surfaces = {i: piece.replace(WORD_BOUNDARY, " ").strip() for i, piece in enumerate(pieces)
-                if not (i == sp.pad_id() or sp.is_control(i) or sp.is_unknown(i))}
-    surfaces = {i: text for i, text in surfaces.items() if text}
+    surfaces = piece_texts(sp)
     ids, texts = list(surfaces), list(surfaces.values())
 
     def compute(batch):
@@ -113,10 +118,10 @@ def teacher_output_vectors(sp, teacher_dir: str | Path, dim: int, seed: int = 0,
         states = model.encoder(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], output_hidden_states=True).hidden_states[-1]
         return pool(states, encoded["attention_mask"], Pooling("mean")).float().numpy()
 
-    raw = np.zeros((len(pieces), model.encoder.config.hidden_size), dtype=np.float32)
+    raw = np.zeros((sp.get_piece_size(), model.encoder.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         raw[ids] = batched(texts, batch_size, raw.shape[1], compute, "student vectors from the teacher")
-    known = np.zeros(len(pieces), dtype=bool)
+    known = np.zeros(len(raw), dtype=bool)
     known[ids] = True
     return _pca(raw, known, dim, seed), float(known.mean())
 

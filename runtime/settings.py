@@ -58,6 +58,13 @@ class Settings:
     def validate(self) -> None:
         """Check field values and their combinations; raise GendistillError naming the flag."""
 
+    @classmethod
+    def from_saved(cls, saved: dict, **changes):
+        """The settings a stage recorded (its settings.json), with `changes`; keys this class no longer has (removed
+        settings, `upstream`) are dropped."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in saved.items() if k in names}, **changes})
+
     # --- naming ------------------------------------------------------------------------------------
 
     @classmethod

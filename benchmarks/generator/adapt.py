@@ -29,7 +29,7 @@ def main():
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "recipes": {}}
     base = read_json(stage_path(args.run_dir, "generator") / "settings.json")
-    base = GeneratorSettings(**{f.name: base[f.name] for f in dataclasses.fields(GeneratorSettings) if f.name in base})
+    base = GeneratorSettings.from_saved(base)
     scratch = args.run_dir.parent / (args.run_dir.name + "-generator-adapt")
     for recipe in args.recipe:
         if recipe in results["recipes"]:

@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     saved = read_json(stage_path(args.run_dir, "generator") / "settings.json")
-    settings = GeneratorSettings(**{f.name: saved[f.name] for f in dataclasses.fields(GeneratorSettings) if f.name in saved})
+    settings = GeneratorSettings.from_saved(saved)
     scratch = args.run_dir.parent / (args.run_dir.name + "-generator-fused")
     fused = generator.fused
     runs = {"foreach": [], "fused": []}

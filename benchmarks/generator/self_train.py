@@ -15,7 +15,6 @@ distils from that generator.
 """
 
 import argparse
-import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from gendistill.compressor import generator
+from gendistill.compressor.distill import most_confident
 from gendistill.compressor.generator import GeneratorSettings, run_generator
 from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
+from gendistill.runtime.classifier import softmax
 
 
 def main():
@@ -42,10 +43,9 @@ def main():
         subprocess.run(["cp", "-al", str(args.run_dir / stage), str(args.out / stage)], check=True)
     synthetic = load_synthetic(args.run_dir)
     logits = np.load(stage_path(args.run_dir, "annotate") / "synthetic.npy")
-    logits = logits - logits.max(1, keepdims=True)
-    confidence = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).max(1)
-    chosen = [synthetic[i] for i in np.sort(np.argsort(-confidence, kind="stable")[: args.texts])]
-    print(f"{len(chosen)} synthetic texts, teacher confidence {confidence[np.argsort(-confidence)[args.texts - 1]]:.3f} and up")
+    kept = most_confident(logits, args.texts)  # the distill stage's own pick of the texts the teacher is surest of
+    chosen = [synthetic[i] for i in kept]
+    print(f"{len(chosen)} synthetic texts, teacher confidence {softmax(logits[kept]).max(1).min():.3f} and up")
 
     real_load_split = generator.load_split
 
@@ -55,8 +55,7 @@ def main():
 
     generator.load_split = with_chosen
     saved = read_json(stage_path(args.run_dir, "generator") / "settings.json")
-    fields = {f.name for f in dataclasses.fields(GeneratorSettings)}
-    settings = GeneratorSettings(**{**{k: v for k, v in saved.items() if k in fields}, "batch_size": 16, "lr": 1e-4})
+    settings = GeneratorSettings.from_saved(saved, batch_size=16, lr=1e-4)
     shutil.rmtree(args.out / "generator")
     metrics = run_generator(settings, args.out)
     print(f"dev perplexity {metrics['dev_perplexity_before']:.1f} -> {metrics['dev_perplexity_after']:.1f}")

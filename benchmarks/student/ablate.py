@@ -62,8 +62,7 @@ def run_settings(run_dir: Path) -> DistillSettings:
     # A run made before --keep-share kept exactly --keep-confident texts, and so did every variant measured on it:
     # read it that way, so `keep_confident=N` still means N there (on newer runs, add keep_share=0 for that).
     saved.setdefault("keep_share", ADDED_LATER["keep_share"])
-    names = {f.name for f in dataclasses.fields(DistillSettings)}
-    return DistillSettings(**{k: v for k, v in saved.items() if k in names})
+    return DistillSettings.from_saved(saved)
 
 
 def main():

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gendistill.compressor.embeddings import WORD_BOUNDARY
+from gendistill.compressor.embeddings import piece_texts
 from gendistill.compressor.encoder import batched, load_teacher_dir
-from gendistill.compressor.rundir import load_labels, load_split, read_jsonl, stage_path
+from gendistill.compressor.rundir import load_labels, load_split, stage_path
+from gendistill.compressor.synthesize import load_synthetic
 from gendistill.runtime.classifier import Classifier
 
 CONTRAST = re.compile(r"\b(but|not|n't|no|never|yet|though|although)\b")
@@ -39,11 +40,11 @@ def phrases(text: str) -> list[str]:
     return [" ".join(w[i : i + n]) for n in (2, 3) for i in range(len(w) - n + 1)]
 
 
-def teacher_margins(run_dir: Path, texts: list[str], desc: str) -> np.ndarray:
-    """The teacher's logit difference (last label minus first) for each short text."""
+def teacher_margins(teacher, texts: list[str], desc: str) -> np.ndarray:
+    """The teacher's (`load_teacher_dir`'s model and tokenizer) logit difference, last label minus first, for each short text."""
     import torch
 
-    model, tokenizer = load_teacher_dir(stage_path(run_dir, "teacher") / "model")
+    model, tokenizer = teacher
 
     def compute(batch):
         encoded = tokenizer(batch, truncation=True, max_length=16, padding=True, return_tensors="pt")
@@ -73,19 +74,17 @@ def main():
     import sentencepiece
 
     sp = sentencepiece.SentencePieceProcessor(model_file=str(Path(args.bundles[0]) / "tokenizer.model"))
-    pieces = {i: sp.id_to_piece(i).replace(WORD_BOUNDARY, " ").strip() for i in range(sp.get_piece_size())
-              if not (sp.is_control(i) or sp.is_unknown(i) or i == sp.pad_id())}
-    pieces = {i: text for i, text in pieces.items() if text}
+    teacher = load_teacher_dir(stage_path(args.run_dir, "teacher") / "model")
+    pieces = piece_texts(sp)  # what the student's teacher-output vectors are made from
     piece_margin = np.zeros(sp.get_piece_size())
-    piece_margin[list(pieces)] = teacher_margins(args.run_dir, list(pieces.values()), "pieces")
+    piece_margin[list(pieces)] = teacher_margins(teacher, list(pieces.values()), "pieces")
     piece_margin[list(pieces)] -= np.median(piece_margin[list(pieces)])
     order = sorted(pieces, key=lambda i: piece_margin[i])
 
-    transfer = [r["text"] for r in read_jsonl(stage_path(args.run_dir, "synthesize") / "synthetic.jsonl")]
-    transfer += load_split(args.run_dir, "train")[0]
+    transfer = load_synthetic(args.run_dir) + load_split(args.run_dir, "train")[0]
     counts = collections.Counter(p for text in transfer for p in set(phrases(text)))
     known = [p for p, c in counts.items() if c >= 2]
-    phrase_margin = dict(zip(known, teacher_margins(args.run_dir, known, "phrases")))
+    phrase_margin = dict(zip(known, teacher_margins(teacher, known, "phrases")))
     middle = float(np.median(list(phrase_margin.values())))
 
     def piece_score(texts):
