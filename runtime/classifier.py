@@ -103,10 +103,10 @@ class Classifier:
     def logits(self, texts: str | list[str]) -> np.ndarray:
         """The student's raw float32 outputs, shaped like `predict_proba`'s."""
         if isinstance(texts, str):
-            return self._run(self.inputs.pad([self._encode_one(texts)]))[0]
+            return self._run(self._readable(self.inputs.one_batch, texts))[0]
         texts = _checked_list(texts)
         if len(texts) == 1:  # the latency-critical case (a server's request): no sorting and batching
-            return self._run(self.inputs.pad([self._encode_one(texts[0])]))
+            return self._run(self._readable(self.inputs.one_batch, texts[0]))
         ids = self.encode(texts)
         # Sorting by length makes each batch's texts similar in length, so little compute goes to padding.
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
@@ -136,8 +136,13 @@ class Classifier:
     # --- internals ---------------------------------------------------------------------------------
 
     def _encode_one(self, text: str) -> list[int]:
+        return self._readable(self.inputs.encode_one, text)
+
+    @staticmethod
+    def _readable(encode, text: str):
+        """`encode(text)`, or where sentencepiece cannot take the text, `encode` of it as a browser reads it."""
         try:
-            return self.inputs.encode_one(text)
+            return encode(text)
         except (UnicodeEncodeError, RuntimeError):  # sentencepiece's binding raises either, by version
             # A surrogate code point (JSON "\\ud800" decodes to one) has no UTF-8 form, so sentencepiece
             # cannot take it. Read it as JavaScript does (UTF-16): a high+low pair is one character, a
@@ -146,7 +151,7 @@ class Classifier:
             readable = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
             if readable == text:
                 raise
-            return self.inputs.encode_one(readable)
+            return encode(readable)
 
     def _run(self, input_ids: np.ndarray) -> np.ndarray:
         return self._session.run(self._output_names, {self._input_name: input_ids})[0]

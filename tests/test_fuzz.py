@@ -277,7 +277,10 @@ def test_predictions_follow_the_golden_rules(classifier, small_batches, texts):
         assert ids[row] == one_ids == full_tokenization(classifier, text)
         assert len(one_ids) <= spec.max_length and all(0 <= i < vocabulary for i in one_ids)
         # golden.jsonl's "probabilities": softmax of the model run on this text alone, padded to min_length.
-        alone = softmax(classifier._run(classifier.inputs.pad([one_ids]))[0])
+        padded = classifier.inputs.pad([one_ids])
+        # A lone text skips the list of ids: the same padded input, built from the word cache's bytes.
+        np.testing.assert_array_equal(classifier._readable(classifier.inputs.one_batch, text), padded)
+        alone = softmax(classifier._run(padded)[0])
         np.testing.assert_allclose(classifier.predict_proba(text), alone, atol=1e-6)
         np.testing.assert_allclose(probabilities[row], alone, atol=1e-5)
         assert classifier.predict(text) == classifier.labels[int(alone.argmax())]

@@ -127,9 +127,10 @@ def test_word_by_word_ids_are_sentencepiece_ids(classifier):
         " ", "  ", "\t", "\n", "\u3000", "\u00a0", "\u200b", "Σ", "ΣΑΣ ", "İ", "ß", "ﬁ", "é", "e\u0301", "😀", "👍🏽",
         "the ", "match ", "Shares ", "<unk> ", "▁", "xxxxxxxx", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\x00", "\u2028",
     ]
-    for _ in range(150):
+    ascii_pieces = [piece for piece in pieces if piece.isascii()]  # pure-ASCII texts take a shortcut to find odd spaces
+    for choices in [pieces] * 150 + [ascii_pieces] * 50:
         length = rng.choice([10, 100, 1_000, 3_000, 20_000])
-        text = "".join(rng.choice(pieces) for _ in range(length))
+        text = "".join(rng.choice(choices) for _ in range(length))
         assert classifier.encode(text) == full_tokenization(classifier, text)
 
 
