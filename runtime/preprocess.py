@@ -96,7 +96,7 @@ class StudentInput:
         text = normalize(text, self.spec.lowercase, self.spec.digits_to_zero)
         if self.by_word:
             return self._encode_by_word(text, self.spec.max_length)
-        return np.asarray(self.tokenizer.encode(text, out_type=int)[: self.spec.max_length], dtype=np.int64).tobytes()
+        return as_bytes(self.tokenizer.encode(text, out_type=int)[: self.spec.max_length])
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         # One call per text: sentencepiece's list API starts a thread pool per call, which costs
@@ -141,6 +141,7 @@ class StudentInput:
             return b"".join(found)
         except TypeError:  # None: a word the cache does not hold
             pass
+        # list.index scans in C: a few misses among hundreds of words are found faster than by a Python loop.
         missing, position = [], -1
         try:
             while True:
@@ -164,10 +165,10 @@ class StudentInput:
             ids = self.tokenizer.encode(" ".join(plain), out_type=int)
             starts = [position for position, i in enumerate(ids) if self._starts_word[i]] + [len(ids)]
             if len(starts) == len(plain) + 1 and starts[0] == 0:
-                raw = np.asarray(ids, dtype=np.int64).tobytes()
+                raw = as_bytes(ids)
                 new = {word: raw[starts[number] * ID_BYTES : starts[number + 1] * ID_BYTES] for number, word in enumerate(plain)}
         for word in words.difference(new):
-            new[word] = np.asarray(self.tokenizer.encode(word, out_type=int), dtype=np.int64).tobytes()
+            new[word] = as_bytes(self.tokenizer.encode(word, out_type=int))
         return new
 
     def _probe_agrees(self) -> bool:
@@ -202,8 +203,13 @@ def _has_odd_space(text: str) -> bool:
     return _ODD_SPACE.search(text) is not None
 
 
+def as_bytes(ids: list[int]) -> bytes:
+    """Ids as the word cache and `StudentInput.ids_bytes` hold them: int64 bytes (`as_ids` reads them back)."""
+    return np.asarray(ids, dtype=np.int64).tobytes()
+
+
 def as_ids(ids_bytes: bytes) -> np.ndarray:
-    """int64 ids from `StudentInput.ids_bytes` (read-only: a view of the bytes)."""
+    """int64 ids from `as_bytes` (read-only: a view of the bytes)."""
     return np.frombuffer(ids_bytes, dtype=np.int64)
 
 
