@@ -241,10 +241,9 @@ def _bpemb_pad(sp) -> int:
 
 def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard: np.ndarray, soft: np.ndarray | None,
                   dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill",
-                  label_shift: np.ndarray | None = None, select: bool = True):
+                  label_shift: np.ndarray | None = None):
     """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD); `label_shift`
-    the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss. With `select` False,
-    all `settings.epochs` are trained and the last is kept (the dev texts are then only watched).
+    the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss.
 
     Returns (the model of the epoch kept by --student-select-by, history with that epoch marked "kept").
     """
@@ -303,14 +302,11 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         dev_loss = mean_nll(dev_logits, dev_y) if len(dev_y) else 0.0
         history.append({"epoch": epoch, "dev_accuracy": dev_accuracy, "dev_loss": dev_loss})
         bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", dev_loss=f"{dev_loss:.3f}")
-        if not select:
-            continue
         if best.update(epoch, dev_accuracy if settings.select_by == "accuracy" else dev_loss, last=epoch == settings.epochs):
             break
     bar.close()
-    if select:
-        best.restore()
-    history[(best.best_epoch if select else len(history)) - 1]["kept"] = True
+    best.restore()
+    history[best.best_epoch - 1]["kept"] = True
     model.to("cpu").eval()  # what the stage saves, evaluates and exports runs on the CPU
     return model, history
 

@@ -5,6 +5,7 @@ seed trained again from scratch on the same texts plus the dev texts (their true
 soft labels in the KD term, like the training texts) for exactly the epoch count (1) kept, the last epoch kept, over
 (1)'s tokenizer. Both are exported as the pipeline exports and scored on the test split. Resumes per seed.
 
+    git checkout 4f2245f  # its train_student had the select argument this needs (taken out after the measurement)
     python benchmarks/student/refit_probe.py runs/demo benchmarks/student/refit.json --seeds 6
 """
 
