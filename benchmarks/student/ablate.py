@@ -5,7 +5,8 @@ same teacher logits, synthetic and real texts), with only the named settings cha
 varied (the split, teacher and synthetic texts stay fixed: this isolates the student's own choices; the
 benchmark varies everything). Each student is exported as the pipeline exports it (int8 when it passes its
 checks) and scored on the test split: torch accuracy, bundle accuracy, bundle bytes and batch-1 latency
-(1 thread). Resumes: a variant already in the results file with the same settings is not re-trained.
+(1 thread). Resumes: a variant already in the results file with the same settings is not re-trained (a setting
+added since it was measured counts as its ADDED_LATER value, as for a run's stages).
 
     python benchmarks/student/ablate.py runs/demo benchmarks/student/results.json \\
         --variant kim-cnn:teacher:synthetic --variant static:teacher-output:synthetic ...
@@ -31,7 +32,7 @@ from pathlib import Path
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.benchmark.students import export_student, measure_student, student_data
 from gendistill.compressor.distill import DistillSettings, distill_student
-from gendistill.compressor.pipeline import ADDED_LATER
+from gendistill.compressor.pipeline import ADDED_LATER, settings_difference
 from gendistill.compressor.rundir import load_labels, load_split, read_json, stage_path
 from gendistill.runtime.settings import value_type
 
@@ -95,8 +96,9 @@ def main():
                     entry["per_seed"][str(seed)].update(export_student(args.run_dir, student_dir, test_texts[:200]))
                     save(args.results, results, entry)
                 continue
-            if entry["per_seed"].get(str(seed), {}).get("settings") == dataclasses.asdict(settings):
-                continue
+            saved = entry["per_seed"].get(str(seed), {}).get("settings")
+            if saved is not None and settings_difference(saved, dataclasses.asdict(settings), ignore=()) is None:
+                continue  # measured already (a setting added since reads as its ADDED_LATER value, as a stage's would)
             count = int(values["count"]) if "count" in values else None
             data = student_data(args.run_dir, settings, "none" if transfer in ("none", "labeled-only") else transfer, count, values.get("select"))
             shutil.rmtree(student_dir.parent, ignore_errors=True)
