@@ -41,8 +41,6 @@ class StudentConfig:
     """kim-cnn: the filter widths; res-cnn uses the first one for every block."""
     hidden: int = 100
     """res-cnn: channels of each residual block; static: the MLP's hidden units; bigru: GRU units per direction."""
-    pooling: str = "max"
-    """bigru: how the GRU states are pooled over time: max, or max+mean (both, side by side)."""
     num_blocks: int = 3
     """res-cnn: number of residual blocks."""
     dropout: float = 0.5
@@ -201,8 +199,7 @@ class BiGRU(nn.Module):
         self.forward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
         self.backward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
-        self.pooling = config.pooling
-        self.classifier = nn.Linear((4 if config.pooling == "max+mean" else 2) * config.hidden, config.num_labels)
+        self.classifier = nn.Linear(2 * config.hidden, config.num_labels)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = input_ids != self.pad_id  # [B, T]
@@ -215,12 +212,8 @@ class BiGRU(nn.Module):
         behind, _ = self.backward_gru(x.gather(1, reverse.expand(-1, -1, x.shape[2])))
         behind = behind.gather(1, reverse.expand(-1, -1, behind.shape[2]))  # back into the text's order
         # GRU states lie in (-1, 1): shifted by 1 they are > 0 at real positions, so zeroing pads before the max masks them.
-        states = torch.cat([ahead, behind], dim=2)
-        weights = mask.unsqueeze(2).to(torch.float32)
-        features = ((states + 1.0) * weights).amax(dim=1)
-        if self.pooling == "max+mean":
-            features = torch.cat([features, (states * weights).sum(1) / lengths.clamp(min=1).to(torch.float32)], dim=1)
-        return self.classifier(self.dropout(features))
+        states = (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
+        return self.classifier(self.dropout(states.amax(dim=1)))
 
     def onnx_graph(self):
         """This model as ONNX (export_fp32 saves it instead of tracing): one bidirectional GRU node given the lengths."""

@@ -113,22 +113,8 @@ def bigru_graph(model):
         node("ReduceMax", ["masked", "time_axis"], ["pooled"], keepdims=0),  # [2, batch, hidden]
         node("Transpose", ["pooled"], ["pooled_by_text"], perm=[1, 0, 2]),
         node("Reshape", ["pooled_by_text", "features_shape"], ["features"]),  # [batch, forward then backward]
+        node("Gemm", ["features", "classifier_weight", "classifier_bias"], [OUTPUT_NAME], transB=1),
     ]
-    if model.pooling == "max+mean":  # the GRU node's states are 0 past each length: their sum over time needs no mask
-        weights["at_least_one"] = np.array(1.0, dtype=np.float32)
-        nodes += [
-            node("ReduceSum", ["states", "time_axis"], ["summed"], keepdims=0),  # [2, batch, hidden]
-            node("Cast", ["lengths"], ["lengths_float"], to=TensorProto.FLOAT),
-            node("Max", ["lengths_float", "at_least_one"], ["divisor"]),
-            node("Unsqueeze", ["divisor", "mask_axes_mean"], ["divisor_3d"]),  # [1, batch, 1]
-            node("Div", ["summed", "divisor_3d"], ["mean"]),
-            node("Transpose", ["mean"], ["mean_by_text"], perm=[1, 0, 2]),
-            node("Reshape", ["mean_by_text", "features_shape"], ["mean_features"]),
-            node("Concat", ["features", "mean_features"], ["all_features"], axis=1),
-        ]
-        weights["mask_axes_mean"] = np.array([0, 2], dtype=np.int64)
-    nodes.append(node("Gemm", ["all_features" if model.pooling == "max+mean" else "features", "classifier_weight", "classifier_bias"],
-                      [OUTPUT_NAME], transB=1))
     graph = helper.make_graph(
         nodes, "bigru",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.INT64, INPUT_AXES)],

@@ -547,6 +547,31 @@ def test_logit_adjustment_teaches_the_pool_prior_from_an_even_sample(tmp_path, t
     assert 0.2 < shares["even"] < 0.8, shares
 
 
+def test_the_logits_loss_fits_the_teachers_centred_logits_whatever_their_offset(tmp_path, toy_rows):
+    """--teacher-labels logits: the student learns the teacher's logits themselves (their differences, since a softmax
+    ignores a common shift), so a teacher whose logits all carry +10 teaches the same student."""
+    import numpy as np
+
+    from gendistill.compressor.distill import DistillSettings, train_student
+    from gendistill.compressor.student import predict_logits
+
+    texts, config, inputs, vectors = _toy_student(tmp_path, toy_rows)
+    config.dropout = 0.0  # fitted exactly, not under noise
+    topic_margin = {"sport": 3.0, "business": -1.0, "tech": -3.0}  # how sure the teacher is, by topic
+    margin = np.array([topic_margin[label] for _, label in toy_rows[: len(texts)]], dtype=np.float32)
+    teacher = np.stack([margin / 2, -margin / 2], axis=1)
+    settings = DistillSettings(epochs=8, patience=10, lam=0.0, epoch_examples=10_000, lr=3e-3, teacher_labels="logits", select_by="loss")
+    fitted = {}
+    for offset in (0.0, 10.0):
+        model, _ = train_student(config, inputs, vectors, texts=texts, hard=np.full(len(texts), -1), soft=teacher + offset,
+                                 dev_texts=texts, dev_y=list((margin < 0).astype(int)), settings=settings)
+        logits = predict_logits(model, inputs, texts)
+        fitted[offset] = logits[:, 0] - logits[:, 1]
+    for label, value in topic_margin.items():  # the margins themselves, not just their signs
+        assert abs(np.median(fitted[0.0][margin == value]) - value) < 0.75, (label, np.median(fitted[0.0][margin == value]))
+    np.testing.assert_allclose(fitted[10.0], fitted[0.0], atol=1e-3)
+
+
 def test_the_student_epoch_is_kept_by_dev_accuracy_or_dev_loss(tmp_path, toy_rows):
     import numpy as np
 
@@ -803,6 +828,10 @@ def test_auto_student_is_the_bigru_for_short_texts_and_the_static_one_for_long_o
         assert with_auto_choices(DistillSettings(architecture="static", max_length=100), run_dir).max_length == 100
         assert settings_difference({"architecture": architecture}, {"architecture": "auto"}) is None
         assert settings_difference({"embeddings": embeddings}, {"embeddings": "auto"}) is None
+        labels = "logits" if architecture == "bigru" else "soft"  # auto: the bigru learns the teacher's logits
+        assert resolved.teacher_labels == labels and kim_cnn.teacher_labels == "soft"
+        assert with_auto_choices(DistillSettings(teacher_labels="hard"), run_dir).teacher_labels == "hard"  # asked for: kept
+        assert settings_difference({"teacher_labels": labels}, {"teacher_labels": "auto"}) is None
     assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"
 
 
