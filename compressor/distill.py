@@ -459,10 +459,13 @@ def auto_choices_difference(saved: dict, settings: DistillSettings, teacher_leng
     otherwise than today's rules resolve `settings` for that teacher length, as "key: before -> after", or None.
     A stage made under an older rule satisfies a request for auto (the pipeline reuses it); the benchmark, whose
     runs are a cache of today's defaults, re-makes it."""
+    from gendistill.compressor.pipeline import ADDED_LATER
+
     now = resolve_auto(settings, teacher_length)
     for key in STUDENT_CHOICES:
-        if key in saved and saved[key] != getattr(now, key):
-            return f"{key}: {saved[key]!r} -> {getattr(now, key)!r} (auto)"
+        before = saved.get(key, ADDED_LATER.get(key))  # a choice recorded before it was one: what the code did then
+        if before is not None and before != getattr(now, key):
+            return f"{key}: {before!r} -> {getattr(now, key)!r} (auto)"
     return None
 
 
