@@ -88,7 +88,7 @@ class DistillSettings(Seeded, OnDevice):
     lam: float = 0.2
     """λ: weight of the true-label loss on the labeled texts; 1 - λ weighs distillation. Measured on the demo's run (3 seeds): 0 69.0%, 0.1 71.5%, 0.2 72.3%, 0.5 71.3% (benchmarks/student)."""
     kd_temperature: float = 1.0
-    """Distillation temperature T of the teacher's and the student's softmax."""
+    """Distillation temperature T of the teacher's and the student's softmax (with soft labels; logits need none)."""
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
     logit_adjustment: bool = True

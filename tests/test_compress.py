@@ -833,6 +833,12 @@ def test_auto_student_is_the_bigru_for_short_texts_and_the_static_one_for_long_o
         assert with_auto_choices(DistillSettings(teacher_labels="hard"), run_dir).teacher_labels == "hard"  # asked for: kept
         assert settings_difference({"teacher_labels": labels}, {"teacher_labels": "auto"}) is None
     assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"
+    # A benchmark seed recorded before teacher_labels was an automatic choice learned from soft labels: measured again.
+    from gendistill.compressor.distill import auto_choices_difference
+
+    recorded = {"architecture": "bigru", "max_length": 64, "embeddings": "teacher", "keep_confident": 0}
+    assert auto_choices_difference(recorded, DistillSettings(), 32) == "teacher_labels: 'soft' -> 'logits' (auto)"
+    assert auto_choices_difference({**recorded, "teacher_labels": "logits"}, DistillSettings(), 32) is None
 
 
 def test_gru_units_set_the_bigru_width_and_runs_made_before_the_setting_read_as_64():
