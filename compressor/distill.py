@@ -84,7 +84,8 @@ class DistillSettings(Seeded, OnDevice):
     al. 2019's loss for a BiLSTM student distilled from BERT); auto = the architecture's TEACHER_LABELS. The bigru
     measured higher on logits on rotten-tomatoes: 72.8 ± 0.7% against 71.85 ± 0.6 on the demo's run (6 student
     seeds), 74.0 ± 0.5 against 73.5 ± 0.5 on it at 20,000 texts, and 73.3 against 72.9 on the benchmark's three
-    runs (3 seeds each): higher in 18 of the 21 pairs, level in one, lower in two. The static student on bbc-news articles measured level or lower (benchmarks/student)."""
+    runs (3 seeds each): higher in 18 of the 21 pairs, level in one, lower in two. The static student on bbc-news
+    articles measured level or lower (benchmarks/student)."""
     lam: float = 0.2
     """λ: weight of the true-label loss on the labeled texts; 1 - λ weighs distillation. Measured on the demo's run (3 seeds): 0 69.0%, 0.1 71.5%, 0.2 72.3%, 0.5 71.3% (benchmarks/student)."""
     kd_temperature: float = 1.0
