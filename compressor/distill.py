@@ -71,6 +71,9 @@ class DistillSettings(Seeded, OnDevice):
     """LANG:VOCAB:DIM (e.g. en:10000:100) to fetch BPEmb with the `bpemb` package (needs internet)."""
     vocab_size: int = 8000
     """Student sentencepiece vocabulary size."""
+    vocabulary: Literal["trained", "teacher"] = "trained"
+    """The student's subword pieces: a sentencepiece BPE model trained on its training texts, or the teacher's own
+    wordpieces that occur in them (`teacher_vocabulary_tokenizer`), each of which the teacher's table holds whole."""
     embed_dim: int = 100
     """Student subword vector size."""
     gru_units: int = 32
@@ -211,7 +214,7 @@ def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_te
     """
     import sentencepiece as spm
 
-    from gendistill.compressor.student import StudentConfig, student_input, train_tokenizer
+    from gendistill.compressor.student import StudentConfig, student_input, teacher_vocabulary_tokenizer, train_tokenizer
 
     model_path = work_dir / "tokenizer.model"
     digits_to_zero = False
@@ -221,6 +224,10 @@ def prepare_student(settings: DistillSettings, run_dir: str | Path, tokenizer_te
         digits_to_zero = True  # BPEmb's preprocessing: lowercase, digits -> 0
     elif tokenizer_model is not None:
         shutil.copyfile(tokenizer_model, model_path)
+        bpemb_vectors = None
+    elif settings.vocabulary == "teacher":
+        teacher_vocabulary_tokenizer(tokenizer_texts, work_dir / "tokenizer", settings.vocab_size, stage_path(run_dir, "teacher") / "model",
+                                     lowercase=settings.lowercase)
         bpemb_vectors = None
     else:
         train_tokenizer(tokenizer_texts, work_dir / "tokenizer", settings.vocab_size, lowercase=settings.lowercase)

@@ -286,6 +286,64 @@ def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int,
     return path
 
 
+def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int, teacher_dir: str | Path,
+                                 lowercase: bool = True, digits_to_zero: bool = False) -> Path:
+    """A sentencepiece model whose pieces are the teacher's own wordpieces, as they occur in `texts`; returns its path.
+
+    Each word of the texts (split at spaces) is cut by the teacher's tokenizer; its first wordpiece becomes a word-start
+    piece ("\u2581good") and the rest, "##" dropped, continuation pieces. The `vocab_size` most frequent of them, and
+    every character seen (so that any text has a cut, spelt out where nothing else fits), make a unigram model scored by
+    log frequency. A piece then maps to exactly one vector of the teacher's table, where a piece the BPE trainer made
+    ("\u2581unf" + "un" + "ny" for "unfunny") gets the mean of several. Built by editing a trained model's proto, so it
+    loads with the same normalisation in every runtime.
+    """
+    import collections
+    import io
+    import math
+    import unicodedata
+
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    from transformers import AutoTokenizer
+
+    teacher = AutoTokenizer.from_pretrained(teacher_dir)
+    sentences = [normalize(t, lowercase, digits_to_zero) for t in texts if t.strip()]
+    words = collections.Counter(w for sentence in sentences for w in sentence.split())
+    counts, characters = collections.Counter(), set()
+    for word, times in words.items():
+        characters.update(c for c in word if not unicodedata.category(c).startswith("C"))  # no control characters
+        surface = [piece[2:] if piece.startswith("##") else piece for piece in teacher.tokenize(word)]
+        if "".join(surface) != word:  # the teacher's tokenizer changed it (accents, unknown): spelt out instead
+            continue
+        counts["\u2581" + surface[0]] += times
+        for piece in surface[1:]:
+            counts[piece] += times
+    # A small trained model gives a valid proto: its normaliser and special pieces are kept, its pieces replaced.
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences[:2000]), model_writer=model, model_type="unigram", vocab_size=100, pad_id=0, unk_id=1,
+        bos_id=-1, eos_id=-1, character_coverage=0.98, hard_vocab_limit=False, num_threads=2, minloglevel=2,
+    )
+    proto = pb.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    specials = [piece for piece in proto.pieces if piece.type != pb.ModelProto.SentencePiece.NORMAL]
+    del proto.pieces[:]
+    proto.pieces.extend(specials)
+    total = sum(counts.values())
+    chosen = [piece for piece, _ in counts.most_common(max(0, vocab_size - len(specials)))]
+    floor = math.log(1 / total) - 10.0  # a character alone is the last resort
+    for piece in chosen:
+        proto.pieces.add(piece=piece, score=math.log(counts[piece] / total), type=pb.ModelProto.SentencePiece.NORMAL)
+    taken = set(chosen)
+    for piece in ["\u2581", *sorted(characters)]:
+        if piece not in taken:
+            proto.pieces.add(piece=piece, score=floor, type=pb.ModelProto.SentencePiece.NORMAL)
+    proto.trainer_spec.vocab_size = len(proto.pieces)
+    path = Path(f"{model_prefix}.model")
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
 def student_input(student_dir: str | Path, config: StudentConfig) -> StudentInput:
     """The runtime's input path (normalize, encode, truncate, pad) over the student's tokenizer.model."""
     return StudentInput.load(Path(student_dir) / "tokenizer.model", config.input_spec)
