@@ -111,7 +111,8 @@ REMOVED = {"transfer_mix": "as-sampled", "embedding_lr": 1.0, "unlabeled_texts":
 settings.json holding the key at this value is reused as if the key were absent; at another value it is re-made."""
 
 
-AUTO = {"max_length": 0, "architecture": "auto", "embeddings": "auto", "keep_confident": None, "teacher_labels": "auto"}
+AUTO = {"max_length": 0, "architecture": "auto", "embeddings": "auto", "keep_confident": None, "teacher_labels": "auto",
+        "vocabulary": "auto"}
 """Settings whose value here means "chosen by the stage": a stage saves the value it chose, and any saved value
 satisfies a request for the automatic choice."""
 

@@ -312,7 +312,9 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     counts, characters = collections.Counter(), set()
     for word, times in words.items():
         characters.update(c for c in word if not unicodedata.category(c).startswith("C"))  # no control characters
-        surface = [piece[2:] if piece.startswith("##") else piece for piece in teacher.tokenize(word)]
+        surface = [piece.removeprefix("##") for piece in teacher.tokenize(word)]
+        if surface:  # a word-start mark of a sentencepiece or byte-level BPE teacher ("\u2581good", "\u0120good")
+            surface[0] = surface[0].removeprefix("\u2581").removeprefix("\u0120")
         if "".join(surface) != word:  # the teacher's tokenizer changed it (accents, unknown): spelt out instead
             continue
         counts["\u2581" + surface[0]] += times
@@ -329,7 +331,7 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     specials = [piece for piece in proto.pieces if piece.type != pb.ModelProto.SentencePiece.NORMAL]
     del proto.pieces[:]
     proto.pieces.extend(specials)
-    total = sum(counts.values())
+    total = max(1, sum(counts.values()))
     chosen = [piece for piece, _ in counts.most_common(max(0, vocab_size - len(specials)))]
     floor = math.log(1 / total) - 10.0  # a character alone is the last resort
     for piece in chosen:

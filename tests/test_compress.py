@@ -493,6 +493,55 @@ def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_
     assert (run_dir / "bundle" / "model.onnx").is_file()
 
 
+def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_piece_to_one_row(tmp_path):
+    """--student-vocabulary teacher: the student's pieces are the teacher's wordpieces (word starts marked, "##"
+    dropped), the most frequent first; characters spell out what they do not cover; each piece's initial vector is
+    one row of the teacher's table; and the runtime still tokenizes word by word with sentencepiece's own ids."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from gendistill.compressor.embeddings import teacher_vectors
+    from gendistill.compressor.student import teacher_vocabulary_tokenizer
+    from gendistill.runtime.preprocess import InputSpec, StudentInput
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    words = ["un", "##fun", "##ny", "fun", "good", "movie", "bad", ",", "!", "'", "t", "don"]
+    (teacher / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
+    BertTokenizerFast(vocab=str(teacher / "vocab.txt")).save_pretrained(teacher)
+    BertModel(BertConfig(vocab_size=len(words) + 31, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
+    texts = ["Unfunny movie, good!", "a good movie", "don't", "good good fun", "zq"] * 3
+    path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 40, teacher)
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    assert sp.encode("unfunny movie, good!", out_type=str) == ["\u2581un", "fun", "ny", "\u2581movie", ",", "\u2581good", "!"]
+    assert sp.encode("don't", out_type=str) == ["\u2581don", "'", "t"]
+    assert sp.encode("zq", out_type=str) == ["\u2581", "z", "q"]  # "zq" is [UNK] to the teacher: spelt out
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    assert pieces[:4] == ["<pad>", "<unk>", "\u2581good", "\u2581movie"]  # the most frequent first (good: 12 times, movie: 6)
+    vectors, coverage = teacher_vectors(sp, teacher, 4)
+    assert coverage == (len(pieces) - 3) / len(pieces) and vectors.shape == (len(pieces), 4)  # all but <pad>, <unk>, a bare mark
+    inputs = StudentInput.load(path, InputSpec(max_length=32))
+    assert inputs.by_word and inputs.encode(["unfunny movie, good!"])[0] == sp.encode("unfunny movie, good!")
+
+
+def test_a_bigru_on_the_teachers_vocabulary_ships_a_verified_bundle(tmp_path, finished_run, toy_csv, tiny_models):
+    import sentencepiece as spm
+
+    run_dir = redistill(tmp_path, finished_run, toy_csv, tiny_models, "--student", "bigru", "--student-vocabulary", "teacher")
+    assert json.loads((run_dir / "distill" / "settings.json").read_text())["vocabulary"] == "teacher"
+    teacher_vocab = set((tiny_models[0] / "vocab.txt").read_text().split())
+    sp = spm.SentencePieceProcessor(model_file=str(run_dir / "bundle" / "tokenizer.model"))
+    words = [sp.id_to_piece(i).lstrip("\u2581") for i in range(2, sp.get_piece_size())]
+    assert [w for w in words if w not in teacher_vocab and len(w) > 1] == []  # the teacher's words, and characters to spell
+    assert sum(len(w) > 1 for w in words) > 30
+    from gendistill.runtime.classifier import Classifier
+
+    classifier = Classifier.load(run_dir / "bundle")  # the runtime reads it; its golden file (the export's check) holds
+    golden = [json.loads(line) for line in (run_dir / "bundle" / "golden.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert classifier.encode([row["text"] for row in golden]) == [row["ids"] for row in golden]
+
+
 def _toy_student(tmp_path, toy_rows, count=100, num_labels=2):
     """The first `count` toy texts, a tiny static student's config and input over a tokenizer trained on them, random vectors."""
     import numpy as np
@@ -744,8 +793,9 @@ def test_a_student_no_better_than_the_majority_class_is_reported_as_a_failure(tm
 
     run_dir = tmp_path / "copy"
     shutil.copytree(finished_run[0], run_dir)
-    assert "warning" not in json.loads((run_dir / "report.json").read_text())  # the toy students beat a constant
-    metrics = read_json(stage_path(run_dir, "distill") / "metrics.json")
+    metrics = {**read_json(stage_path(run_dir, "distill") / "metrics.json"), "shipped": "generation-distillation"}
+    write_json_atomic(stage_path(run_dir, "distill") / "metrics.json", {**metrics, "dev_accuracy": 0.9, "labeled_only_dev_accuracy": 0.9})
+    assert "warning" not in write_report(run_dir)  # a student that beats a constant on dev
     write_json_atomic(stage_path(run_dir, "distill") / "metrics.json", {**metrics, "dev_accuracy": 0.2, "labeled_only_dev_accuracy": 0.1})
     report = write_report(run_dir)
     assert report["warning"].startswith("The shipped student scores 20.0% on dev, no better than always answering")
@@ -832,13 +882,17 @@ def test_auto_student_is_the_bigru_for_short_texts_and_the_static_one_for_long_o
         assert resolved.teacher_labels == labels and kim_cnn.teacher_labels == "soft"
         assert with_auto_choices(DistillSettings(teacher_labels="hard"), run_dir).teacher_labels == "hard"  # asked for: kept
         assert settings_difference({"teacher_labels": labels}, {"teacher_labels": "auto"}) is None
+        vocabulary = "teacher" if architecture == "bigru" else "trained"  # auto: the bigru reads the teacher's wordpieces
+        assert resolved.vocabulary == vocabulary and kim_cnn.vocabulary == "trained"
+        assert with_auto_choices(DistillSettings(vocabulary="teacher", architecture="static"), run_dir).vocabulary == "teacher"
     assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"
     # A benchmark seed recorded before teacher_labels was an automatic choice learned from soft labels: measured again.
     from gendistill.compressor.distill import auto_choices_difference
 
     recorded = {"architecture": "bigru", "max_length": 64, "embeddings": "teacher", "keep_confident": 0}
     assert auto_choices_difference(recorded, DistillSettings(), 32) == "teacher_labels: 'soft' -> 'logits' (auto)"
-    assert auto_choices_difference({**recorded, "teacher_labels": "logits"}, DistillSettings(), 32) is None
+    assert auto_choices_difference({**recorded, "teacher_labels": "logits"}, DistillSettings(), 32) == "vocabulary: 'trained' -> 'teacher' (auto)"
+    assert auto_choices_difference({**recorded, "teacher_labels": "logits", "vocabulary": "teacher"}, DistillSettings(), 32) is None
 
 
 def test_gru_units_set_the_bigru_width_and_runs_made_before_the_setting_read_as_64():

@@ -14,7 +14,7 @@ def make_tiny_teacher(directory: Path, texts: list[str]) -> Path:
     words = sorted({w.strip(".!,").lower() for t in texts for w in t.split()} | set("abcdefghijklmnopqrstuvwxyz0123456789.!,"))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
+    tokenizer = BertTokenizerFast(vocab=str(directory / "vocab.txt"))  # vocab_file= is ignored by transformers 5: every word read as [UNK]
     config = BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
     BertForSequenceClassification(config).save_pretrained(directory)
