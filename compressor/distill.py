@@ -154,7 +154,8 @@ class DistillSettings(Seeded, OnDevice):
     """Architecture of the labeled-only student; same = the generation-distillation student's. From labels alone the
     static student measured best: 60.3 ± 0.9% on rotten-tomatoes' 200 labels against 53.6 ± 5.7 for the bigru and
     54.6 ± 3.5 for the Kim-CNN, which fall under always answering the majority class (57.8; 3 seeds,
-    benchmarks/student); on three bbc-news topics at 30 labels, 95.7 ± 0.9 against the Kim-CNN's 92.7 ± 2.6."""
+    benchmarks/student); on three bbc-news topics at 30 labels, 95.7 ± 0.9 against the Kim-CNN's 92.7 ± 2.6. Its pieces
+    follow its own architecture's --student-vocabulary auto rule."""
     labeled_only_embeddings: Literal["same", Embeddings] = "teacher"
     """Initial vectors of the labeled-only student; same = the generation-distillation student's. From labels alone the
     teacher's input table measured better than the vectors of its outputs that the static student distills on:
@@ -333,28 +334,37 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     return model, history
 
 
-def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, student_dir: Path, *, labeled_only: bool = False,
-                    desc: str = "distill student", tokenizer_model: Path | None = None) -> dict:
-    """Build the student's tokenizer and initial vectors from `data["texts"]` (or reuse `tokenizer_model`),
-    train it, save it to `student_dir`; returns its metrics.
+def labeled_only_settings(settings: DistillSettings) -> DistillSettings:
+    """The settings of the student on the labeled texts alone: --labeled-only-student's architecture, with that
+    architecture's own --student-vocabulary auto rule (the bigru's wordpieces of the teacher are not the static student's
+    measured pieces), and --labeled-only-embeddings' vectors (a BPEmb student keeps BPEmb's); no teacher (λ = 1)."""
+    if settings.labeled_only_student != "same":
+        architecture = settings.labeled_only_student
+        settings = replace(settings, architecture=architecture, vocabulary=VOCABULARY.get(architecture, "trained"))
+    if settings.labeled_only_embeddings != "same" and settings.embeddings != "bpemb":
+        settings = replace(settings, embeddings=settings.labeled_only_embeddings)
+    return replace(settings, lam=1.0)
 
-    `data` is `training_set(...)`'s dict (texts, hard, soft). `labeled_only` trains on the true labels alone (λ = 1, no
-    teacher), with the `labeled_only_student` architecture: the baseline a user compares against. The distill stage
-    and the benchmark's student rows both train through here.
+
+def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, student_dir: Path, *, labeled_only: bool = False,
+                    desc: str = "distill student", tokenizer_model: Path | None = None, tokenizer_texts: list[str] | None = None) -> dict:
+    """Build the student's tokenizer and initial vectors from `tokenizer_texts` (default `data["texts"]`; or reuse
+    `tokenizer_model`), train it, save it to `student_dir`; returns its metrics.
+
+    `data` is `training_set(...)`'s dict (texts, hard, soft). `labeled_only` trains on the true labels alone
+    (`labeled_only_settings`): the baseline a user compares against. The distill stage and the benchmark's student rows
+    both train through here.
     """
     from gendistill.compressor.student import count_parameters, save_student
 
-    if labeled_only and settings.labeled_only_student != "same":
-        settings = replace(settings, architecture=settings.labeled_only_student)
-    if labeled_only and settings.labeled_only_embeddings != "same" and settings.embeddings != "bpemb":
-        settings = replace(settings, embeddings=settings.labeled_only_embeddings)
+    if labeled_only:
+        settings = labeled_only_settings(settings)
     settings = with_auto_choices(settings, run_dir)
     student_dir.mkdir(parents=True, exist_ok=True)
     dev_texts, dev_y = load_split(run_dir, "dev")
-    inputs, config, vectors, coverage = prepare_student(settings, run_dir, data["texts"], len(load_labels(run_dir)), student_dir,
-                                                        tokenizer_model)
+    inputs, config, vectors, coverage = prepare_student(settings, run_dir, tokenizer_texts or data["texts"], len(load_labels(run_dir)),
+                                                        student_dir, tokenizer_model)
     if labeled_only:
-        settings = replace(settings, lam=1.0)
         data = {**data, "soft": None}
     shift = teacher_prior_shift(run_dir) if settings.logit_adjustment else None
     model, history = train_student(config, inputs, vectors, texts=data["texts"], hard=data["hard"], soft=data["soft"], dev_texts=dev_texts,
@@ -540,10 +550,13 @@ def run_distill(settings: DistillSettings, run_dir: str | Path) -> dict:
     log.info("student vocabulary %d pieces, %.0f%% initialised from %s vectors", metrics["vocab_size"], 100 * metrics["embedding_coverage"],
              settings.embeddings)
     if settings.labeled_only_baseline:
-        # A student on the labeled texts alone (--labeled-only-student), over the same tokenizer and initial vectors.
+        # A student on the labeled texts alone (--labeled-only-student), over the same tokenizer when it reads the same
+        # kind of pieces, else over its own, made from the same texts.
         labeled = {k: data[k][: len(load_split(run_dir, "train")[0])] for k in ("texts", "hard", "soft")}
+        same_pieces = labeled_only_settings(settings).vocabulary == settings.vocabulary
         baseline = distill_student(settings, run_dir, labeled, out / "labeled_only", labeled_only=True, desc="labeled-only student",
-                                   tokenizer_model=out / "student" / "tokenizer.model")
+                                   tokenizer_model=out / "student" / "tokenizer.model" if same_pieces else None,
+                                   tokenizer_texts=data["texts"])
         metrics["labeled_only_dev_accuracy"] = baseline["dev_accuracy"]
         metrics["dev_disagreement"] = dev_disagreement(dev_right(out / "student", run_dir), dev_right(out / "labeled_only", run_dir))
         metrics["shipped"] = "labeled-only" if ships_labeled_only(metrics["dev_disagreement"]) else "generation-distillation"

@@ -56,7 +56,8 @@ def _pca(raw: np.ndarray, known: np.ndarray, dim: int, seed: int) -> np.ndarray:
     if known.sum() > dim:
         centered = raw[known] - raw[known].mean(0)
         _, _, components = np.linalg.svd(centered, full_matrices=False)
-        reduced[known] = centered @ components[:dim].T
+        width = min(dim, len(components))  # a teacher narrower than dim fills the first dimensions
+        reduced[np.ix_(known, np.arange(width))] = centered @ components[:width].T
     return _standardize(reduced, known, np.random.RandomState(seed))
 
 

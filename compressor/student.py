@@ -333,10 +333,17 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     proto.pieces.extend(specials)
     total = max(1, sum(counts.values()))
     chosen = [piece for piece, _ in counts.most_common(max(0, vocab_size - len(specials)))]
-    floor = math.log(1 / total) - 10.0  # a character alone is the last resort
     for piece in chosen:
         proto.pieces.add(piece=piece, score=math.log(counts[piece] / total), type=pb.ModelProto.SentencePiece.NORMAL)
     taken = set(chosen)
+    # Few texts (a few hundred have ~2,000 distinct wordpieces) leave room: the rest of the teacher's vocabulary fills it,
+    # in the teacher's own order (frequency-like in BERT's), scored below every piece seen, so that a word the texts
+    # never had is still cut into the teacher's pieces rather than spelt out.
+    unseen = [piece for piece in _teacher_pieces(teacher, lowercase) if piece not in taken]
+    for rank, piece in enumerate(unseen[: max(0, vocab_size - len(specials) - len(chosen))]):
+        proto.pieces.add(piece=piece, score=math.log(0.5 / total) - 1e-4 * rank, type=pb.ModelProto.SentencePiece.NORMAL)
+        taken.add(piece)
+    floor = math.log(1 / total) - 10.0  # a character alone is the last resort
     for piece in ["\u2581", *sorted(characters)]:
         if piece not in taken:
             proto.pieces.add(piece=piece, score=floor, type=pb.ModelProto.SentencePiece.NORMAL)
@@ -344,6 +351,30 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     path = Path(f"{model_prefix}.model")
     path.write_bytes(proto.SerializeToString())
     return path
+
+
+def _teacher_pieces(teacher, lowercase: bool) -> list[str]:
+    """The teacher tokenizer's ordinary pieces in id order, written as sentencepiece pieces: word starts marked with
+    "\u2581", continuations bare. WordPiece marks continuations ("##ing"); sentencepiece and byte-level BPE mark word
+    starts ("\u2581the", "\u0120the")."""
+    import unicodedata
+
+    vocab = teacher.get_vocab()
+    special = set(teacher.all_special_tokens)
+    wordpiece = any(token.startswith("##") for token in vocab)
+    pieces = []
+    for token in sorted(vocab, key=vocab.get):
+        if token in special or (token.startswith("[") and token.endswith("]")) or (token.startswith("<") and token.endswith(">")):
+            continue
+        if wordpiece:
+            piece = token[2:] if token.startswith("##") else "\u2581" + token
+        else:
+            piece = "\u2581" + token[1:] if token[:1] in ("\u2581", "\u0120") else token
+        surface = piece.removeprefix("\u2581")
+        if not surface or any(c.isspace() or unicodedata.category(c).startswith("C") for c in surface) or (lowercase and surface != surface.lower()):
+            continue
+        pieces.append(piece)
+    return pieces
 
 
 def student_input(student_dir: str | Path, config: StudentConfig) -> StudentInput:

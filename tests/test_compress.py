@@ -98,7 +98,8 @@ def test_compress_ends_with_a_verified_bundle(finished_run):
     reason = report["bundle"]["int8_refused"]
     assert reason == manifest["metrics"]["int8_refused"] and reason.endswith("too few to show that they agree (at least 437 are needed)")
     assert f"The bundle is fp32 because {reason}." in (run_dir / "report.md").read_text()
-    assert (run_dir / "bundle" / "tokenizer.model").read_bytes() == (run_dir / "distill" / "student" / "tokenizer.model").read_bytes()
+    shipped = "labeled_only" if report["shipped"]["student"] == "labeled-only" else "student"  # each student has its tokenizer
+    assert (run_dir / "bundle" / "tokenizer.model").read_bytes() == (run_dir / "distill" / shipped / "tokenizer.model").read_bytes()
     assert "export" in report["seconds"]
 
 
@@ -495,7 +496,8 @@ def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_
 
 def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_piece_to_one_row(tmp_path):
     """--student-vocabulary teacher: the student's pieces are the teacher's wordpieces (word starts marked, "##"
-    dropped), the most frequent first; characters spell out what they do not cover; each piece's initial vector is
+    dropped), the most frequent first, then the rest of the teacher's while there is room; characters spell out what
+    they do not cover; each piece's initial vector is
     one row of the teacher's table; and the runtime still tokenizes word by word with sentencepiece's own ids."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -517,6 +519,7 @@ def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_pi
     assert sp.encode("unfunny movie, good!", out_type=str) == ["\u2581un", "fun", "ny", "\u2581movie", ",", "\u2581good", "!"]
     assert sp.encode("don't", out_type=str) == ["\u2581don", "'", "t"]
     assert sp.encode("zq", out_type=str) == ["\u2581", "z", "q"]  # "zq" is [UNK] to the teacher: spelt out
+    assert sp.encode("bad fun", out_type=str) == ["\u2581bad", "\u2581fun"]  # never in the texts: room left is the teacher's
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     assert pieces[:4] == ["<pad>", "<unk>", "\u2581good", "\u2581movie"]  # the most frequent first (good: 12 times, movie: 6)
     vectors, coverage = teacher_vectors(sp, teacher, 4)
@@ -531,10 +534,17 @@ def test_a_bigru_on_the_teachers_vocabulary_ships_a_verified_bundle(tmp_path, fi
     run_dir = redistill(tmp_path, finished_run, toy_csv, tiny_models, "--student", "bigru", "--student-vocabulary", "teacher")
     assert json.loads((run_dir / "distill" / "settings.json").read_text())["vocabulary"] == "teacher"
     teacher_vocab = set((tiny_models[0] / "vocab.txt").read_text().split())
-    sp = spm.SentencePieceProcessor(model_file=str(run_dir / "bundle" / "tokenizer.model"))
+    sp = spm.SentencePieceProcessor(model_file=str(run_dir / "distill" / "student" / "tokenizer.model"))
     words = [sp.id_to_piece(i).lstrip("\u2581") for i in range(2, sp.get_piece_size())]
     assert [w for w in words if w not in teacher_vocab and len(w) > 1] == []  # the teacher's words, and characters to spell
     assert sum(len(w) > 1 for w in words) > 30
+    # The labeled-only student (static) reads its own architecture's pieces: a BPE model trained on the same texts.
+    from gendistill.compressor.distill import DistillSettings, labeled_only_settings
+
+    assert labeled_only_settings(DistillSettings(architecture="bigru", vocabulary="teacher")).vocabulary == "trained"
+    assert labeled_only_settings(DistillSettings(architecture="bigru", vocabulary="teacher", labeled_only_student="same")).vocabulary == "teacher"
+    labeled_only = spm.SentencePieceProcessor(model_file=str(run_dir / "distill" / "labeled_only" / "tokenizer.model"))
+    assert labeled_only.get_piece_size() != sp.get_piece_size() or labeled_only.id_to_piece(5) != sp.id_to_piece(5)
     from gendistill.runtime.classifier import Classifier
 
     classifier = Classifier.load(run_dir / "bundle")  # the runtime reads it; its golden file (the export's check) holds

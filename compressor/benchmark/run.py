@@ -189,9 +189,11 @@ def synthesis_defaults(run_dir: Path, settings) -> dict:
 
 def _student_plan(bench: BenchmarkSettings, distill) -> list[dict]:
     """Every student to train for one seed: name, DistillSettings, transfer, count, and the row/curve/ablation it feeds."""
+    from gendistill.compressor.distill import labeled_only_settings
+
     top = max(bench.synthetic_counts)
     plan = [
-        {"name": "student-labeled-only", "settings": distill, "transfer": "none", "count": None, "labeled_only": True},
+        {"name": "student-labeled-only", "settings": labeled_only_settings(distill), "transfer": "none", "count": None, "labeled_only": True},
         {"name": "student-kd", "settings": distill, "transfer": "none", "count": None},
         {"name": "student-gendist", "settings": distill, "transfer": "synthetic", "count": top},
         {"name": "student-gendist-hard", "settings": replace(distill, teacher_labels="hard"), "transfer": "synthetic", "count": top},
