@@ -291,11 +291,13 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     """A sentencepiece model whose pieces are the teacher's own wordpieces, as they occur in `texts`; returns its path.
 
     Each word of the texts (split at spaces) is cut by the teacher's tokenizer; its first wordpiece becomes a word-start
-    piece ("\u2581good") and the rest, "##" dropped, continuation pieces. The `vocab_size` most frequent of them, and
-    every character seen (so that any text has a cut, spelt out where nothing else fits), make a unigram model scored by
-    log frequency. A piece then maps to exactly one vector of the teacher's table, where a piece the BPE trainer made
-    ("\u2581unf" + "un" + "ny" for "unfunny") gets the mean of several. Built by editing a trained model's proto, so it
-    loads with the same normalisation in every runtime.
+    piece ("\u2581good") and the rest, "##" dropped, continuation pieces. The `vocab_size` most frequent of them (room
+    that few texts leave is filled with the rest of the teacher's vocabulary, scored below them), and every character
+    seen (so that any text has a cut, spelt out where nothing else fits), make a unigram model scored by log frequency.
+    A piece then maps to exactly one vector of the teacher's table, where a piece the BPE trainer made ("\u2581unf" +
+    "un" + "ny" for "unfunny") gets the mean of several. No piece holds a word start past its first character, so the
+    runtime's word-by-word cache still gives sentencepiece's own ids. Built by editing a trained model's proto (the
+    `protobuf` that `onnx` installs reads it), so it loads with the same normalisation in every runtime.
     """
     import collections
     import io

@@ -56,6 +56,9 @@ def make_tiny_llama(directory: Path, texts: list[str]) -> Path:
                          num_key_value_heads=2, max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=0,
                          tie_word_embeddings=True)
     directory.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.manual_seed(0)  # one initialisation in every process: tests that fine-tune it then read the same start
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
