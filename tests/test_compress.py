@@ -497,8 +497,9 @@ def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_
 def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_piece_to_one_row(tmp_path):
     """--student-vocabulary teacher: the student's pieces are the teacher's wordpieces (word starts marked, "##"
     dropped), the most frequent first, then the rest of the teacher's while there is room; characters spell out what
-    they do not cover; each piece's initial vector is
-    one row of the teacher's table; and the runtime still tokenizes word by word with sentencepiece's own ids."""
+    they do not cover; each piece's initial vector is one row of the teacher's table; and the runtime still tokenizes
+    word by word with sentencepiece's own ids."""
+    import sentencepiece as spm
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from gendistill.compressor.embeddings import teacher_vectors
@@ -513,8 +514,6 @@ def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_pi
     BertModel(BertConfig(vocab_size=len(words) + 31, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
     texts = ["Unfunny movie, good!", "a good movie", "don't", "good good fun", "zq"] * 3
     path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 40, teacher)
-    import sentencepiece as spm
-
     sp = spm.SentencePieceProcessor(model_file=str(path))
     assert sp.encode("unfunny movie, good!", out_type=str) == ["\u2581un", "fun", "ny", "\u2581movie", ",", "\u2581good", "!"]
     assert sp.encode("don't", out_type=str) == ["\u2581don", "'", "t"]
