@@ -87,8 +87,6 @@ class DistillSettings(Seeded, OnDevice):
     synthetic texts (74.7 ± 0.4 against 74.8 ± 0.5, 3 student seeds) and on all 80,000 (76.5 ± 0.2 against
     76.1 ± 0.8), at 1.5-1.7x the speed (0.11-0.14 against 0.17-0.23 ms a text end to end) and a smaller bundle (1.23 MB
     against 1.27; benchmarks/student)."""
-    gru_layers: int = 1
-    """bigru: stacked bidirectional GRU layers (each above the first reads both directions' states of the one below)."""
     teacher_labels: Literal["auto", "soft", "hard", "logits"] = "auto"
     """What the student learns from the teacher: its soft labels (KL at --kd-temperature), its argmax (CE), or its
     logits (mean squared error between the student's and the teacher's logits, each centred over the labels: Tang et
@@ -170,7 +168,6 @@ class DistillSettings(Seeded, OnDevice):
         self.at_least("vocab_size", 50)
         self.at_least("embed_dim", 1)
         self.at_least("gru_units", 1)
-        self.at_least("gru_layers", 1)
         self.between("lam", 0.0, 1.0)
         self.at_least("keep_confident", 0)
         self.between("keep_share", 0.0, 1.0)
@@ -212,7 +209,7 @@ the probe's MLP (128 hidden units, dropout 0.1); the others keep StudentConfig's
 def student_shape(settings: DistillSettings) -> dict:
     """The StudentConfig fields `settings` sets for its (resolved) architecture."""
     if settings.architecture == "bigru":
-        return {"hidden": settings.gru_units, "gru_layers": settings.gru_layers}
+        return {"hidden": settings.gru_units}
     return dict(STUDENT_SHAPES.get(settings.architecture, {}))
 
 

@@ -43,8 +43,6 @@ class StudentConfig:
     """res-cnn: channels of each residual block; static: the MLP's hidden units; bigru: GRU units per direction."""
     num_blocks: int = 3
     """res-cnn: number of residual blocks."""
-    gru_layers: int = 1
-    """bigru: stacked bidirectional GRU layers."""
     dropout: float = 0.5
     pad_id: int = 0
     max_length: int = 128
@@ -200,9 +198,6 @@ class BiGRU(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
         self.forward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
         self.backward_gru = nn.GRU(config.embed_dim, config.hidden, batch_first=True)
-        # Layers above the first read both directions' states of the layer below.
-        self.upper_forward = nn.ModuleList(nn.GRU(2 * config.hidden, config.hidden, batch_first=True) for _ in range(config.gru_layers - 1))
-        self.upper_backward = nn.ModuleList(nn.GRU(2 * config.hidden, config.hidden, batch_first=True) for _ in range(config.gru_layers - 1))
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.hidden, config.num_labels)
 
@@ -213,16 +208,11 @@ class BiGRU(nn.Module):
         # Position t of the reversed text holds piece length-1-t; pads map to themselves, so they stay last.
         reverse = torch.where(positions < lengths, lengths - 1 - positions, positions).unsqueeze(2)  # [B, T, 1]
         x = self.embedding(input_ids)  # [B, T, E]
-        grus = [(self.forward_gru, self.backward_gru), *zip(self.upper_forward, self.upper_backward)]
-        for layer, (forward_gru, backward_gru) in enumerate(grus):
-            if layer:
-                x = self.dropout(x)
-            ahead, _ = forward_gru(x)
-            behind, _ = backward_gru(x.gather(1, reverse.expand(-1, -1, x.shape[2])))
-            behind = behind.gather(1, reverse.expand(-1, -1, behind.shape[2]))  # back into the text's order
-            x = torch.cat([ahead, behind], dim=2)
+        ahead, _ = self.forward_gru(x)
+        behind, _ = self.backward_gru(x.gather(1, reverse.expand(-1, -1, x.shape[2])))
+        behind = behind.gather(1, reverse.expand(-1, -1, behind.shape[2]))  # back into the text's order
         # GRU states lie in (-1, 1): shifted by 1 they are > 0 at real positions, so zeroing pads before the max masks them.
-        states = (x + 1.0) * mask.unsqueeze(2).to(torch.float32)
+        states = (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
         return self.classifier(self.dropout(states.amax(dim=1)))
 
     def onnx_graph(self):

@@ -77,16 +77,12 @@ def bigru_graph(model):
     # PyTorch stacks a GRU's gates as (reset, update, new), ONNX as (update, reset, hidden); linear_before_reset=1 is
     # PyTorch's formula (the reset gate scales the recurrent term after its matrix product, bias included).
     order = np.r_[hidden:2 * hidden, 0:hidden, 2 * hidden:3 * hidden]
-    layers = [(model.forward_gru, model.backward_gru), *zip(model.upper_forward, model.upper_backward)]
-    gru_weights = {}
-    for layer, grus in enumerate(layers):
-        suffix = f"_{layer + 1}" if layer else ""
-        gru_weights[f"gru_W{suffix}"] = np.stack([array(g.weight_ih_l0)[order] for g in grus])
-        gru_weights[f"gru_R{suffix}"] = np.stack([array(g.weight_hh_l0)[order] for g in grus])
-        gru_weights[f"gru_B{suffix}"] = np.stack([np.concatenate([array(g.bias_ih_l0)[order], array(g.bias_hh_l0)[order]]) for g in grus])
+    grus = (model.forward_gru, model.backward_gru)
     weights = {
         "embedding": array(model.embedding.weight),
-        **gru_weights,
+        "gru_W": np.stack([array(g.weight_ih_l0)[order] for g in grus]),
+        "gru_R": np.stack([array(g.weight_hh_l0)[order] for g in grus]),
+        "gru_B": np.stack([np.concatenate([array(g.bias_ih_l0)[order], array(g.bias_hh_l0)[order]]) for g in grus]),
         "classifier_weight": array(model.classifier.weight),
         "classifier_bias": array(model.classifier.bias),
         "pad_id": np.array(model.pad_id, dtype=np.int64),
@@ -96,8 +92,6 @@ def bigru_graph(model):
         "mask_axes": np.array([1, 3], dtype=np.int64),
         "features_shape": np.array([0, -1], dtype=np.int64),
     }
-    if len(layers) > 1:
-        weights["layer_input_shape"] = np.array([0, 0, -1], dtype=np.int64)
     def node(op_type, inputs, outputs, **attributes):
         return helper.make_node(op_type, inputs, outputs, name=outputs[0], **attributes)
 
@@ -109,18 +103,8 @@ def bigru_graph(model):
         node("ReduceSum", ["piece_count", "sequence_axis"], ["lengths"], keepdims=0),  # [batch]
         node("Transpose", [INPUT_NAME], ["ids_by_time"], perm=[1, 0]),
         node("Gather", ["embedding", "ids_by_time"], ["vectors"]),  # [sequence, batch, embed]
-        node("GRU", ["vectors", "gru_W", "gru_R", "gru_B", "lengths"], ["states" if len(layers) == 1 else "states_1"],
-             hidden_size=hidden, direction="bidirectional", linear_before_reset=1),  # [sequence, 2, batch, hidden], 0 past each length
-    ]
-    for layer in range(1, len(layers)):  # each upper layer reads [sequence, batch, forward then backward] of the one below
-        below, out = f"states_{layer}", ("states" if layer == len(layers) - 1 else f"states_{layer + 1}")
-        nodes += [
-            node("Transpose", [below], [f"{below}_by_batch"], perm=[0, 2, 1, 3]),
-            node("Reshape", [f"{below}_by_batch", "layer_input_shape"], [f"{below}_joined"]),
-            node("GRU", [f"{below}_joined", f"gru_W_{layer + 1}", f"gru_R_{layer + 1}", f"gru_B_{layer + 1}", "lengths"], [out],
-                 hidden_size=hidden, direction="bidirectional", linear_before_reset=1),
-        ]
-    nodes += [
+        node("GRU", ["vectors", "gru_W", "gru_R", "gru_B", "lengths"], ["states"], hidden_size=hidden,
+             direction="bidirectional", linear_before_reset=1),  # [sequence, 2, batch, hidden], 0 past each length
         # As in the model: states lie in (-1, 1), so shifted by 1 they are > 0 at real positions and 0 at pads.
         node("Add", ["states", "one"], ["shifted"]),
         node("Transpose", ["mask"], ["mask_by_time"], perm=[1, 0]),
