@@ -101,7 +101,7 @@ trained in bfloat16 is reused for fp32 (measured to make the same teacher; Teach
 
 ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "keep_share": 0.0, "epoch_examples": 1, "conditional": False, "prior": "train",
                "gru_units": 64, "labeled_only_student": "same", "labeled_only_embeddings": "same", "logit_adjustment": False, "select_by": "accuracy",
-               "teacher_labels": "soft", "vocabulary": "trained"}
+               "teacher_labels": "soft", "vocabulary": "trained", "real_repeat": 1}
 """Settings a stage gained after runs were made, with the value that does what those runs did: a settings.json
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
