@@ -102,9 +102,6 @@ class DistillSettings(Seeded, OnDevice):
     """Distillation temperature T of the teacher's and the student's softmax (with soft labels; logits need none)."""
     kd_on_real: bool = True
     """Also distill the teacher's soft labels on the real labeled texts."""
-    real_repeat: int = 1
-    """The real labeled texts appear this many times in the student's training texts (their true-label and
-    distillation terms weigh that much more against the transfer texts')."""
     logit_adjustment: bool = True
     """When the teacher's soft labels assume the pool's class prior (--teacher-prior pool), the true-label loss on the
     labeled texts (an even sample) is taken on the student's logits minus the same prior shift (logit adjustment,
@@ -172,7 +169,6 @@ class DistillSettings(Seeded, OnDevice):
         self.at_least("vocab_size", 50)
         self.at_least("embed_dim", 1)
         self.at_least("gru_units", 1)
-        self.at_least("real_repeat", 1)
         self.between("lam", 0.0, 1.0)
         self.at_least("keep_confident", 0)
         self.between("keep_share", 0.0, 1.0)
@@ -297,14 +293,11 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     rng = torch.Generator().manual_seed(settings.seed)
     best = BestCheckpoint(model, higher_is_better=settings.select_by == "accuracy", patience=settings.patience)
     history = []
-    pool = torch.arange(len(texts))  # each epoch draws from this: every text once, the labeled ones real_repeat times
-    labeled = torch.nonzero(torch.as_tensor(hard) >= 0).flatten()
-    pool = torch.cat([pool] + [labeled] * (settings.real_repeat - 1))
-    passes = -(-settings.epoch_examples // len(pool))  # passes over the pool per epoch (ceil), each in its own random order
+    passes = -(-settings.epoch_examples // len(texts))  # passes over the texts per epoch (ceil), each in its own random order
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        order = torch.cat([pool[torch.randperm(len(pool), generator=rng)] for _ in range(passes)])
+        order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))

@@ -101,13 +101,13 @@ trained in bfloat16 is reused for fp32 (measured to make the same teacher; Teach
 
 ADDED_LATER = {"prefix_share": 0.0, "keep_confident": 0, "keep_share": 0.0, "epoch_examples": 1, "conditional": False, "prior": "train",
                "gru_units": 64, "labeled_only_student": "same", "labeled_only_embeddings": "same", "logit_adjustment": False, "select_by": "accuracy",
-               "teacher_labels": "soft", "vocabulary": "trained", "real_repeat": 1}
+               "teacher_labels": "soft", "vocabulary": "trained"}
 """Settings a stage gained after runs were made, with the value that does what those runs did: a settings.json
 without the key is read as this value, so an upgrade does not refuse (or re-make) stages it would make the same."""
 
 
 REMOVED = {"transfer_mix": "as-sampled", "embedding_lr": 1.0, "unlabeled_texts": 0, "token_dropout": 0.0, "gru_pooling": "max",
-           "gru_layers": 1}
+           "gru_layers": 1, "real_repeat": 1}
 """Settings a stage had and lost (probes measured and taken out), with the value that does what the code does now: a
 settings.json holding the key at this value is reused as if the key were absent; at another value it is re-made."""
 
