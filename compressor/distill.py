@@ -131,7 +131,7 @@ class DistillSettings(Seeded, OnDevice):
     epoch_examples: int = 10_000
     """An epoch is at least this many examples (a small training set is passed over several times per epoch), so
     200 labeled texts get as many updates between two dev checks, and before early stopping, as 10,000 do."""
-    select_by: Literal["accuracy", "loss", "transfer"] = "loss"
+    select_by: Literal["accuracy", "loss"] = "loss"
     """The dev score that picks the student's epoch (and stops training): cross-entropy (loss) or accuracy. Loss
     measured higher with the bigru on the demo's run, 70.3 ± 0.3% against 69.5 ± 0.5 (3 seeds, every seed above;
     benchmarks/student), and on an 80 / 20 task a constant answer cannot win it: there accuracy kept students that
@@ -293,21 +293,11 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
     rng = torch.Generator().manual_seed(settings.seed)
     best = BestCheckpoint(model, higher_is_better=settings.select_by == "accuracy", patience=settings.patience)
     history = []
-    pool = torch.arange(len(texts))
-    held = pool[:0]
-    if settings.select_by == "transfer":  # probe: 1,000 transfer texts held out, the epoch kept by the student's distance to the teacher on them
-        transfer_rows = torch.nonzero(has_soft.cpu() & (torch.as_tensor(hard) < 0)).flatten()
-        held = transfer_rows[torch.randperm(len(transfer_rows), generator=torch.Generator().manual_seed(settings.seed))[:1000]]
-        keep = torch.ones(len(texts), dtype=torch.bool)
-        keep[held] = False
-        pool = pool[keep]
-    held_inputs = [torch.from_numpy(inputs.pad([ids[i] for i in held[j : j + 512].tolist()])).to(device) for j in range(0, len(held), 512)]
-    held_teacher = soft_t[held.to(device)]
-    passes = -(-settings.epoch_examples // len(pool))  # passes over the texts per epoch (ceil), each in its own random order
+    passes = -(-settings.epoch_examples // len(texts))  # passes over the texts per epoch (ceil), each in its own random order
     bar = progress(range(1, settings.epochs + 1), desc=desc, unit="epoch")
     for epoch in bar:
         model.train()
-        order = torch.cat([pool[torch.randperm(len(pool), generator=rng)] for _ in range(passes)])
+        order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
@@ -335,14 +325,8 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         dev_accuracy = accuracy(dev_logits.argmax(1), dev_y)
         dev_loss = mean_nll(dev_logits, dev_y) if len(dev_y) else 0.0
         history.append({"epoch": epoch, "dev_accuracy": dev_accuracy, "dev_loss": dev_loss})
-        score = dev_accuracy if settings.select_by == "accuracy" else dev_loss
-        if len(held):
-            with torch.no_grad():
-                held_logits = torch.cat([model(x) for x in held_inputs])
-            score = float(F.mse_loss(held_logits - held_logits.mean(1, keepdim=True), held_teacher - held_teacher.mean(1, keepdim=True)))
-            history[-1]["transfer_loss"] = score
         bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", dev_loss=f"{dev_loss:.3f}")
-        if best.update(epoch, score, last=epoch == settings.epochs):
+        if best.update(epoch, dev_accuracy if settings.select_by == "accuracy" else dev_loss, last=epoch == settings.epochs):
             break
     bar.close()
     best.restore()
