@@ -891,8 +891,8 @@ def test_auto_student_is_the_bigru_for_short_texts_and_the_static_one_for_long_o
         assert resolved.teacher_labels == labels and kim_cnn.teacher_labels == "soft"
         assert with_auto_choices(DistillSettings(teacher_labels="hard"), run_dir).teacher_labels == "hard"  # asked for: kept
         assert settings_difference({"teacher_labels": labels}, {"teacher_labels": "auto"}) is None
-        vocabulary = "teacher" if architecture == "bigru" else "trained"  # auto: the bigru reads the teacher's wordpieces
-        assert resolved.vocabulary == vocabulary and kim_cnn.vocabulary == "trained"
+        vocabulary = "teacher" if architecture == "bigru" else "trained"  # auto: the bigru and Kim-CNN read the teacher's wordpieces
+        assert resolved.vocabulary == vocabulary and kim_cnn.vocabulary == "teacher"
         assert with_auto_choices(DistillSettings(vocabulary="teacher", architecture="static"), run_dir).vocabulary == "teacher"
     assert settings_difference({"architecture": "kim-cnn"}, {"architecture": "bigru"}) == "architecture: 'kim-cnn' -> 'bigru'"
     # A benchmark seed recorded before teacher_labels was an automatic choice learned from soft labels: measured again.
