@@ -286,6 +286,11 @@ def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int,
     return path
 
 
+TEACHER_WORD_STARTS = ("\u2581", "\u0120")
+"""How a sentencepiece or byte-level BPE teacher marks a word's first piece ("\u2581good", "\u0120good"); WordPiece marks
+the other pieces instead ("##ing")."""
+
+
 def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int, teacher_dir: str | Path,
                                  lowercase: bool = True, digits_to_zero: bool = False) -> Path:
     """A sentencepiece model whose pieces are the teacher's own wordpieces, as they occur in `texts`; returns its path.
@@ -315,8 +320,9 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     for word, times in words.items():
         characters.update(c for c in word if not unicodedata.category(c).startswith("C"))  # no control characters
         surface = [piece.removeprefix("##") for piece in teacher.tokenize(word)]
-        if surface:  # a word-start mark of a sentencepiece or byte-level BPE teacher ("\u2581good", "\u0120good")
-            surface[0] = surface[0].removeprefix("\u2581").removeprefix("\u0120")
+        if surface:
+            for mark in TEACHER_WORD_STARTS:
+                surface[0] = surface[0].removeprefix(mark)
         if "".join(surface) != word:  # the teacher's tokenizer changed it (accents, unknown): spelt out instead
             continue
         counts["\u2581" + surface[0]] += times
@@ -371,7 +377,7 @@ def _teacher_pieces(teacher, lowercase: bool) -> list[str]:
         if wordpiece:
             piece = token[2:] if token.startswith("##") else "\u2581" + token
         else:
-            piece = "\u2581" + token[1:] if token[:1] in ("\u2581", "\u0120") else token
+            piece = "\u2581" + token[1:] if token[:1] in TEACHER_WORD_STARTS else token
         surface = piece.removeprefix("\u2581")
         if not surface or any(c.isspace() or unicodedata.category(c).startswith("C") for c in surface) or (lowercase and surface != surface.lower()):
             continue
