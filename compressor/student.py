@@ -339,22 +339,35 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     specials = [piece for piece in proto.pieces if piece.type != pb.ModelProto.SentencePiece.NORMAL]
     del proto.pieces[:]
     proto.pieces.extend(specials)
+    # sentencepiece refuses a model that defines a piece twice ("\u2581 is already defined"), and texts can hold what
+    # another source also adds: a literal "\u2581" among the characters, a continuation piece spelling "<unk>".
+    taken = {piece.piece for piece in specials}
+
+    def add(piece: str, score: float) -> bool:
+        if piece in taken:
+            return False
+        proto.pieces.add(piece=piece, score=score, type=pb.ModelProto.SentencePiece.NORMAL)
+        taken.add(piece)
+        return True
+
     total = max(1, sum(counts.values()))
-    chosen = [piece for piece, _ in counts.most_common(max(0, vocab_size - len(specials)))]
-    for piece in chosen:
-        proto.pieces.add(piece=piece, score=math.log(counts[piece] / total), type=pb.ModelProto.SentencePiece.NORMAL)
-    taken = set(chosen)
+    room = max(0, vocab_size - len(specials))
+    for piece, times in counts.most_common():
+        if room <= 0:
+            break
+        room -= add(piece, math.log(times / total))
     # Few texts (a few hundred have ~2,000 distinct wordpieces) leave room: the rest of the teacher's vocabulary fills it,
     # in the teacher's own order (frequency-like in BERT's), scored below every piece seen, so that a word the texts
     # never had is still cut into the teacher's pieces rather than spelt out.
-    unseen = [piece for piece in _teacher_pieces(teacher, lowercase) if piece not in taken]
-    for rank, piece in enumerate(unseen[: max(0, vocab_size - len(specials) - len(chosen))]):
-        proto.pieces.add(piece=piece, score=math.log(0.5 / total) - 1e-4 * rank, type=pb.ModelProto.SentencePiece.NORMAL)
-        taken.add(piece)
+    rank = 0
+    for piece in _teacher_pieces(teacher, lowercase):
+        if room <= 0:
+            break
+        if add(piece, math.log(0.5 / total) - 1e-4 * rank):
+            room, rank = room - 1, rank + 1
     floor = math.log(1 / total) - 10.0  # a character alone is the last resort
     for piece in ["\u2581", *sorted(characters)]:
-        if piece not in taken:
-            proto.pieces.add(piece=piece, score=floor, type=pb.ModelProto.SentencePiece.NORMAL)
+        add(piece, floor)
     proto.trainer_spec.vocab_size = len(proto.pieces)
     path = Path(f"{model_prefix}.model")
     path.write_bytes(proto.SerializeToString())

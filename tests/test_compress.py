@@ -527,6 +527,34 @@ def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_pi
     assert inputs.by_word and inputs.encode(["unfunny movie, good!"])[0] == sp.encode("unfunny movie, good!")
 
 
+def test_the_teachers_vocabulary_loads_when_texts_spell_a_piece_it_already_has(tmp_path):
+    """A text holding sentencepiece's own word mark ("\u2581", as one of 80,000 sampled texts did) or a word the teacher
+    cuts into a special token's spelling ("a<unk>") must not define a piece twice: sentencepiece refuses such a model
+    ("\u2581 is already defined"), which stopped a benchmark seed after its annotation."""
+    import sentencepiece as spm
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from gendistill.compressor.student import teacher_vocabulary_tokenizer
+    from gendistill.runtime.preprocess import InputSpec, StudentInput, normalize
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    words = ["good", "movie", "a", "x", "y"]
+    (teacher / "vocab.txt").write_text("\n".join(["[PAD]", "<unk>", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab=str(teacher / "vocab.txt"), unk_token="<unk>").save_pretrained(teacher)
+    BertModel(BertConfig(vocab_size=len(words) + 5, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
+    assert BertTokenizerFast.from_pretrained(teacher).tokenize("a<unk>") == ["a", "<unk>"]
+    texts = ["a<unk> movie", "good \u2581 movie", "x\u2581y good"] * 3
+    path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 40, teacher)
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    assert len(pieces) == len(set(pieces)) and pieces[:2] == ["<pad>", "<unk>"]
+    inputs = StudentInput.load(path, InputSpec(max_length=32))
+    for text in texts[:3]:
+        assert inputs.encode([text])[0] == sp.encode(normalize(text, True, False))
+    assert sp.encode(normalize(texts[1], True, False), out_type=str) == ["\u2581good", "\u2581movie"]
+
+
 def test_a_bigru_on_the_teachers_vocabulary_ships_a_verified_bundle(tmp_path, finished_run, toy_csv, tiny_models):
     import sentencepiece as spm
 
