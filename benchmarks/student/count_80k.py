@@ -61,6 +61,7 @@ for i, seed in enumerate(seeds):
     ax.axhline(0.9 * teacher[seed], color=f"C{i}", ls="--", lw=0.8)
     ax.axhline(setfit[seed], color=f"C{i}", ls=":", lw=0.8)
 ax.set_xscale("log")
+ax.minorticks_off()
 ax.set_xticks(counts, [f"{c:,}" for c in counts])
 ax.set_xlabel("synthetic texts the student learns from (the first N of the pool)")
 ax.set_ylabel("int8 bundle test accuracy (%)")
