@@ -339,6 +339,14 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     specials = [piece for piece in proto.pieces if piece.type != pb.ModelProto.SentencePiece.NORMAL]
     del proto.pieces[:]
     proto.pieces.extend(specials)
+    # Scores on a grid of 1/64: sentencepiece sums a path's scores in float32, and log-frequencies tie (counts 2 x 3 and
+    # 6 x 1 cut a word two ways at one score) or nearly tie, so the running sum's rounding picked one cut after a long
+    # prefix and the other alone; the runtime tokenizes word by word and the browser whole texts, so they disagreed on
+    # a few texts in a thousand, and the runtime's choice followed Python's per-process string hashing. On the grid
+    # every sum up to 2**18 in size is exact, a tie is broken by piece order alone, and a word cuts the same anywhere.
+    def on_grid(score: float) -> float:
+        return round(score * SCORE_GRID) / SCORE_GRID
+
     # sentencepiece refuses a model that defines a piece twice ("\u2581 is already defined"), and texts can hold what
     # another source also adds: a literal "\u2581" among the characters, a continuation piece spelling "<unk>".
     taken = {piece.piece for piece in specials}
@@ -346,7 +354,7 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     def add(piece: str, score: float) -> bool:
         if piece in taken:
             return False
-        proto.pieces.add(piece=piece, score=score, type=pb.ModelProto.SentencePiece.NORMAL)
+        proto.pieces.add(piece=piece, score=on_grid(score), type=pb.ModelProto.SentencePiece.NORMAL)
         taken.add(piece)
         return True
 
@@ -372,6 +380,10 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     path = Path(f"{model_prefix}.model")
     path.write_bytes(proto.SerializeToString())
     return path
+
+
+SCORE_GRID = 64
+"""Scores of the teacher-vocabulary tokenizer's pieces are multiples of 1 / SCORE_GRID (`teacher_vocabulary_tokenizer`)."""
 
 
 def _teacher_pieces(teacher, lowercase: bool) -> list[str]:

@@ -160,14 +160,15 @@ class StudentInput:
         """sentencepiece's ids for each word, as int64 bytes. Plain ASCII words start exactly one sentencepiece word
         each, so they all go through one call (a call costs ~1.6 us besides the text) and the ids are
         split again at the word starts; any other word gets a call of its own."""
-        new, plain = {}, [word for word in words if word.isascii() and word.isprintable()]
+        # Sorted: the order of a set of strings changes with each process's hash seed, and the ids must not.
+        new, plain = {}, sorted(word for word in words if word.isascii() and word.isprintable())
         if plain:
             ids = self.tokenizer.encode(" ".join(plain), out_type=int)
             starts = [position for position, i in enumerate(ids) if self._starts_word[i]] + [len(ids)]
             if len(starts) == len(plain) + 1 and starts[0] == 0:
                 raw = as_bytes(ids)
                 new = {word: raw[starts[number] * ID_BYTES : starts[number + 1] * ID_BYTES] for number, word in enumerate(plain)}
-        for word in words.difference(new):
+        for word in sorted(words.difference(new)):
             new[word] = as_bytes(self.tokenizer.encode(word, out_type=int))
         return new
 

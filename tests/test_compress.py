@@ -555,6 +555,32 @@ def test_the_teachers_vocabulary_loads_when_texts_spell_a_piece_it_already_has(t
     assert sp.encode(normalize(texts[1], True, False), out_type=str) == ["\u2581good", "\u2581movie"]
 
 
+def test_a_word_cuts_the_same_after_any_prefix_when_two_cuts_score_the_same(tmp_path):
+    """Log-frequency scores tie: "dilem" cuts as dil + em (2 x 2 times) or di + lem (4 x 1). sentencepiece sums a path's
+    scores in float32, so with the tie the running sum's rounding picked one cut after some prefixes and the other
+    after others, while the runtime (word by word, through its cache) always took the word's cut alone: the runtime
+    and the browser (whole texts) then gave different ids for the same text. With scores on a grid, never."""
+    import sentencepiece as spm
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from gendistill.compressor.student import teacher_vocabulary_tokenizer
+    from gendistill.runtime.preprocess import InputSpec, StudentInput
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    words = ["di", "dil", "##lem", "##em", "##x", "a", "the", "film", "good"]
+    (teacher / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"bcdefghijklmnopqrstuvwyz"]) + "\n")
+    BertTokenizerFast(vocab=str(teacher / "vocab.txt")).save_pretrained(teacher)
+    BertModel(BertConfig(vocab_size=len(words) + 29, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
+    texts = ["dilem the film", "dilem good", "dix", "dix a", "dix", "dix", "alem"] + ["the film good"] * 7
+    path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 60, teacher)
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    inputs = StudentInput.load(path, InputSpec(max_length=4096))
+    assert inputs.by_word
+    differ = [k for k in range(400) if inputs.encode([text := " ".join(["the film good"] * k + ["dilem"])])[0] != sp.encode(text)]
+    assert differ == []  # the scores before the grid: 115 of these 400 prefixes
+
+
 def test_a_bigru_on_the_teachers_vocabulary_ships_a_verified_bundle(tmp_path, finished_run, toy_csv, tiny_models):
     import sentencepiece as spm
 
