@@ -291,6 +291,10 @@ TEACHER_WORD_STARTS = ("\u2581", "\u0120")
 the other pieces instead ("##ing")."""
 
 
+SCORE_GRID = 64
+"""Scores of the teacher-vocabulary tokenizer's pieces are multiples of 1 / SCORE_GRID (`teacher_vocabulary_tokenizer`)."""
+
+
 def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int, teacher_dir: str | Path,
                                  lowercase: bool = True, digits_to_zero: bool = False) -> Path:
     """A sentencepiece model whose pieces are the teacher's own wordpieces, as they occur in `texts`; returns its path.
@@ -342,7 +346,7 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     # Scores on a grid of 1/64: sentencepiece sums a path's scores in float32, and log-frequencies tie (counts 2 x 3 and
     # 6 x 1 cut a word two ways at one score) or nearly tie, so the running sum's rounding picked one cut after a long
     # prefix and the other alone; the runtime tokenizes word by word and the browser whole texts, so they disagreed on
-    # a few texts in a thousand, and the runtime's choice followed Python's per-process string hashing. On the grid
+    # about one text in 10,000, and the runtime's choice followed Python's per-process string hashing. On the grid
     # every sum up to 2**18 in size is exact, a tie is broken by piece order alone, and a word cuts the same anywhere.
     def on_grid(score: float) -> float:
         return round(score * SCORE_GRID) / SCORE_GRID
@@ -380,10 +384,6 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     path = Path(f"{model_prefix}.model")
     path.write_bytes(proto.SerializeToString())
     return path
-
-
-SCORE_GRID = 64
-"""Scores of the teacher-vocabulary tokenizer's pieces are multiples of 1 / SCORE_GRID (`teacher_vocabulary_tokenizer`)."""
 
 
 def _teacher_pieces(teacher, lowercase: bool) -> list[str]:
