@@ -168,7 +168,7 @@ class StudentInput:
             if len(starts) == len(plain) + 1 and starts[0] == 0:
                 raw = as_bytes(ids)
                 new = {word: raw[starts[number] * ID_BYTES : starts[number + 1] * ID_BYTES] for number, word in enumerate(plain)}
-        for word in sorted(words.difference(new)):
+        for word in words.difference(new):  # each alone: their order changes no id
             new[word] = as_bytes(self.tokenizer.encode(word, out_type=int))
         return new
 
