@@ -494,24 +494,30 @@ def test_static_student_on_vectors_from_the_teachers_outputs(tmp_path, finished_
     assert (run_dir / "bundle" / "model.onnx").is_file()
 
 
+def _wordpiece_teacher(directory, tokens: list[str], unk: str = "[UNK]"):
+    """A one-layer BERT teacher (hidden size 8) whose WordPiece vocabulary is BERT's five special tokens, then `tokens`."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory.mkdir()
+    (directory / "vocab.txt").write_text("\n".join(["[PAD]", unk, "[CLS]", "[SEP]", "[MASK]", *tokens]) + "\n")
+    BertTokenizerFast(vocab=str(directory / "vocab.txt"), unk_token=unk).save_pretrained(directory)
+    BertModel(BertConfig(vocab_size=len(tokens) + 5, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(directory)
+    return directory
+
+
 def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_piece_to_one_row(tmp_path):
     """--student-vocabulary teacher: the student's pieces are the teacher's wordpieces (word starts marked, "##"
     dropped), the most frequent first, then the rest of the teacher's while there is room; characters spell out what
     they do not cover; each piece's initial vector is one row of the teacher's table; and the runtime still tokenizes
     word by word with sentencepiece's own ids."""
     import sentencepiece as spm
-    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from gendistill.compressor.embeddings import teacher_vectors
     from gendistill.compressor.student import teacher_vocabulary_tokenizer
     from gendistill.runtime.preprocess import InputSpec, StudentInput
 
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
     words = ["un", "##fun", "##ny", "fun", "good", "movie", "bad", ",", "!", "'", "t", "don"]
-    (teacher / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
-    BertTokenizerFast(vocab=str(teacher / "vocab.txt")).save_pretrained(teacher)
-    BertModel(BertConfig(vocab_size=len(words) + 31, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
+    teacher = _wordpiece_teacher(tmp_path / "teacher", [*words, *"abcdefghijklmnopqrstuvwxyz"])
     texts = ["Unfunny movie, good!", "a good movie", "don't", "good good fun", "zq"] * 3
     path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 40, teacher)
     sp = spm.SentencePieceProcessor(model_file=str(path))
@@ -532,17 +538,12 @@ def test_the_teachers_vocabulary_loads_when_texts_spell_a_piece_it_already_has(t
     cuts into a special token's spelling ("a<unk>") must not define a piece twice: sentencepiece refuses such a model
     ("\u2581 is already defined"), which stopped a benchmark seed after its annotation."""
     import sentencepiece as spm
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertTokenizerFast
 
     from gendistill.compressor.student import teacher_vocabulary_tokenizer
     from gendistill.runtime.preprocess import InputSpec, StudentInput, normalize
 
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    words = ["good", "movie", "a", "x", "y"]
-    (teacher / "vocab.txt").write_text("\n".join(["[PAD]", "<unk>", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizerFast(vocab=str(teacher / "vocab.txt"), unk_token="<unk>").save_pretrained(teacher)
-    BertModel(BertConfig(vocab_size=len(words) + 5, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
+    teacher = _wordpiece_teacher(tmp_path / "teacher", ["good", "movie", "a", "x", "y"], unk="<unk>")
     assert BertTokenizerFast.from_pretrained(teacher).tokenize("a<unk>") == ["a", "<unk>"]
     texts = ["a<unk> movie", "good \u2581 movie", "x\u2581y good"] * 3
     path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 40, teacher)
@@ -561,17 +562,11 @@ def test_a_word_cuts_the_same_after_any_prefix_when_two_cuts_score_the_same(tmp_
     after others, while the runtime (word by word, through its cache) always took the word's cut alone: the runtime
     and the browser (whole texts) then gave different ids for the same text. With scores on a grid, never."""
     import sentencepiece as spm
-    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from gendistill.compressor.student import teacher_vocabulary_tokenizer
     from gendistill.runtime.preprocess import InputSpec, StudentInput
 
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    words = ["di", "dil", "##lem", "##em", "##x", "a", "the", "film", "good"]
-    (teacher / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"bcdefghijklmnopqrstuvwyz"]) + "\n")
-    BertTokenizerFast(vocab=str(teacher / "vocab.txt")).save_pretrained(teacher)
-    BertModel(BertConfig(vocab_size=len(words) + 29, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).save_pretrained(teacher)
+    teacher = _wordpiece_teacher(tmp_path / "teacher", ["di", "dil", "##lem", "##em", "##x", "a", "the", "film", "good", *"bcdefghijklmnopqrstuvwyz"])
     texts = ["dilem the film", "dilem good", "dix", "dix a", "dix", "dix", "alem"] + ["the film good"] * 7
     path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 60, teacher)
     sp = spm.SentencePieceProcessor(model_file=str(path))
