@@ -26,7 +26,7 @@ curve = {}  # count -> {seed: (bundle accuracy, test agreement with the teacher,
 for path in sorted(folder.glob("seed*.json")):
     seed = path.stem.removeprefix("seed")
     for spec, entry in json.loads(path.read_text())["variants"].items():
-        count = int(m.group(1)) if (m := re.search(r"count=(\d+)", spec)) else 80000
+        count = int(m.group(1)) if (m := re.search(r"count=(\d+)", spec)) else per_seed[seed]["synthetic"]["kept"]  # all of the pool
         s = entry["per_seed"]["0"]
         accuracy = s["int8_accuracy"] if s.get("int8_accuracy") is not None else s["accuracy"]
         curve.setdefault(count, {})[seed] = (100 * accuracy, 100 * s["test_agreement"], s["train_seconds"])
