@@ -264,9 +264,11 @@ def _bpemb_pad(sp) -> int:
 
 def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard: np.ndarray, soft: np.ndarray | None,
                   dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill",
-                  label_shift: np.ndarray | None = None):
+                  label_shift: np.ndarray | None = None, on_epoch=None):
     """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD); `label_shift`
-    the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss.
+    the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss. `on_epoch(epoch,
+    model, inputs, record)` is called after each epoch's dev score (benchmarks/student/epoch_trace.py), in eval mode;
+    what it adds to `record` goes into the history.
 
     Returns (the model of the epoch kept by --student-select-by, history with that epoch marked "kept").
     """
@@ -326,6 +328,8 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         dev_accuracy = accuracy(dev_logits.argmax(1), dev_y)
         dev_loss = mean_nll(dev_logits, dev_y) if len(dev_y) else 0.0
         history.append({"epoch": epoch, "dev_accuracy": dev_accuracy, "dev_loss": dev_loss})
+        if on_epoch:
+            on_epoch(epoch, model, inputs, history[-1])
         bar.set_postfix(dev_acc=f"{dev_accuracy:.3f}", dev_loss=f"{dev_loss:.3f}")
         if best.update(epoch, dev_accuracy if settings.select_by == "accuracy" else dev_loss, last=epoch == settings.epochs):
             break
@@ -349,13 +353,14 @@ def labeled_only_settings(settings: DistillSettings) -> DistillSettings:
 
 
 def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, student_dir: Path, *, labeled_only: bool = False,
-                    desc: str = "distill student", tokenizer_model: Path | None = None, tokenizer_texts: list[str] | None = None) -> dict:
+                    desc: str = "distill student", tokenizer_model: Path | None = None, tokenizer_texts: list[str] | None = None,
+                    on_epoch=None) -> dict:
     """Build the student's tokenizer and initial vectors from `tokenizer_texts` (default `data["texts"]`; or reuse
     `tokenizer_model`), train it, save it to `student_dir`; returns its metrics.
 
     `data` is `training_set(...)`'s dict (texts, hard, soft). `labeled_only` trains on the true labels alone
     (`labeled_only_settings`): the baseline a user compares against. The distill stage and the benchmark's student rows
-    both train through here.
+    both train through here. `on_epoch`: see `train_student`.
     """
     from gendistill.compressor.student import count_parameters, save_student
 
@@ -370,7 +375,7 @@ def distill_student(settings: DistillSettings, run_dir: str | Path, data: dict, 
         data = {**data, "soft": None}
     shift = teacher_prior_shift(run_dir) if settings.logit_adjustment else None
     model, history = train_student(config, inputs, vectors, texts=data["texts"], hard=data["hard"], soft=data["soft"], dev_texts=dev_texts,
-                                   dev_y=dev_y, settings=settings, desc=desc, label_shift=shift)
+                                   dev_y=dev_y, settings=settings, desc=desc, label_shift=shift, on_epoch=on_epoch)
     save_student(model, config, student_dir)
     return {"params": count_parameters(model), "vocab_size": config.vocab_size, "embedding_coverage": coverage,
             "training_texts": len(data["texts"]), "device": resolve_device(settings.device), "dev_accuracy": next(h["dev_accuracy"] for h in history if h.get("kept")), "history": history}

@@ -688,10 +688,19 @@ def test_the_student_epoch_is_kept_by_dev_accuracy_or_dev_loss(tmp_path, toy_row
     labels = np.array([int(label != toy_rows[0][1]) for _, label in toy_rows[: len(texts)]])  # one topic against the others
     for select_by in ("accuracy", "loss"):
         settings = DistillSettings(epochs=6, patience=10, lam=1.0, epoch_examples=200, select_by=select_by)
-        _, history = train_student(config, inputs, vectors, texts=texts, hard=labels, soft=None, dev_texts=texts[50:80],
-                                   dev_y=list(labels[50:80]), settings=settings)
+        seen = {}  # the on_epoch hook (benchmarks/student/epoch_trace.py) sees each epoch's model, in eval mode
+
+        def on_epoch(epoch, model, inputs, record):
+            assert not model.training and record["epoch"] == epoch
+            seen[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+            record["probe"] = -epoch
+
+        model, history = train_student(config, inputs, vectors, texts=texts, hard=labels, soft=None, dev_texts=texts[50:80],
+                                       dev_y=list(labels[50:80]), settings=settings, on_epoch=on_epoch)
         kept = [h for h in history if h.get("kept")]
         assert len(kept) == 1 and len(history) == 6
+        assert sorted(seen) == [1, 2, 3, 4, 5, 6] and [h["probe"] for h in history] == [-1, -2, -3, -4, -5, -6]
+        assert all(np.array_equal(v, model.state_dict()[k]) for k, v in seen[kept[0]["epoch"]].items())  # the kept epoch's weights
         if select_by == "accuracy":
             assert kept[0]["dev_accuracy"] == max(h["dev_accuracy"] for h in history)
             assert kept[0]["epoch"] == min(h["epoch"] for h in history if h["dev_accuracy"] == kept[0]["dev_accuracy"])

@@ -25,6 +25,18 @@ from gendistill.compressor.synthesize import load_synthetic
 from probe_run import replace_synthetic_pool  # benchmarks/student/probe_run.py
 
 
+def parse_value(value: str):
+    """A --set value as the setting's type would have it: true/false, an integer, a number, else the text."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
@@ -33,8 +45,7 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="A setting RUN was made with that is not the default, by its Python name (e.g. generator_conditional=true).")
     args = parser.parse_args()
-    values = {name: value.lower() == "true" if value.lower() in ("true", "false") else value
-              for name, value in (pair.split("=", 1) for pair in args.set)}
+    values = {name: parse_value(value) for name, value in (pair.split("=", 1) for pair in args.set)}
     count = read_json(stage_path(args.run_dir, "synthesize") / "settings.json")["count"]
     second = args.run_dir.with_name(f"{args.run_dir.name}-s{args.synthesis_seed}")
     if not second.is_dir():
