@@ -11,11 +11,10 @@ import sys
 import numpy as np
 import torch
 
-from gendistill.compressor.annotate import load_annotations
+from gendistill.compressor.annotate import load_annotations, probability_difference
 from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
-from gendistill.runtime.classifier import softmax
 
 torch.set_num_threads(2)
 first, second, out = sys.argv[1:4]
@@ -29,7 +28,7 @@ for run in (first, second):
     annotated = load_annotations(run, "synthetic")[sample]
     recipe = read_json(stage_path(run, "annotate") / "metrics.json").get("int8_check", {}).get("recipe")
     result[run] = {"recipe": recipe, "argmax_agreement_with_torch": float((annotated.argmax(1) == reference.argmax(1)).mean()),
-                   "mean_abs_probability_difference": float(np.abs(softmax(annotated) - softmax(reference)).mean())}
+                   "mean_abs_probability_difference": probability_difference(annotated, reference)}
 print(json.dumps(result, indent=1))
 with open(out, "w", encoding="utf-8") as handle:
     json.dump(result, handle, indent=1)

@@ -18,12 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from gendistill.compressor.annotate import probability_difference
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits
-from gendistill.runtime.classifier import softmax
 
 run = Path(sys.argv[1])
 model, tokenizer = load_teacher(run)
@@ -39,7 +38,7 @@ for round_ in range(4):
         logits = (teacher_logits(model, tokenizer, texts, 128, size, bf16=True) if way == "autocast"
                   else teacher_logits(weights, tokenizer, texts, 128, size))
         rates[name].append(len(texts) / (time.time() - tick))
-        fidelity[name] = {"mean_probability_difference": float(np.abs(softmax(logits) - softmax(reference)).mean()),
+        fidelity[name] = {"mean_probability_difference": probability_difference(logits, reference),
                           "argmax_agreement": float((logits.argmax(1) == reference.argmax(1)).mean())}
         print(round_, name, f"{rates[name][-1]:.1f} texts/s", file=sys.stderr, flush=True)
 results = {"run_dir": str(run), "texts": len(texts), "threads": torch.get_num_threads(), "rounds": 4,

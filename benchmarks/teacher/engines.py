@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gendistill.compressor.annotate import probability_difference
 from gendistill.compressor.rundir import load_split
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits
 from gendistill.compressor.teacher_onnx import OnnxTeacher, export_teacher, quantize_teacher
-from gendistill.runtime.classifier import softmax
 
 run = Path(sys.argv[1])
 model, tokenizer = load_teacher(run)
@@ -42,7 +42,7 @@ def record(name, compute):
     if reference is None:
         reference = logits
     else:
-        entry["mean_probability_difference"] = float(np.abs(softmax(logits) - softmax(reference)).mean())
+        entry["mean_probability_difference"] = probability_difference(logits, reference)
         entry["argmax_agreement"] = float((logits.argmax(1) == reference.argmax(1)).mean())
     results["engines"][name] = entry
     print(name, entry, file=sys.stderr, flush=True)
