@@ -11,8 +11,13 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+
+from gendistill.compressor.distill import DistillSettings
+from gendistill.compressor.rundir import load_split
+from gendistill.compressor.training import BestCheckpoint
 
 RULES = {  # name: (history key, lower is better)
     "dev cross-entropy (the default)": ("dev_loss", True),
@@ -21,36 +26,28 @@ RULES = {  # name: (history key, lower is better)
     "dev agreement with the teacher": ("dev_teacher_agreement", False),
     "dev accuracy": ("dev_accuracy", False),
 }
-PATIENCE = 5
+PATIENCE = DistillSettings.patience  # the distill stage's default
 
 
 def kept_epoch(history: list[dict], key: str, lower: bool) -> tuple[int, int]:
-    """(kept epoch, last epoch trained) under early stopping with PATIENCE."""
-    best, best_epoch, waited = None, 0, 0
+    """(kept epoch, last epoch trained) under the distill stage's early stopping (`BestCheckpoint`, PATIENCE)."""
+    best = BestCheckpoint(SimpleNamespace(state_dict=dict), higher_is_better=not lower, patience=PATIENCE)  # scores only, no weights
     for h in history:
-        score = h[key] if lower else -h[key]
-        if best is None or score < best:
-            best, best_epoch, waited = score, h["epoch"], 0
-        else:
-            waited += 1
-            if waited >= PATIENCE:
-                return best_epoch, h["epoch"]
-    return best_epoch, history[-1]["epoch"]
+        if best.update(h["epoch"], h[key]):
+            return best.best_epoch, h["epoch"]
+    return best.best_epoch, history[-1]["epoch"]
 
 
-def averaged_accuracy(trace: dict, epochs: list[int]) -> float:
+def averaged_accuracy(work: Path, epochs: list[int], texts: list[str], y: np.ndarray) -> float:
+    """Test accuracy of the trace's student (in `work`) with the weights of `epochs` averaged."""
     import torch
 
-    from gendistill.compressor.rundir import load_split
     from gendistill.compressor.student import load_student, predict_logits, student_input
 
-    run_dir = Path(trace["run_dir"])
-    work = run_dir / "epoch-trace" / f"seed{trace['seed']}"
     model, config = load_student(work / "student")
     states = [torch.load(work / "weights" / f"epoch{e}.pt") for e in epochs]
     model.load_state_dict({k: sum(s[k].float() for s in states) / len(states) for k in states[0]})
-    texts, y = load_split(run_dir, "test")
-    return float((predict_logits(model.eval(), student_input(work / "student", config), texts).argmax(1) == np.asarray(y)).mean())
+    return float((predict_logits(model, student_input(work / "student", config), texts).argmax(1) == y).mean())
 
 
 def main():
@@ -62,6 +59,8 @@ def main():
     rows = {}
     for trace in traces:
         history = trace["history"]
+        work = Path(trace["run_dir"]) / "epoch-trace" / f"seed{trace['seed']}"
+        texts, y = load_split(trace["run_dir"], "test")
         test = {h["epoch"]: h["test_accuracy"] for h in history}
         for name, (key, lower) in RULES.items():
             kept, stop = kept_epoch(history, key, lower)
@@ -70,7 +69,7 @@ def main():
         for name, epochs in {"average of every epoch trained (dev cross-entropy's stop)": list(range(1, stop + 1)),
                              "average of the kept epoch (dev cross-entropy) and its two neighbours": [e for e in (kept - 1, kept, kept + 1) if e in test],
                              f"average of every epoch of the {len(history)}": sorted(test)}.items():
-            rows.setdefault(name, []).append({"kept": f"{epochs[0]}-{epochs[-1]}", "stopped": stop, "test_accuracy": averaged_accuracy(trace, epochs)})
+            rows.setdefault(name, []).append({"kept": f"{epochs[0]}-{epochs[-1]}", "stopped": stop, "test_accuracy": averaged_accuracy(work, epochs, texts, np.asarray(y))})
         best = max(history, key=lambda h: h["test_accuracy"])
         rows.setdefault("best epoch in hindsight", []).append({"kept": best["epoch"], "stopped": None, "test_accuracy": best["test_accuracy"]})
         rows.setdefault(f"last of {len(history)} epochs", []).append({"kept": history[-1]["epoch"], "stopped": None, "test_accuracy": history[-1]["test_accuracy"]})

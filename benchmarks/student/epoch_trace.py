@@ -26,6 +26,7 @@ from gendistill.compressor.benchmark.students import student_data
 from gendistill.compressor.distill import distill_student
 from gendistill.compressor.encoder import fit_temperature, mean_nll
 from gendistill.compressor.rundir import load_split
+from gendistill.compressor.student import predict_logits
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ablate import parse, run_settings  # noqa: E402  (the same variant syntax and base settings as ablate.py)
@@ -33,13 +34,6 @@ from ablate import parse, run_settings  # noqa: E402  (the same variant syntax a
 
 def centred(logits: np.ndarray) -> np.ndarray:
     return logits - logits.mean(1, keepdims=True)
-
-
-def logits_of(model, inputs, texts: list[str]) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(inputs(texts[i : i + 512]))).cpu().numpy() for i in range(0, len(texts), 512)])
 
 
 def main():
@@ -63,7 +57,7 @@ def main():
     weights.mkdir(parents=True, exist_ok=True)
 
     def on_epoch(epoch, model, inputs, record):
-        dev, test = logits_of(model, inputs, dev_texts), logits_of(model, inputs, test_texts)
+        dev, test = predict_logits(model, inputs, dev_texts), predict_logits(model, inputs, test_texts)
         record.update({
             "dev_loss_calibrated": mean_nll(dev / fit_temperature(dev, dev_y), dev_y),
             "dev_teacher_agreement": float((dev.argmax(1) == teacher["dev"].argmax(1)).mean()),
