@@ -37,14 +37,19 @@ from gendistill.compressor.rundir import load_labels, load_split, read_json, sta
 from gendistill.runtime.settings import value_type
 
 
+def setting_value(cls, field: str, text: str):
+    """`text` as the settings class `cls` types `field` (1/true/yes for a flag)."""
+    kind = value_type(cls, field)
+    return text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+
+
 def parse(spec: str) -> tuple[dict, str]:
     architecture, embeddings, transfer, *rest = spec.split(":")
     values = {"architecture": architecture, "embeddings": embeddings}
     fields = {f.name for f in dataclasses.fields(DistillSettings)}
     for pair in (rest[0].split(",") if rest else []):
         key, value = pair.split("=")
-        kind = value_type(DistillSettings, key) if key in fields else str
-        values[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        values[key] = setting_value(DistillSettings, key, value) if key in fields else value
     return values, transfer
 
 

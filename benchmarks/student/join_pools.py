@@ -18,23 +18,12 @@ import numpy as np
 
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.api import DEMO
-from gendistill.compressor.pipeline import build_settings, run_compress
-from gendistill.compressor.data import text_key
+from gendistill.compressor.pipeline import STAGE_SETTINGS, build_settings, run_compress
+from gendistill.compressor.data import DataSettings, text_key
 from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
+from ablate import setting_value  # benchmarks/student/ablate.py
 from probe_run import replace_synthetic_pool  # benchmarks/student/probe_run.py
-
-
-def parse_value(value: str):
-    """A --set value as the setting's type would have it: true/false, an integer, a number, else the text."""
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def main():
@@ -45,7 +34,9 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="A setting RUN was made with that is not the default, by its Python name (e.g. generator_conditional=true).")
     args = parser.parse_args()
-    values = {name: parse_value(value) for name, value in (pair.split("=", 1) for pair in args.set)}
+    # By API name (`student_epochs`), typed as its field is; an unknown name stays text for build_settings to refuse.
+    fields = {cls.api_name(f.name): (cls, f.name) for cls in (DataSettings, *STAGE_SETTINGS.values()) for f in dataclasses.fields(cls)}
+    values = {name: setting_value(*fields[name], value) if name in fields else value for name, value in (pair.split("=", 1) for pair in args.set)}
     count = read_json(stage_path(args.run_dir, "synthesize") / "settings.json")["count"]
     second = args.run_dir.with_name(f"{args.run_dir.name}-s{args.synthesis_seed}")
     if not second.is_dir():
