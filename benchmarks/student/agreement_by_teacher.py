@@ -1,5 +1,7 @@
 """Where a student agrees with its teacher on the test split: on the texts the teacher gets right and on those it gets
-wrong. A student that agrees more with its teacher gains accuracy only from the first.
+wrong (a student that agrees more with its teacher gains accuracy only from the first), and by how sure the teacher
+is of a text (its largest probability, in bins): whether the student misses where the teacher hesitates too or on
+texts the teacher finds clear.
 
     python benchmarks/student/agreement_by_teacher.py runs/benchmark-160k/seed0 STUDENT_DIR [STUDENT_DIR ...]
 
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.rundir import load_split
@@ -20,9 +23,12 @@ def main():
     run_dir, students = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
     texts, y = load_split(run_dir, "test")
     y = np.asarray(y)
-    teacher = load_annotations(run_dir, "test").argmax(1)
+    probabilities = softmax(load_annotations(run_dir, "test"), axis=1)
+    teacher, sure = probabilities.argmax(1), probabilities.max(1)
     right = teacher == y
     print(f"teacher right on {right.sum()} of {len(y)} test texts")
+    edges = [0.0, 0.8, 0.9, 0.95, 1.0]
+    bins = [(low <= sure) & (sure < high) | (high == 1.0) & (sure == 1.0) for low, high in zip(edges, edges[1:])]
     for directory in students:
         model, config = load_student(directory)
         predicted = predict_logits(model, student_input(directory, config), texts).argmax(1)
@@ -30,6 +36,10 @@ def main():
         print(f"{directory}: accuracy {100 * (predicted == y).mean():.2f}, agreement {100 * agree.mean():.2f}, "
               f"where the teacher is right {100 * agree[right].mean():.2f} ({agree[right].sum()} texts), "
               f"where it is wrong {100 * agree[~right].mean():.2f} ({agree[~right].sum()} texts)")
+        for (low, high), members in zip(zip(edges, edges[1:]), bins):
+            print(f"  teacher's probability {low:.2f}-{high:.2f}: {members.sum():4d} texts, teacher accuracy "
+                  f"{100 * right[members].mean():5.1f}, student accuracy {100 * (predicted == y)[members].mean():5.1f}, "
+                  f"agreement {100 * agree[members].mean():5.1f}")
 
 
 if __name__ == "__main__":
