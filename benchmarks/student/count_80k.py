@@ -74,6 +74,7 @@ if doubling_folder:
     for count, points in sorted(read_curve(doubling_folder).items()):
         for seed, (accuracy, agreement, _) in points.items():
             doubling.setdefault(seed, []).append((count, accuracy, agreement))
+    doubling = {seed: points for seed, points in doubling.items() if len(points) == 2}  # a split half done waits
     print("\nThe next doubling (its own pairs, trained side by side):")
     print("| split | 80,000 | two pools joined | difference | test agreement | % of the teacher |")
     print("|---|---|---|---|---|---|")
