@@ -88,7 +88,7 @@ if doubling_folder:
               f"{spread([points[1][1] for points in doubling.values()])}, "
               f"{statistics.fmean(points[1][1] / teacher[seed] * 100 for seed, points in doubling.items()):.1f}% of the teacher")
 
-fig, ax = plt.subplots(figsize=(6.4, 4))
+fig, ax = plt.subplots(figsize=(8.4, 4))
 for i, seed in enumerate(seeds):
     xs = [c for c in counts if seed in curve[c]]
     ax.plot(xs, [curve[c][seed][0] for c in xs], marker="os^"[i % 3], color=f"C{i}", label=f"split {seed}: student")
@@ -104,7 +104,7 @@ ax.set_xticks(ticks, [f"{c / 1000:.0f}k" for c in ticks])
 ax.set_xlabel("synthetic texts the student learns from (the first N of the pool)")
 ax.set_ylabel("int8 bundle test accuracy (%)")
 ax.set_title("bigru student, rotten-tomatoes benchmark splits\n(dashed: 90% of that split's teacher; dotted: its SetFit)", fontsize=10)
-ax.legend(fontsize=8, loc="lower right")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: inside, it hid points
 fig.tight_layout()
 fig.savefig(folder / "curve.png", dpi=120)
 print(folder / "curve.png")
