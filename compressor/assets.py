@@ -124,27 +124,31 @@ def generator_dir() -> Path:
     Loading the GGUF dequantizes for ~30 s each time; the converted copy reloads in under a second.
     """
     target = cache_dir() / "smollm2-135m-instruct-fp32"
-    if (target / "config.json").is_file():
-        return target
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    if not (target / "config.json").is_file():
+        log.info("Converting the packaged SmolLM2 GGUF to fp32 once (about 30 s) into %s", target)
+        gguf_to_fp32(package_dir(GENERATOR_PACKAGE) / GENERATOR_GGUF, target)
+    return target
 
-    gguf_dir = package_dir(GENERATOR_PACKAGE)
-    log.info("Converting the packaged SmolLM2 GGUF to fp32 once (about 30 s) into %s", target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=GENERATOR_GGUF)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=GENERATOR_GGUF, dtype=torch.float32)
+
+def gguf_to_fp32(gguf: Path, target: Path) -> None:
+    """A causal LM's GGUF file dequantized into a plain fp32 transformers directory at `target` (made beside it, then
+    renamed into place)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = quantized.config
     # A GGUF-loaded model refuses save_pretrained; a fresh model with the same weights does not.
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = LlamaForCausalLM(config)
+    model = type(quantized)(config)
     model.load_state_dict(quantized.state_dict())
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     os.replace(partial, target)
-    return target
 
 
 def glove_files() -> tuple[Path, Path]:
