@@ -1,6 +1,6 @@
 """One pool of synthetic texts from two generators, for the student ablations.
 
-    python benchmarks/student/mix_pools.py runs/benchmark/rotten-tomatoes/seed0 runs/gemma20k/seed0 runs/mix40k/seed0 --first 20000
+    python benchmarks/student/mix_pools.py runs/benchmark/rotten-tomatoes/seed0 runs/gemma20k/seed0 runs/mix-smol20k-gemma20k/seed0 --first 20000
 
 FIRST and SECOND are finished runs on the same split and teacher (SECOND made with another `--generator`). OUT is
 FIRST hard-linked, with its synthetic pool replaced by FIRST's first N texts (--first; all when unset) followed by
