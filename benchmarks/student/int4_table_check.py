@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -42,15 +43,14 @@ def int4_table_model(table: np.ndarray) -> tuple[onnx.ModelProto, np.ndarray]:
     blocks = table.reshape(rows, dims // BLOCK, BLOCK)
     scale = (np.abs(blocks).max(-1) / 7).astype(np.float32)
     quantized = np.clip(np.round(blocks / scale[..., None]), -8, 7).astype(np.int8)
-    flat = quantized.reshape(-1).astype(np.uint8) & 0x0F
-    packed = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8).tobytes()  # two values a byte, the first in the low nibble
     graph = helper.make_graph(
         [helper.make_node("DequantizeLinear", ["table", "scale"], ["vectors"], axis=1, block_size=BLOCK),
          helper.make_node("Gather", ["vectors", "ids"], ["out"], axis=0)],
         "int4_table",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, dims])],
-        initializer=[helper.make_tensor("table", TensorProto.INT4, [rows, dims], packed, raw=True),
+        # onnx stores an ml_dtypes int4 array packed, two values a byte
+        initializer=[numpy_helper.from_array(quantized.reshape(rows, dims).astype(ml_dtypes.int4), "table"),
                      numpy_helper.from_array(scale, "scale")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
