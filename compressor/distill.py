@@ -264,11 +264,12 @@ def _bpemb_pad(sp) -> int:
 
 def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard: np.ndarray, soft: np.ndarray | None,
                   dev_texts: list[str], dev_y: list[int], settings: DistillSettings, desc: str = "distill",
-                  label_shift: np.ndarray | None = None, on_epoch=None):
+                  label_shift: np.ndarray | None = None, on_epoch=None, extra_loss=None):
     """Train one student. `hard[i]` is a label index or -1; `soft[i]` teacher logits or NaN (no KD); `label_shift`
     the log prior ratio (pool / labeled sample) subtracted from the logits in the true-label loss. `on_epoch(epoch,
     model, inputs, record)` is called after each epoch's dev score (benchmarks/student/epoch_trace.py), in eval mode;
-    what it adds to `record` goes into the history.
+    what it adds to `record` goes into the history. `extra_loss(model, batch, input_ids)`, when given, returns a term
+    added to each step's loss, or None (benchmarks/student/token_targets.py).
 
     Returns (the model of the epoch kept by --student-select-by, history with that epoch marked "kept").
     """
@@ -303,7 +304,8 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
         order = torch.cat([torch.randperm(len(texts), generator=rng) for _ in range(passes)])
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            logits = model(torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device))
+            input_ids = torch.from_numpy(inputs.pad([ids[i] for i in batch.tolist()])).to(device)
+            logits = model(input_ids)
             batch = batch.to(device)
             loss = logits.new_zeros(())
             real = hard_t[batch] >= 0
@@ -319,6 +321,9 @@ def train_student(config, inputs, vectors: np.ndarray, *, texts: list[str], hard
                 else:
                     kd = F.kl_div(F.log_softmax(student / T, 1), F.log_softmax(teacher / T, 1), log_target=True, reduction="batchmean") * T * T
                 loss = loss + (1 - lam) * kd
+            extra = extra_loss(model, batch.cpu(), input_ids) if extra_loss else None
+            if extra is not None:
+                loss = loss + extra
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -202,6 +202,10 @@ class BiGRU(nn.Module):
         self.classifier = nn.Linear(2 * config.hidden, config.num_labels)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.states(input_ids).amax(dim=1)))
+
+    def states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, T, 2 * hidden]: both GRUs' states at each piece, shifted by 1 (so > 0) at real positions, 0 at pads."""
         mask = input_ids != self.pad_id  # [B, T]
         lengths = mask.sum(1, keepdim=True)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
@@ -212,8 +216,7 @@ class BiGRU(nn.Module):
         behind, _ = self.backward_gru(x.gather(1, reverse.expand(-1, -1, x.shape[2])))
         behind = behind.gather(1, reverse.expand(-1, -1, behind.shape[2]))  # back into the text's order
         # GRU states lie in (-1, 1): shifted by 1 they are > 0 at real positions, so zeroing pads before the max masks them.
-        states = (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
-        return self.classifier(self.dropout(states.amax(dim=1)))
+        return (torch.cat([ahead, behind], dim=2) + 1.0) * mask.unsqueeze(2).to(torch.float32)
 
     def onnx_graph(self):
         """This model as ONNX (export_fp32 saves it instead of tracing): one bidirectional GRU node given the lengths."""

@@ -708,6 +708,38 @@ def test_the_student_epoch_is_kept_by_dev_accuracy_or_dev_loss(tmp_path, toy_row
             assert kept[0]["dev_loss"] == min(h["dev_loss"] for h in history)
 
 
+def test_extra_loss_sees_each_batch_and_its_term_is_trained(tmp_path, toy_rows):
+    """train_student's `extra_loss` hook (benchmarks/student/token_targets.py) gets each step's text indices and their
+    padded ids, and what it returns is added to the loss; returning None leaves training as it is without the hook."""
+    import numpy as np
+
+    from gendistill.compressor.distill import DistillSettings, train_student
+
+    texts, config, inputs, vectors = _toy_student(tmp_path, toy_rows)
+    labels = np.array([int(label != toy_rows[0][1]) for _, label in toy_rows[: len(texts)]])
+    settings = DistillSettings(epochs=2, patience=10, lam=1.0, epoch_examples=200, lr=0.2)  # 4 Adam steps an epoch
+    seen = []
+
+    def watch(model, batch, input_ids):
+        assert model.training
+        np.testing.assert_array_equal(input_ids.numpy(), inputs([texts[i] for i in batch.tolist()]))
+        seen.extend(batch.tolist())
+        return None
+
+    def pull(model, batch, input_ids):  # a term only the hook knows: the first class's bias towards 5
+        return 10.0 * (model.classifier.bias[0] - 5.0) ** 2
+
+    def train(extra_loss=None):
+        model, _ = train_student(config, inputs, vectors, texts=texts, hard=labels, soft=None, dev_texts=texts[:20],
+                                 dev_y=list(labels[:20]), settings=settings, extra_loss=extra_loss)
+        return model.state_dict()
+
+    plain, watched, pulled = train(), train(watch), train(pull)
+    assert sorted(set(seen)) == list(range(len(texts))) and len(seen) == 2 * 200
+    assert all(np.array_equal(plain[k], watched[k]) for k in plain)
+    assert float(pulled["classifier.bias"][0]) - float(plain["classifier.bias"][0]) > 0.5
+
+
 def test_keep_confident_distills_on_the_synthetic_texts_the_teacher_is_surest_of(finished_run):
     import numpy as np
 

@@ -37,6 +37,10 @@ from gendistill.compressor.rundir import load_labels, load_split, read_json, sta
 from gendistill.runtime.settings import value_type
 
 
+EXTRA_KEYS = ("count", "select")
+"""Variant keys that are not DistillSettings fields (a probe that wraps this script may add its own)."""
+
+
 def setting_value(cls, field: str, text: str):
     """`text` as the settings class `cls` types `field` (1/true/yes for a flag)."""
     kind = value_type(cls, field)
@@ -94,7 +98,7 @@ def main():
             values.setdefault("labeled_only_embeddings", "same")
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
-            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in ("count", "select")})
+            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in EXTRA_KEYS})
             student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
             if args.reexport:
                 if str(seed) in entry["per_seed"] and student_dir.is_dir():
