@@ -37,10 +37,6 @@ from gendistill.compressor.rundir import load_labels, load_split, read_json, sta
 from gendistill.runtime.settings import value_type
 
 
-EXTRA_KEYS = ("count", "select")
-"""Variant keys that are not DistillSettings fields (a probe that wraps this script may add its own)."""
-
-
 def setting_value(cls, field: str, text: str):
     """`text` as the settings class `cls` types `field` (1/true/yes for a flag)."""
     kind = value_type(cls, field)
@@ -75,7 +71,9 @@ def run_settings(run_dir: Path) -> DistillSettings:
     return DistillSettings.from_saved(saved)
 
 
-def main():
+def main(argv: list[str] | None = None, probe: dict[str, str] | None = None):
+    """`probe`: keys and values a probe script that wraps this one (token_targets.py, dropout_probe.py) adds to every
+    variant's name, so its students and results stay apart from this script's own; the probe applies them itself."""
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("results", type=Path)
@@ -83,14 +81,17 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--reexport", action="store_true",
                         help="Only export the variants' students again (after a change to the export) and update their bundle figures.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    probe = probe or {}
+    suffix = ",".join(f"{key}={value}" for key, value in probe.items())
+    variants = [f"{spec}{',' if spec.count(':') >= 3 else ':'}{suffix}" if suffix else spec for spec in args.variant]
     results = json.loads(args.results.read_text()) if args.results.is_file() else {"run_dir": str(args.run_dir), "variants": {}}
     base = run_settings(args.run_dir)
     test_texts, test_y = load_split(args.run_dir, "test")
     k = len(load_labels(args.run_dir))
     teacher_test = load_annotations(args.run_dir, "test").argmax(1)
     work = args.run_dir / "student-ablation"
-    for spec in args.variant:
+    for spec in variants:
         values, transfer = parse(spec)
         if transfer == "labeled-only":
             # The variant's own architecture and vectors, not the pipeline's choice for its labeled-only student.
@@ -98,7 +99,7 @@ def main():
             values.setdefault("labeled_only_embeddings", "same")
         entry = results["variants"].setdefault(spec, {"per_seed": {}})
         for seed in range(args.seeds):
-            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in EXTRA_KEYS})
+            settings = dataclasses.replace(base, seed=seed, **{k: v for k, v in values.items() if k not in ("count", "select", *probe)})
             student_dir = work / spec.replace(":", "_").replace(",", "_").replace("=", "-") / f"seed{seed}" / "student"
             if args.reexport:
                 if str(seed) in entry["per_seed"] and student_dir.is_dir():

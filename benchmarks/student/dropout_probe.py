@@ -9,6 +9,7 @@ benchmarks/student/ablate.py (same arguments) with the bigru built at `--dropout
 Results: benchmarks/student/RESULTS.md, "The bigru's dropout".
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -19,14 +20,12 @@ def main():
     import ablate
     from gendistill.compressor import distill
 
-    i = sys.argv.index("--dropout")
-    rate = float(sys.argv[i + 1])
-    argv = sys.argv[1:i] + sys.argv[i + 2 :]
+    parser = argparse.ArgumentParser(description="ablate.py with the bigru built at another dropout rate")
+    parser.add_argument("--dropout", type=float, required=True)
+    args, rest = parser.parse_known_args()
     shape = distill.student_shape
-    distill.student_shape = lambda settings: {**shape(settings), "dropout": rate}
-    ablate.EXTRA_KEYS = ablate.EXTRA_KEYS + ("dropout",)
-    sys.argv = ["ablate.py", *[a if not a.startswith("bigru:") else f"{a},dropout={rate:g}" for a in argv]]
-    ablate.main()
+    distill.student_shape = lambda settings: {**shape(settings), "dropout": args.dropout}
+    ablate.main(rest, probe={"dropout": f"{args.dropout:g}"})
 
 
 if __name__ == "__main__":

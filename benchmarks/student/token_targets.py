@@ -66,15 +66,18 @@ def teacher_step(run_dir: Path, count: int, batch_size: int = 32) -> None:
             pooled = (states * mask).sum(1) / mask.sum(1)
             scale = pooled.norm(dim=-1).clamp(min=1e-12)[:, None, None] if model.pooling.normalize else 1.0
             per_token = model.head(states / scale) / model.temperature
-            difference = ((per_token * mask).sum(1) / mask.sum(1) + model.shift - model(encoded["input_ids"], encoded["attention_mask"])).abs().max()
-        return encoded, per_token.numpy(), float(difference)
+        return encoded, per_token.numpy()
 
-    _, _, difference = per_token_logits(texts[:batch_size])
+    encoded, per_token = per_token_logits(texts[:batch_size])  # checked once against the teacher's own forward
+    with torch.inference_mode():
+        logits = model(encoded["input_ids"], encoded["attention_mask"]).numpy()
+    mask = encoded["attention_mask"].numpy()[..., None]
+    difference = np.abs((per_token * mask).sum(1) / mask.sum(1) + model.shift.numpy() - logits).max()
     print(f"the mean of the per-token logits (+ shift) differs from the teacher's logits by at most {difference:.1e} on {min(batch_size, len(texts))} texts")
     bar = tqdm(total=len(todo), desc="teacher per-token logits", unit="text")
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        encoded, per_token, _ = per_token_logits(batch)
+        encoded, per_token = per_token_logits(batch)
         for row, text in enumerate(batch):
             keep = (encoded["attention_mask"][row] == 1) & (encoded["special_tokens_mask"][row] == 0)
             offsets = encoded["offset_mapping"][row][keep].numpy().astype(np.int32)
@@ -158,7 +161,7 @@ def token_loss_factory(run_dir: Path, beta: float, deviation: bool = False):
             valid = ~torch.isnan(target).any(2)
             if not valid.any():
                 return None
-            predicted = head(model.last_states)[valid]
+            predicted = head(model.states(input_ids))[valid]  # a second pass of the GRUs (no dropout in it): the same states
             wanted = target[valid]
             return beta * F.mse_loss(predicted - predicted.mean(1, keepdim=True), wanted - wanted.mean(1, keepdim=True))
 
@@ -169,43 +172,30 @@ def token_loss_factory(run_dir: Path, beta: float, deviation: bool = False):
 
 def ablate_step(argv: list[str], beta: float, deviation: bool) -> None:
     import ablate
-    from gendistill.compressor import distill, student
+    from gendistill.compressor import distill
 
     build = token_loss_factory(Path(argv[0]), beta, deviation)
-
-    def forward_with_states(self, input_ids):  # BiGRU.forward, keeping the per-piece states for the token term
-        self.last_states = self.states(input_ids)
-        return self.classifier(self.dropout(self.last_states.amax(dim=1)))
-
-    student.BiGRU.forward = forward_with_states
     original_train = distill.train_student
 
     def train_student(config, inputs, vectors, *, texts, **kwargs):
         return original_train(config, inputs, vectors, texts=texts, extra_loss=build(texts, inputs, config.num_labels, config.hidden), **kwargs)
 
     distill.train_student = train_student
-    ablate.EXTRA_KEYS = ablate.EXTRA_KEYS + ("token_beta", "token_target")
-    suffix = f",token_beta={beta:g}" + (",token_target=deviation" if deviation else "")
-    sys.argv = ["ablate.py", *[a if not a.startswith("bigru:") else a + suffix for a in argv]]
-    ablate.main()
+    ablate.main(argv, probe={"token_beta": f"{beta:g}", **({"token_target": "deviation"} if deviation else {})})
 
 
 def main():
-    if sys.argv[1:2] == ["teacher"]:
-        parser = argparse.ArgumentParser()
-        parser.add_argument("step")
-        parser.add_argument("run_dir", type=Path)
-        parser.add_argument("--count", type=int, required=True)
-        args = parser.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=["teacher", "ablate"])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--count", type=int, help="teacher: the first COUNT transfer texts (with the labeled ones)")
+    parser.add_argument("--beta", type=float, help="ablate: the token term's weight")
+    parser.add_argument("--deviation", action="store_true", help="ablate: each piece's target less the text's mean")
+    args, rest = parser.parse_known_args()
+    if args.step == "teacher":
         teacher_step(args.run_dir, args.count)
-    elif sys.argv[1:2] == ["ablate"]:
-        rest = sys.argv[2:]
-        deviation = "--deviation" in rest
-        rest = [a for a in rest if a != "--deviation"]
-        i = rest.index("--beta")
-        ablate_step(rest[:i] + rest[i + 2 :], float(rest[i + 1]), deviation)
     else:
-        sys.exit(__doc__)
+        ablate_step([str(args.run_dir), *rest], args.beta, args.deviation)
 
 
 if __name__ == "__main__":
