@@ -28,10 +28,12 @@ Measured side by side on the demo's teacher (all-mpnet-base-v2 fine-tuned, 640 s
 `python benchmarks/teacher/engines.py`, benchmarks/teacher/engines.json): torch-bf16 1.9x fp32 torch's texts/s at a
 mean |probability difference| of 0.001 (99.8% argmax agreement), int8 `ffn-fp32` 1.35x at 0.013 (98.4%).
 `auto` tries no faster engine when the transfer texts are too few to repay the check: it runs the engine on the
-transfer sample and on dev + test (and int8 first exports and quantizes the teacher), which only pays off when even
-the fastest engine measured (`FASTEST_ENGINE_SPEEDUP`, bfloat16's 1.9x) saves more on the remaining transfer texts
-than that costs. A small run (a few hundred synthetic texts) then annotates in fp32 torch at once; the demo's 12,400
-texts are checked.
+transfer sample and on dev + test (and int8 first exports and quantizes the teacher), which only pays off when the
+fastest engine this CPU can have (`expected_speedup`: bfloat16's 1.9x where the CPU has it natively, int8's 1.35x with
+int8 dot-product instructions, 1.11x without) saves more on the remaining transfer texts than that costs. A small run (a
+few hundred synthetic texts) then annotates in fp32 torch at once; the demo's 10,000 synthetic texts are checked where
+the CPU has bfloat16 or int8 dot products, and not on a CPU with AVX2 alone (there the check took 222 s of a 539 s
+stage whose int8 annotation saved about 30 s).
 fp32 torch computes the checks' references and nothing more: the dev logits, the sampled transfer texts' (kept as
 their annotation: the engine does not annotate them again) and, where int8 is checked, the test logits. The engine
 that passes annotates everything else: train, test under bfloat16, and the other transfer texts. Where bfloat16
@@ -53,7 +55,7 @@ from gendistill.compressor.rundir import (begin_stage, finish_stage, kill_point,
                                           stage_path, upstream_ids)
 from gendistill.compressor.synthesize import load_synthetic_rows
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
-from gendistill.compressor.training import accuracy, native_bf16, resolve_device
+from gendistill.compressor.training import accuracy, int8_dot_product, native_bf16, resolve_device
 from gendistill.runtime.bundle import write_atomic, write_json_atomic
 from gendistill.runtime.classifier import softmax
 from gendistill.runtime.settings import OnDevice
@@ -92,11 +94,21 @@ def probability_difference(logits: np.ndarray, reference: np.ndarray) -> float:
 CHUNK_TEXTS = 4096
 """Transfer texts annotated and saved together (`Chunks`): a kill costs at most this many (about 5 minutes in fp32 torch
 on 2 cores without AVX-512)."""
-FASTEST_ENGINE_SPEEDUP = 1.9
-"""The fastest engine's texts/s over fp32 torch's, measured (torch-bf16, benchmarks/teacher/engines.json). With n transfer
-texts and c texts the check runs through an engine, the check can only repay its cost when n / speedup + c / speedup < n,
-that is n * (speedup - 1) > c. `run_annotate` counts c as the transfer sample, dev and test for every engine: int8's
-labeled check, while bfloat16's runs on dev alone, so for bfloat16 the count is high and errs toward skipping the check."""
+ENGINE_SPEEDUP = {"torch-bf16": 1.9, "onnx-int8": 1.35, "onnx-int8 without int8 dot products": 1.11}
+"""Each faster engine's texts/s over fp32 torch's, measured side by side on a demo's teacher (2 threads): torch-bf16 and
+onnx-int8 (recipe ffn-fp32) on an Intel Xeon with AMX (benchmarks/teacher/engines.json), onnx-int8 on an AMD EPYC with
+AVX2 alone (engines-avx2.json: 31.1 texts/s against fp32 torch's 28.0 on the same texts, and 26.3 when fp32 torch ran
+first on a cold machine, as it did on the Xeon), where onnxruntime multiplies int8 without dot-product instructions."""
+
+
+def expected_speedup() -> float:
+    """The speedup over fp32 torch of the fastest engine `auto` tries on this CPU (`ENGINE_SPEEDUP`): bfloat16 where the
+    CPU has it natively, else int8, which gains little without int8 dot-product instructions."""
+    if native_bf16():
+        return ENGINE_SPEEDUP["torch-bf16"]
+    return ENGINE_SPEEDUP["onnx-int8" if int8_dot_product() else "onnx-int8 without int8 dot products"]
+
+
 LABELED_CHECK = {"torch-bf16": ("dev",), "onnx-int8": ("dev", "test")}
 """The labeled splits on which each faster engine's accuracy is checked against fp32 torch (module docstring)."""
 CONFIDENT = 0.9
@@ -137,8 +149,9 @@ def run_annotate(settings: AnnotateSettings, run_dir: str | Path) -> dict:
         checked_texts = min(transfer, TRANSFER_CHECK_TEXTS) + len(texts["dev"]) + len(texts["test"])
         if chunks.engine == {"engine": "torch"}:  # resumed: fp32 torch annotated the chunks already made, so it goes on
             metrics["engine_check"] = chunks.engine_check
-        elif settings.engine == "auto" and not worth_checking(transfer, checked_texts):
-            metrics["engine_check"] = {"skipped": f"{transfer} transfer texts are too few to repay checking a faster engine on {checked_texts} texts"}
+        elif settings.engine == "auto" and not worth_checking(transfer, checked_texts, speedup := expected_speedup()):
+            metrics["engine_check"] = {"skipped": f"{transfer} transfer texts are too few to repay checking a faster engine on {checked_texts} texts "
+                                                  f"(at best {speedup:g}x fp32 torch on this CPU)"}
         else:
             run, checked = _fast_engine(settings, model, tokenizer, texts, targets, fp32, max_length, out / "onnx", metrics)
     recipe = (metrics.get("engine_check") or {}).get("recipe") if metrics["engine"] == "onnx-int8" else None
@@ -236,10 +249,14 @@ class Chunks:
             path.unlink(missing_ok=True)
 
 
-def worth_checking(transfer: int, checked: int) -> bool:
+def worth_checking(transfer: int, checked: int, speedup: float) -> bool:
     """Can a faster engine repay its check? `transfer` texts to annotate, `checked` texts the check runs through the
-    engine; at best the engine is `FASTEST_ENGINE_SPEEDUP` times fp32 torch (see there)."""
-    return transfer * (FASTEST_ENGINE_SPEEDUP - 1) > checked
+    engine, which is `speedup` times fp32 torch: the check pays only when n / speedup + c / speedup < n, that is
+    n * (speedup - 1) > c. `run_annotate` counts c as the transfer sample, dev and test for every engine (int8's labeled
+    check; bfloat16's runs on dev alone, so for bfloat16 the count is high and errs toward skipping the check), and
+    leaves out int8's export and quantization of the teacher (18 s on the AVX2 EPYC, and 11 s more a recipe refused),
+    so it errs toward checking there."""
+    return transfer * (speedup - 1) > checked
 
 
 def _transfer_sample(texts: dict[str, list[str]], size: int) -> dict[str, np.ndarray]:

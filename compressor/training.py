@@ -37,6 +37,18 @@ def native_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+def int8_dot_product() -> bool:
+    """Does this CPU multiply int8 with dot-product instructions (x86: AVX512-VNNI, AVX-VNNI or AMX)? Without them
+    onnxruntime's int8 teacher gains little over fp32 torch (benchmarks/teacher/engines-avx2.json). Other
+    architectures are taken to have them (ARM's dot-product instructions are standard on its servers and phones)."""
+    import torch
+
+    capabilities = torch.cpu.get_capabilities()
+    if capabilities.get("architecture") not in ("x86_64", "x86", "i386", "i686", "AMD64"):
+        return True
+    return any(capabilities.get(flag) for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def fused(device: str) -> bool | None:
     """The `fused` argument for torch's Adam/AdamW: one fused kernel per step instead of a loop of tensor ops, on the
     devices that have it (CPU and CUDA). Same update rule; on the 135M-parameter generator at batch 1 on 2 cores the

@@ -106,18 +106,23 @@ def test_compress_ends_with_a_verified_bundle(finished_run):
 def test_few_transfer_texts_are_annotated_by_torch_without_checking_a_faster_engine(finished_run):
     """24 synthetic texts: a faster engine would save well under a second on them, its check (the sample and dev + test
     run through it) costs more, so `auto` annotates in fp32 torch at once and says why."""
-    from gendistill.compressor.annotate import TRANSFER_CHECK_TEXTS, worth_checking
+    from gendistill.compressor.annotate import ENGINE_SPEEDUP, TRANSFER_CHECK_TEXTS, expected_speedup, worth_checking
 
     run_dir, _ = finished_run
     annotate = json.loads((run_dir / "annotate" / "metrics.json").read_text())
     assert annotate["engine"] == "torch"
     labeled = sum(len((run_dir / "data" / f"{split}.jsonl").read_text().splitlines()) for split in ("dev", "test"))
-    assert annotate["engine_check"] == {"skipped": f"24 transfer texts are too few to repay checking a faster engine on {24 + labeled} texts"}
-    assert "24 transfer texts are too few to repay checking a faster engine" in (run_dir / "report.md").read_text()
+    reason = f"24 transfer texts are too few to repay checking a faster engine on {24 + labeled} texts (at best {expected_speedup():g}x fp32 torch on this CPU)"
+    assert annotate["engine_check"] == {"skipped": reason}
+    assert reason in (run_dir / "report.md").read_text()
     # The rule: the check runs the sample (500) and dev + test (here the demo's 2,200) through the engine; at 1.9x fp32
-    # torch's speed it pays for itself beyond about 1.1x those texts.
+    # torch's speed (bfloat16) it pays for itself beyond about 1.1x those texts, at int8's 1.35x beyond about 3x, and
+    # where int8 has no dot-product instructions the demo's 10,000 synthetic texts (+ 200 train) cannot repay it.
     checked = TRANSFER_CHECK_TEXTS + 2_200
-    assert not worth_checking(3_000, checked) and worth_checking(3_100, checked) and worth_checking(12_400, checked)
+    assert not worth_checking(3_000, checked, 1.9) and worth_checking(3_100, checked, 1.9) and worth_checking(10_200, checked, 1.9)
+    assert not worth_checking(7_700, checked, 1.35) and worth_checking(10_200, checked, 1.35)
+    assert not worth_checking(10_200, checked, ENGINE_SPEEDUP["onnx-int8 without int8 dot products"])
+    assert worth_checking(80_000, checked, ENGINE_SPEEDUP["onnx-int8 without int8 dot products"])
 
 
 def test_splits_follow_per_class_and_never_overlap(finished_run):

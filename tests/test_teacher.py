@@ -167,7 +167,7 @@ def test_frozen_recipe_fits_a_calibrated_head_on_an_untouched_encoder(tmp_path, 
 
     # 16 synthetic texts are far too few to repay a faster engine's check; pretend one would be infinitely fast so that
     # `auto` runs the check here, on a tiny teacher (test_compress.py's test_few_transfer_texts_... has the real rule).
-    monkeypatch.setattr(annotate, "FASTEST_ENGINE_SPEEDUP", float("inf"))
+    monkeypatch.setattr(annotate, "expected_speedup", lambda: float("inf"))
 
     generator = make_tiny_generator(tmp_path / "generator", [t for t, _ in toy_rows])
     run_dir = tmp_path / "run"
