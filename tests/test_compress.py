@@ -117,11 +117,11 @@ def test_few_transfer_texts_are_annotated_by_torch_without_checking_a_faster_eng
     assert reason in (run_dir / "report.md").read_text()
     # The rule: the check runs the sample (500) and dev + test (here the demo's 2,200) through the engine; at 1.9x fp32
     # torch's speed (bfloat16) it pays for itself beyond about 1.1x those texts, at int8's 1.35x beyond about 3x, and
-    # where int8 has no dot-product instructions the demo's 10,000 synthetic texts (+ 200 train) cannot repay it.
+    # where int8 has no dot-product instructions the demo's 10,000 synthetic texts cannot repay it.
     checked = TRANSFER_CHECK_TEXTS + 2_200
-    assert not worth_checking(3_000, checked, 1.9) and worth_checking(3_100, checked, 1.9) and worth_checking(10_200, checked, 1.9)
-    assert not worth_checking(7_700, checked, 1.35) and worth_checking(10_200, checked, 1.35)
-    assert not worth_checking(10_200, checked, ENGINE_SPEEDUP["onnx-int8 without int8 dot products"])
+    assert not worth_checking(3_000, checked, 1.9) and worth_checking(3_100, checked, 1.9) and worth_checking(10_000, checked, 1.9)
+    assert not worth_checking(7_700, checked, 1.35) and worth_checking(10_000, checked, 1.35)
+    assert not worth_checking(10_000, checked, ENGINE_SPEEDUP["onnx-int8 without int8 dot products"])
     assert worth_checking(80_000, checked, ENGINE_SPEEDUP["onnx-int8 without int8 dot products"])
 
 
