@@ -15,6 +15,7 @@ Input: `input_ids` int64 [batch, seq]; output: `logits` float32 [batch, labels].
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -262,7 +263,8 @@ def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int,
     """Train a sentencepiece BPE model on `texts`; returns the `.model` path.
 
     pad=0, unk=1 and no BOS/EOS: no control token can appear in an encoding, so every runtime that
-    loads this one file produces the same ids (golden.jsonl checks it in each).
+    loads this one file produces the same ids (golden.jsonl checks it in each). Its normalisation rules are slimmed
+    (`slim_normalizer`).
     """
     import io
 
@@ -284,8 +286,13 @@ def train_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int,
         num_threads=2,
         minloglevel=2,
     )
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    slim_normalizer(proto)
     path = Path(f"{model_prefix}.model")
-    path.write_bytes(model.getvalue())
+    path.write_bytes(proto.SerializeToString())
     return path
 
 
@@ -309,7 +316,8 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     A piece then maps to exactly one vector of the teacher's table, where a piece the BPE trainer made ("\u2581unf" +
     "un" + "ny" for "unfunny") gets the mean of several. No piece holds a word start past its first character, so the
     runtime's word-by-word cache still gives sentencepiece's own ids. Built by editing a trained model's proto (the
-    `protobuf` that `onnx` installs reads it), so it loads with the same normalisation in every runtime.
+    `protobuf` that `onnx` installs reads it), so it loads with the same normalisation in every runtime (its rules
+    slimmed by `slim_normalizer`).
     """
     import collections
     import io
@@ -384,6 +392,7 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     for piece in ["\u2581", *sorted(characters)]:
         add(piece, floor)
     proto.trainer_spec.vocab_size = len(proto.pieces)
+    slim_normalizer(proto)
     path = Path(f"{model_prefix}.model")
     path.write_bytes(proto.SerializeToString())
     return path
@@ -411,6 +420,95 @@ def _teacher_pieces(teacher, lowercase: bool) -> list[str]:
             continue
         pieces.append(piece)
     return pieces
+
+
+def slim_normalizer(proto) -> None:
+    """Keep only the normalisation rules of a sentencepiece model (a `ModelProto`, changed in place) that can change
+    its ids: the same ids for every text, in about a quarter of the bytes.
+
+    sentencepiece stores its NFKC rules (`nmt_nfkc`: 225,276 of them, "ｆｕｌｌ" -> "full", "e" + U+0301 -> "é", ...) in
+    every model, 240 kB of the demo's 392 kB tokenizer.model, itself 30% of the bundle a phone downloads. Most map
+    characters the model has no piece for (CJK compatibility forms, Hangul, Arabic presentation forms) to others it has
+    none for either, and a run of characters with no piece becomes one <unk> whatever they are. So a rule can go when
+    neither side holds a character of any piece or whitespace, and its target is not empty (a rule that deletes
+    characters stays), and when no kept rule could match inside its source or from a point inside it (else dropping
+    it would let that shorter rule apply where the longer one won before); the last condition is applied until
+    nothing changes. What is left (34,316 rules on the demo's tokenizer) is compiled by sentencepiece's own trainer
+    into a `user_defined` normaliser (55 kB), read the same way by every runtime (Python and the browser's wasm); the
+    test suite checks the ids against the full rules on every rule's source in context and on random text.
+    """
+    spec = proto.normalizer_spec
+    if not spec.precompiled_charsmap:
+        return
+    rules = charsmap_rules(spec.precompiled_charsmap)
+    characters = {c for piece in proto.pieces for c in piece.piece}
+
+    def inert(text: str) -> bool:  # no character a piece holds, no whitespace
+        return not any(c in characters or c.isspace() for c in text)
+
+    dropped = {source for source, target in rules.items() if target and inert(source) and inert(target)}
+    while True:
+        kept = [source for source in rules if source not in dropped]
+        starts = {source[:end] for source in kept for end in range(1, len(source) + 1)}  # what a kept rule's source begins with
+        unsafe = {source for source in dropped
+                  if any(source[i:] in starts or any(source[i:j] in rules and source[i:j] not in dropped for j in range(i + 1, len(source)))
+                         for i in range(len(source)))}
+        if not unsafe:
+            break
+        dropped -= unsafe
+    compiled = compile_normalizer({source: target for source, target in rules.items() if source not in dropped})
+    spec.name, spec.precompiled_charsmap = compiled.name, compiled.precompiled_charsmap
+
+
+@functools.lru_cache(maxsize=2)  # a run builds two tokenizers (both students') on the same nmt_nfkc rules: decoded once
+def charsmap_rules(charsmap: bytes) -> dict[str, str]:
+    """Every rule (source -> target) of a sentencepiece precompiled charsmap: a 4-byte size, a darts-clone double array
+    over the sources' UTF-8 bytes (a leaf's value is an offset into the targets), then the NUL-terminated targets.
+    Written here because sentencepiece can compile such a map but not list one; `compile_normalizer(charsmap_rules(m))`
+    gives `m` back byte for byte (tested). The dict is shared (cached): do not change it."""
+    size = int.from_bytes(charsmap[:4], "little")
+    units = np.frombuffer(charsmap[4: 4 + size], dtype="<u4").astype(np.int64)
+    targets = charsmap[4 + size:]
+    # darts-clone's unit layout: a child's label, whether it ends a key, the offset to its children, a leaf's value.
+    label, has_leaf = units & ((1 << 31) | 0xFF), (units >> 8) & 1
+    offset, value = (units >> 10) << ((units & (1 << 9)) >> 6), units & ((1 << 31) - 1)
+    labels = np.arange(1, 256)
+    rules: dict[str, str] = {}
+    positions, keys = np.array([offset[0]]), [b""]
+    while len(positions):  # breadth first: every node's children at once
+        children = positions[:, None] ^ labels[None, :]
+        found = children < len(units)
+        found[found] = label[children[found]] == np.broadcast_to(labels, children.shape)[found]
+        parents, columns = np.nonzero(found)
+        children = children[parents, columns]
+        positions = children ^ offset[children]
+        keys = [keys[parent] + bytes((int(labels[column]),)) for parent, column in zip(parents.tolist(), columns.tolist())]
+        for key, child, position in zip(keys, children.tolist(), positions.tolist()):
+            if has_leaf[child]:
+                start = int(value[position])
+                rules[key.decode("utf-8")] = targets[start: targets.index(b"\0", start)].decode("utf-8")
+    return rules
+
+
+def compile_normalizer(rules: dict[str, str]):
+    """sentencepiece's `NormalizerSpec` for these rules (source -> target), compiled by its trainer from a rule file on
+    a throwaway model."""
+    import io
+    import tempfile
+
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    with tempfile.TemporaryDirectory() as work:
+        table = Path(work) / "rules.tsv"
+        table.write_text("".join(" ".join(f"{ord(c):X}" for c in source) + "\t" + " ".join(f"{ord(c):X}" for c in target) + "\n"
+                                 for source, target in rules.items()), encoding="utf-8")
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(["a b c"] * 10), model_writer=model, model_type="unigram", vocab_size=10,
+                                       normalization_rule_tsv=str(table), hard_vocab_limit=False, minloglevel=2, num_threads=1)
+    proto = pb.ModelProto()
+    proto.ParseFromString(model.getvalue())
+    return proto.normalizer_spec
 
 
 def student_input(student_dir: str | Path, config: StudentConfig) -> StudentInput:
