@@ -41,8 +41,10 @@ def summary_table(report: dict) -> str:
     if "bundle" in report:
         b = report["bundle"]
         precision = b.get("precision", "int8")
-        rows.append((f"bundle ({precision} ONNX)", pct(b.get(f"{precision}_test_accuracy")), "-",
-                     ms(b.get("latency_ms", {}).get(f"{precision}_batch1")) + "/text", size(b.get("bytes", {}).get(precision))))
+        model_bytes = b.get("bytes", {}).get(precision)
+        rows.append((f"bundle ({precision} ONNX + tokenizer)" if b.get("tokenizer_bytes") else f"bundle ({precision} ONNX)",
+                     pct(b.get(f"{precision}_test_accuracy")), "-", ms(b.get("latency_ms", {}).get(f"{precision}_batch1")) + "/text",
+                     size(model_bytes + b["tokenizer_bytes"] if model_bytes and b.get("tokenizer_bytes") else model_bytes)))
     return table(rows)
 
 

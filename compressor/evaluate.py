@@ -222,7 +222,8 @@ def render_markdown(report: dict) -> str:
         b = report["bundle"]
         acc = bundle_test_accuracy(b)
         bundle_bytes = (b.get("bytes") or {}).get(b.get("precision"))
-        lines.append(f"| student, exported ONNX {b.get('precision')} | {pct(acc)} | - | same | {size(bundle_bytes)} |")
+        tokenizer = f" + {size(b['tokenizer_bytes'])} tokenizer" if b.get("tokenizer_bytes") else ""  # absent from bundles made before it was recorded
+        lines.append(f"| student, exported ONNX {b.get('precision')} | {pct(acc)} | - | same | {size(bundle_bytes)}{tokenizer} |")
     if "tfidf_svm" in report:
         r = report["tfidf_svm"]
         lines.append(f"| TF-IDF + linear SVM (tuned on dev) | {pct(r['test_accuracy'])} | {pct(r['test_macro_f1'])} | {r['params']:,} | {size(r['bytes'])} |")

@@ -160,6 +160,7 @@ def _build(model, spec: InputSpec, tokenizer_file: Path, architecture: str, part
         "int8_batch1": verify.batch1_latency_ms(partial / LAYOUT.model, single_inputs, settings.latency_threads) if int8 else None,
     }
     metrics["bytes"] = {"fp32": fp32_path.stat().st_size, "int8": (partial / LAYOUT.model).stat().st_size if int8 else None}
+    metrics["tokenizer_bytes"] = tokenizer_file.stat().st_size  # shipped beside the model: the download is both
 
     # Check 3 (its reference): golden strings, run one at a time through the model that ships.
     longest_test_text = max(test_texts, key=len)

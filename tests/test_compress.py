@@ -84,7 +84,7 @@ def test_compress_writes_every_stage_and_the_report(finished_run):
     assert set(report["seconds"]) >= {"data", "teacher", "generator", "synthesize", "annotate", "distill", "evaluate", "total"}
     assert "teacher" in (run_dir / "report.md").read_text()
     assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "student (gen-distill)" in output and "bundle (fp32 ONNX)" in output
+    assert "student (gen-distill)" in output and "bundle (fp32 ONNX + tokenizer)" in output  # its size: the download, both files
 
 
 def test_compress_ends_with_a_verified_bundle(finished_run):
@@ -101,6 +101,12 @@ def test_compress_ends_with_a_verified_bundle(finished_run):
     shipped = "labeled_only" if report["shipped"]["student"] == "labeled-only" else "student"  # each student has its tokenizer
     assert (run_dir / "bundle" / "tokenizer.model").read_bytes() == (run_dir / "distill" / shipped / "tokenizer.model").read_bytes()
     assert "export" in report["seconds"]
+    # The report's size of the bundle names the tokenizer shipped beside the model.
+    from gendistill.runtime.formatting import size
+
+    tokenizer_bytes = (run_dir / "bundle" / "tokenizer.model").stat().st_size
+    assert report["bundle"]["tokenizer_bytes"] == tokenizer_bytes
+    assert f"| {size(report['bundle']['bytes']['fp32'])} + {size(tokenizer_bytes)} tokenizer |" in (run_dir / "report.md").read_text()
 
 
 def test_few_transfer_texts_are_annotated_by_torch_without_checking_a_faster_engine(finished_run):
