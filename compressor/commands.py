@@ -41,10 +41,11 @@ def summary_table(report: dict) -> str:
     if "bundle" in report:
         b = report["bundle"]
         precision = b.get("precision", "int8")
+        tokenizer_bytes = b.get("tokenizer_bytes")  # absent from bundles made before it was recorded
         model_bytes = b.get("bytes", {}).get(precision)
-        rows.append((f"bundle ({precision} ONNX + tokenizer)" if b.get("tokenizer_bytes") else f"bundle ({precision} ONNX)",
-                     pct(b.get(f"{precision}_test_accuracy")), "-", ms(b.get("latency_ms", {}).get(f"{precision}_batch1")) + "/text",
-                     size(model_bytes + b["tokenizer_bytes"] if model_bytes and b.get("tokenizer_bytes") else model_bytes)))
+        files = f"{precision} ONNX + tokenizer" if tokenizer_bytes else f"{precision} ONNX"
+        rows.append((f"bundle ({files})", pct(b.get(f"{precision}_test_accuracy")), "-", ms(b.get("latency_ms", {}).get(f"{precision}_batch1")) + "/text",
+                     size(None if model_bytes is None else model_bytes + (tokenizer_bytes or 0))))
     return table(rows)
 
 
