@@ -303,6 +303,13 @@ the other pieces instead ("##ing")."""
 
 SCORE_GRID = 64
 """Scores of the teacher-vocabulary tokenizer's pieces are multiples of 1 / SCORE_GRID (`teacher_vocabulary_tokenizer`)."""
+MIN_CHARACTER_COUNT = 3
+"""A character becomes a piece of the teacher-vocabulary tokenizer only if the texts hold it at least this often. The
+demo's texts held 463 characters, 286 of them fewer than 3 times and in no longer piece (stray letters of synthetic
+texts: Hebrew, Thai, Greek, arrows), each a row of the student's table and, with its compositions, of the tokenizer's
+normalisation rules: 61 kB of the 1.11 MB bundle. Such a character now reads as <unk>, as in the BPE tokenizer (whose
+trainer keeps the characters covering 99.95% of the text). Measured level on the demo's run
+(benchmarks/student/RESULTS.md, "Rare characters")."""
 
 
 def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, vocab_size: int, teacher_dir: str | Path,
@@ -312,7 +319,8 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     Each word of the texts (split at spaces) is cut by the teacher's tokenizer; its first wordpiece becomes a word-start
     piece ("\u2581good") and the rest, "##" dropped, continuation pieces. The `vocab_size` most frequent of them (room
     that few texts leave is filled with the rest of the teacher's vocabulary, scored below them), and every character
-    seen (so that any text has a cut, spelt out where nothing else fits), make a unigram model scored by log frequency.
+    seen at least `MIN_CHARACTER_COUNT` times (so that a text has a cut, spelt out where nothing else fits; a rarer
+    character reads as <unk>), make a unigram model scored by log frequency.
     A piece then maps to exactly one vector of the teacher's table, where a piece the BPE trainer made ("\u2581unf" +
     "un" + "ny" for "unfunny") gets the mean of several. No piece holds a word start past its first character, so the
     runtime's word-by-word cache still gives sentencepiece's own ids. Built by editing a trained model's proto (the
@@ -331,9 +339,11 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
     teacher = AutoTokenizer.from_pretrained(teacher_dir)
     sentences = [normalize(t, lowercase, digits_to_zero) for t in texts if t.strip()]
     words = collections.Counter(w for sentence in sentences for w in sentence.split())
-    counts, characters = collections.Counter(), set()
+    counts, characters = collections.Counter(), collections.Counter()
     for word, times in words.items():
-        characters.update(c for c in word if not unicodedata.category(c).startswith("C"))  # no control characters
+        for c in word:
+            if not unicodedata.category(c).startswith("C"):  # no control characters
+                characters[c] += times
         surface = [piece.removeprefix("##") for piece in teacher.tokenize(word)]
         if surface:
             for mark in TEACHER_WORD_STARTS:
@@ -389,7 +399,7 @@ def teacher_vocabulary_tokenizer(texts: list[str], model_prefix: str | Path, voc
         if add(piece, math.log(0.5 / total) - 1e-4 * rank):
             room, rank = room - 1, rank + 1
     floor = math.log(1 / total) - 10.0  # a character alone is the last resort
-    for piece in ["\u2581", *sorted(characters)]:
+    for piece in ["\u2581", *sorted(c for c, times in characters.items() if times >= MIN_CHARACTER_COUNT)]:
         add(piece, floor)
     proto.trainer_spec.vocab_size = len(proto.pieces)
     slim_normalizer(proto)

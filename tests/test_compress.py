@@ -518,9 +518,9 @@ def _wordpiece_teacher(directory, tokens: list[str], unk: str = "[UNK]"):
 
 def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_piece_to_one_row(tmp_path):
     """--student-vocabulary teacher: the student's pieces are the teacher's wordpieces (word starts marked, "##"
-    dropped), the most frequent first, then the rest of the teacher's while there is room; characters spell out what
-    they do not cover; each piece's initial vector is one row of the teacher's table; and the runtime still tokenizes
-    word by word with sentencepiece's own ids."""
+    dropped), the most frequent first, then the rest of the teacher's while there is room; characters seen at least
+    MIN_CHARACTER_COUNT times spell out what they do not cover, rarer ones read as <unk>; each piece's initial vector
+    is one row of the teacher's table; and the runtime still tokenizes word by word with sentencepiece's own ids."""
     import sentencepiece as spm
 
     from gendistill.compressor.embeddings import teacher_vectors
@@ -529,12 +529,13 @@ def test_the_teachers_vocabulary_cuts_words_as_the_teacher_does_and_maps_each_pi
 
     words = ["un", "##fun", "##ny", "fun", "good", "movie", "bad", ",", "!", "'", "t", "don"]
     teacher = _wordpiece_teacher(tmp_path / "teacher", [*words, *"abcdefghijklmnopqrstuvwxyz"])
-    texts = ["Unfunny movie, good!", "a good movie", "don't", "good good fun", "zq"] * 3
+    texts = ["Unfunny movie, good!", "a good movie", "don't", "good good fun", "zq"] * 3 + ["good \u0436\u0436"]
     path = teacher_vocabulary_tokenizer(texts, tmp_path / "tokenizer", 40, teacher)
     sp = spm.SentencePieceProcessor(model_file=str(path))
     assert sp.encode("unfunny movie, good!", out_type=str) == ["\u2581un", "fun", "ny", "\u2581movie", ",", "\u2581good", "!"]
     assert sp.encode("don't", out_type=str) == ["\u2581don", "'", "t"]
-    assert sp.encode("zq", out_type=str) == ["\u2581", "z", "q"]  # "zq" is [UNK] to the teacher: spelt out
+    assert sp.encode("zq", out_type=str) == ["\u2581", "z", "q"]  # "zq" is [UNK] to the teacher: spelt out (3 times: MIN_CHARACTER_COUNT)
+    assert sp.encode("\u0436\u0436") == [sp.piece_to_id("\u2581"), sp.unk_id()]  # seen twice: no piece, one <unk>
     assert sp.encode("bad fun", out_type=str) == ["\u2581bad", "\u2581fun"]  # never in the texts: room left is the teacher's
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     assert pieces[:4] == ["<pad>", "<unk>", "\u2581good", "\u2581movie"]  # the most frequent first (good: 12 times, movie: 6)
