@@ -459,11 +459,11 @@ def slim_normalizer(proto) -> None:
 
     dropped = {source for source, target in rules.items() if target and inert(source) and inert(target)}
     while True:
-        kept = [source for source in rules if source not in dropped]
+        kept = rules.keys() - dropped
         starts = {source[:end] for source in kept for end in range(1, len(source) + 1)}  # what a kept rule's source begins with
+        # Unsafe: from some point inside the source, a kept rule's source begins with the rest of it, or is a prefix of it.
         unsafe = {source for source in dropped
-                  if any(source[i:] in starts or any(source[i:j] in rules and source[i:j] not in dropped for j in range(i + 1, len(source)))
-                         for i in range(len(source)))}
+                  if any(source[i:] in starts or any(source[i:j] in kept for j in range(i + 1, len(source))) for i in range(len(source)))}
         if not unsafe:
             break
         dropped -= unsafe
