@@ -1,0 +1,120 @@
+"""Probe: two texts joined by a contrast ("A, but B", "although A, B", ...), labeled by the teacher, as extra
+transfer text.
+
+The student agrees with its teacher far less on test reviews that turn on contrast or negation ("but", "not",
+"though": 61-65%) than on the rest (74-75%; RESULTS.md, "The bigru's subword table"). The synthetic texts rarely
+teach which clause of a contrast carries the verdict; the teacher knows it (on the demo's run it follows the clause a
+contrast puts weight on for 70-83% of joined pairs of opposite training texts, against 52% for the two sentences
+side by side). Joining two of the run's texts costs no sampling, only the teacher's pass over the joined text.
+
+Copies RUN to OUT (hard links) and puts the joined texts where the oracle's real unlabeled texts go
+(data/unlabeled.jsonl, annotate/unlabeled.npy: teacher logits, torch fp32), so that
+`ablate.py OUT ... --variant bigru:teacher:synthetic+unlabeled:...` trains on the synthetic texts + the joined ones.
+
+    python benchmarks/student/contrast_probe.py runs/demo runs/demo-contrast --count 5000
+    python benchmarks/student/ablate.py runs/demo-contrast benchmarks/student/contrast/demo.json --seeds 3 --variant ...
+    python benchmarks/student/contrast_probe.py runs/demo runs/demo-contrast --score > benchmarks/student/contrast/subsets.json
+
+`--score` makes nothing: it prints, as JSON, each student under OUT/student-ablation's agreement with the teacher on the
+test reviews with a contrast word, with a negation word and no contrast word, and on the rest.
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gendistill.compressor.rundir import load_split
+from gendistill.compressor.synthesize import load_synthetic
+from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
+from gendistill.runtime.classifier import Classifier
+from probe_run import copy_run, save_transfer_texts  # benchmarks/student/probe_run.py
+
+TEMPLATES = ("{a}, but {b}", "although {a}, {b}", "{a}; however, {b}", "{b}, even though {a}", "{a}, yet {b}")
+"""Contrasts in which the clause B carries the verdict (the templates starting with B put it first)."""
+
+parser = argparse.ArgumentParser()
+parser.add_argument("run_dir", type=Path)
+parser.add_argument("out_dir", type=Path)
+parser.add_argument("--count", type=int, default=5000, help="joined texts to make")
+parser.add_argument("--real-share", type=float, default=0.5, help="share of clauses drawn from the labeled training texts (the rest synthetic)")
+parser.add_argument("--min-words", type=int, default=3)
+parser.add_argument("--max-words", type=int, default=20)
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--score", action="store_true", help="score OUT's ablation students on the test subsets instead")
+args = parser.parse_args()
+
+CONTRAST = re.compile(r"\b(but|yet|though|although|however)\b")
+NEGATION = re.compile(r"\b(not|n't|no|never)\b")
+
+
+def score_subsets() -> dict:
+    """Agreement with the teacher (int8 bundles) on the test reviews with a contrast word, with a negation word and no
+    contrast word, and on the rest, per student seed of each variant under OUT/student-ablation."""
+    texts, _ = load_split(args.out_dir, "test")
+    teacher = np.load(args.out_dir / "annotate" / "test.npy").argmax(1)
+    lowered = [t.lower() for t in texts]
+    contrast = np.array([CONTRAST.search(t) is not None for t in lowered])
+    negation = np.array([NEGATION.search(t) is not None for t in lowered]) & ~contrast
+    subsets = {"contrast": contrast, "negation": negation, "other": ~contrast & ~negation}
+    out = {"reviews": {name: int(mask.sum()) for name, mask in subsets.items()}, "agreement": {}}
+    for variant in sorted((args.out_dir / "student-ablation").iterdir()):
+        for seed_dir in sorted(variant.glob("seed*")):
+            agree = Classifier.load(seed_dir / "bundle").predict_proba(texts).argmax(1) == teacher
+            out["agreement"].setdefault(variant.name, {})[seed_dir.name] = {name: round(float(agree[mask].mean()), 4) for name, mask in subsets.items()}
+    return out
+
+
+if args.score:
+    json.dump(score_subsets(), sys.stdout, indent=2)
+    print()
+    sys.exit()
+
+torch.set_num_threads(2)
+copy_run(args.run_dir, args.out_dir)
+rng = np.random.RandomState(args.seed)
+seen = set()
+for split in ("train", "dev", "test"):
+    seen.update(load_split(args.run_dir, split)[0])
+synthetic = load_synthetic(args.run_dir)
+seen.update(synthetic)
+train_texts, _ = load_split(args.run_dir, "train")
+
+
+def clauses(texts: list[str]) -> list[str]:
+    """One-line texts of min-words to max-words words, without their closing punctuation."""
+    out = [" ".join(t.split()).rstrip(" .!?") for t in texts if "\n" not in t.strip()]
+    return [t for t in out if args.min_words <= len(t.split()) <= args.max_words]
+
+
+pools = {"train": clauses(train_texts), "synthetic": clauses(synthetic)}
+print({name: len(pool) for name, pool in pools.items()})
+
+
+def draw() -> str:
+    pool = pools["train" if rng.rand() < args.real_share else "synthetic"]
+    return pool[rng.randint(len(pool))]
+
+
+joined = []
+while len(joined) < args.count:
+    template = TEMPLATES[rng.randint(len(TEMPLATES))]
+    a, b = (c[:1].lower() + c[1:] for c in (draw(), draw()))  # clauses inside a sentence; it starts in upper case
+    text = template.format(a=a, b=b)
+    text = text[:1].upper() + text[1:]
+    if text not in seen:
+        seen.add(text)
+        joined.append(text)
+print(f"{len(joined)} joined texts; e.g.\n  " + "\n  ".join(joined[:: max(len(joined) // 6, 1)][:6]))
+model, tokenizer = load_teacher(args.run_dir)
+started = time.time()
+logits = teacher_logits(model, tokenizer, joined, teacher_max_length(args.run_dir), 64, desc="teacher on joined texts")
+print(f"teacher: {len(joined) / (time.time() - started):.1f} texts/s")
+save_transfer_texts(args.out_dir, joined, logits)
+probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
+print(f"mean max-probability {probabilities.max(1).mean():.3f}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
