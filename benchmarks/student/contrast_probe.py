@@ -15,7 +15,10 @@ Copies RUN to OUT (hard links) and puts the joined texts where the oracle's real
     python benchmarks/student/ablate.py runs/demo-contrast benchmarks/student/contrast/demo.json --seeds 3 --variant ...
     python benchmarks/student/contrast_probe.py runs/demo runs/demo-contrast --score > benchmarks/student/contrast/subsets.json
 
-`--score` makes nothing: it prints, as JSON, each student under OUT/student-ablation's agreement with the teacher on the
+    python benchmarks/student/contrast_probe.py runs/demo runs/demo-contrast --check 100 > benchmarks/student/contrast/check.json
+
+`--check` and `--score` make nothing. `--check` prints how often the teacher follows B on pairs of training texts it
+labels oppositely; `--score`: it prints, as JSON, each student under OUT/student-ablation's agreement with the teacher on the
 test reviews with a contrast word, with a negation word and no contrast word, and on the rest.
 """
 
@@ -47,6 +50,8 @@ parser.add_argument("--min-words", type=int, default=3)
 parser.add_argument("--max-words", type=int, default=20)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--score", action="store_true", help="score OUT's ablation students on the test subsets instead")
+parser.add_argument("--check", type=int, default=0, metavar="PAIRS",
+                    help="instead: how often the teacher follows B on this many pairs of training texts it labels oppositely")
 args = parser.parse_args()
 
 CONTRAST = re.compile(r"\b(but|yet|though|although|however)\b")
@@ -70,8 +75,30 @@ def score_subsets() -> dict:
     return out
 
 
-if args.score:
-    json.dump(score_subsets(), sys.stdout, indent=2)
+def check_teacher() -> dict:
+    """For `--check` pairs (A, B) of one-line training texts the teacher labels oppositely (annotate/train.npy), each
+    joined by every template and plainly side by side ("A. B"): the share of the joined texts whose teacher label is B's."""
+    rng = np.random.RandomState(args.seed)
+    texts = load_split(args.run_dir, "train")[0]
+    labels = np.load(args.run_dir / "annotate" / "train.npy").argmax(1)
+    one_line = [i for i, t in enumerate(texts) if "\n" not in t.strip() and args.min_words <= len(t.split()) <= args.max_words]
+    by_label = [[i for i in one_line if labels[i] == k] for k in (0, 1)]
+    joined, follows = [], []
+    for pair in range(args.check):
+        a, b = by_label[pair % 2][rng.randint(len(by_label[pair % 2]))], by_label[1 - pair % 2][rng.randint(len(by_label[1 - pair % 2]))]
+        clause = {i: " ".join(texts[i].split()).rstrip(" .!?") for i in (a, b)}
+        for template in TEMPLATES + ("{a}. {b}",):
+            text = template.format(a=clause[a][:1].lower() + clause[a][1:], b=clause[b][:1].lower() + clause[b][1:])
+            joined.append((template, text[:1].upper() + text[1:]))
+            follows.append(labels[b])
+    model, tokenizer = load_teacher(args.run_dir)
+    predicted = teacher_logits(model, tokenizer, [t for _, t in joined], teacher_max_length(args.run_dir), 64, desc="teacher on pairs").argmax(1)
+    return {template: round(float(np.mean([p == f for (t, _), p, f in zip(joined, predicted, follows) if t == template])), 3)
+            for template in TEMPLATES + ("{a}. {b}",)}
+
+
+if args.score or args.check:
+    json.dump(score_subsets() if args.score else {"pairs": args.check, "follows_b": check_teacher()}, sys.stdout, indent=2)
     print()
     sys.exit()
 
