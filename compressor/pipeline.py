@@ -115,7 +115,7 @@ settings.json holding the key at this value is reused as if the key were absent;
 AUTO = {"max_length": 0, "architecture": "auto", "embeddings": "auto", "keep_confident": None, "teacher_labels": "auto",
         "vocabulary": "auto"}
 """Settings whose value here means "chosen by the stage": a stage saves the value it chose, and any saved value
-satisfies a request for the automatic choice."""
+(or, for a stage made before the setting existed, its ADDED_LATER value) satisfies a request for the automatic choice."""
 
 
 def settings_difference(saved: dict, wanted: dict, ignore=EXECUTION_ONLY) -> str | None:
@@ -123,8 +123,8 @@ def settings_difference(saved: dict, wanted: dict, ignore=EXECUTION_ONLY) -> str
     ones, or None when the stage can be reused; the `ignore` settings (execution-only: device, ...) never count.
     Nested settings (a benchmark row's, which hold stages' settings) are compared by the same rule."""
     for key in sorted(set(saved) | set(wanted)):
-        if key in ignore or (key in AUTO and key in saved and wanted.get(key) == AUTO[key]):
-            continue
+        if key in ignore or (key in AUTO and (key in saved or key in ADDED_LATER) and wanted.get(key) == AUTO[key]):
+            continue  # a stage made before the setting existed did ADDED_LATER's value: one the automatic choice accepts
         if key not in wanted and key in REMOVED and saved[key] == REMOVED[key]:
             continue
         before = saved.get(key, ADDED_LATER.get(key))

@@ -893,6 +893,9 @@ def test_a_setting_added_later_reads_as_what_older_runs_did():
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "keep_confident": 10_000}) == "keep_confident: 0 -> 10000"
     assert settings_difference({"keep_confident": 10_000}, {"keep_confident": 10_000, "keep_share": 0.375}) == "keep_share: 0.0 -> 0.375"
     assert settings_difference({"lam": 0.2}, {"lam": 0.2, "logit_adjustment": False, "select_by": "accuracy"}) is None
+    # An automatic choice accepts what a stage made before it existed did, as it accepts any value a stage saved.
+    assert settings_difference({"lam": 0.2}, {"lam": 0.2, "teacher_labels": "auto", "vocabulary": "auto", "keep_confident": None}) is None
+    assert settings_difference({"lam": 0.2}, {"lam": 0.2, "teacher_labels": "logits"}) == "teacher_labels: 'soft' -> 'logits'"
 
 
 def test_a_setting_removed_since_is_ignored_at_the_value_the_code_does_now():
