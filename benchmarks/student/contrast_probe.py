@@ -18,7 +18,7 @@ Copies RUN to OUT (hard links) and puts the joined texts where the oracle's real
     python benchmarks/student/contrast_probe.py runs/demo runs/demo-contrast --check 100 > benchmarks/student/contrast/check.json
 
 `--check` and `--score` make nothing. `--check` prints how often the teacher follows B on pairs of training texts it
-labels oppositely; `--score`: it prints, as JSON, each student under OUT/student-ablation's agreement with the teacher on the
+labels oppositely; `--score` prints, as JSON, each student under OUT/student-ablation's agreement with the teacher on the
 test reviews with a contrast word, with a negation word and no contrast word, and on the rest.
 """
 
@@ -54,6 +54,21 @@ parser.add_argument("--check", type=int, default=0, metavar="PAIRS",
                     help="instead: how often the teacher follows B on this many pairs of training texts it labels oppositely")
 args = parser.parse_args()
 
+
+
+def clause(text: str) -> str | None:
+    """`text` as a clause to join: its words on one line without closing punctuation, None when it spans lines or
+    has fewer than --min-words or more than --max-words words."""
+    out = " ".join(text.split()).rstrip(" .!?")
+    return out if "\n" not in text.strip() and args.min_words <= len(out.split()) <= args.max_words else None
+
+
+def join(template: str, a: str, b: str) -> str:
+    """The clauses joined by `template` into one sentence: each clause starts in lower case, the sentence in upper."""
+    text = template.format(a=a[:1].lower() + a[1:], b=b[:1].lower() + b[1:])
+    return text[:1].upper() + text[1:]
+
+
 CONTRAST = re.compile(r"\b(but|yet|though|although|however)\b")
 NEGATION = re.compile(r"\b(not|n't|no|never)\b")
 
@@ -81,15 +96,13 @@ def check_teacher() -> dict:
     rng = np.random.RandomState(args.seed)
     texts = load_split(args.run_dir, "train")[0]
     labels = np.load(args.run_dir / "annotate" / "train.npy").argmax(1)
-    one_line = [i for i, t in enumerate(texts) if "\n" not in t.strip() and args.min_words <= len(t.split()) <= args.max_words]
+    one_line = [i for i, t in enumerate(texts) if clause(t) is not None]
     by_label = [[i for i in one_line if labels[i] == k] for k in (0, 1)]
     joined, follows = [], []
     for pair in range(args.check):
         a, b = by_label[pair % 2][rng.randint(len(by_label[pair % 2]))], by_label[1 - pair % 2][rng.randint(len(by_label[1 - pair % 2]))]
-        clause = {i: " ".join(texts[i].split()).rstrip(" .!?") for i in (a, b)}
         for template in TEMPLATES + ("{a}. {b}",):
-            text = template.format(a=clause[a][:1].lower() + clause[a][1:], b=clause[b][:1].lower() + clause[b][1:])
-            joined.append((template, text[:1].upper() + text[1:]))
+            joined.append((template, join(template, clause(texts[a]), clause(texts[b]))))
             follows.append(labels[b])
     model, tokenizer = load_teacher(args.run_dir)
     predicted = teacher_logits(model, tokenizer, [t for _, t in joined], teacher_max_length(args.run_dir), 64, desc="teacher on pairs").argmax(1)
@@ -113,13 +126,7 @@ seen.update(synthetic)
 train_texts, _ = load_split(args.run_dir, "train")
 
 
-def clauses(texts: list[str]) -> list[str]:
-    """One-line texts of min-words to max-words words, without their closing punctuation."""
-    out = [" ".join(t.split()).rstrip(" .!?") for t in texts if "\n" not in t.strip()]
-    return [t for t in out if args.min_words <= len(t.split()) <= args.max_words]
-
-
-pools = {"train": clauses(train_texts), "synthetic": clauses(synthetic)}
+pools = {name: [c for c in map(clause, texts) if c is not None] for name, texts in (("train", train_texts), ("synthetic", synthetic))}
 print({name: len(pool) for name, pool in pools.items()})
 
 
@@ -131,9 +138,7 @@ def draw() -> str:
 joined = []
 while len(joined) < args.count:
     template = TEMPLATES[rng.randint(len(TEMPLATES))]
-    a, b = (c[:1].lower() + c[1:] for c in (draw(), draw()))  # clauses inside a sentence; it starts in upper case
-    text = template.format(a=a, b=b)
-    text = text[:1].upper() + text[1:]
+    text = join(template, draw(), draw())
     if text not in seen:
         seen.add(text)
         joined.append(text)
