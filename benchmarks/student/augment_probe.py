@@ -10,15 +10,14 @@ Copies RUN to OUT (hard links) and puts the variants where the oracle's real unl
 
 import argparse
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gendistill.compressor.rundir import load_split
-from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
-from probe_run import copy_run, save_transfer_texts  # benchmarks/student/probe_run.py
+from gendistill.compressor.teacher import load_teacher
+from probe_run import copy_run, label_and_save  # benchmarks/student/probe_run.py
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run_dir", type=Path)
@@ -59,9 +58,4 @@ for text in train_texts:
             seen.add(variant)
             variants.append(variant)
 print(f"{len(variants)} variants of {len(train_texts)} texts; e.g.\n  " + "\n  ".join(variants[:: max(len(variants) // 6, 1)][:6]))
-started = time.time()
-logits = teacher_logits(model, tokenizer, variants, teacher_max_length(args.run_dir), 64, desc="teacher on variants")
-print(f"teacher: {len(variants) / (time.time() - started):.1f} texts/s")
-save_transfer_texts(args.out_dir, variants, logits)
-probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
-print(f"mean max-probability {probabilities.max(1).mean():.3f}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
+label_and_save(args.run_dir, args.out_dir, variants, "variants", model, tokenizer)

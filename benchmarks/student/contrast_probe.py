@@ -26,7 +26,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from gendistill.compressor.rundir import load_split
 from gendistill.compressor.synthesize import load_synthetic
 from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
 from gendistill.runtime.classifier import Classifier
-from probe_run import copy_run, save_transfer_texts  # benchmarks/student/probe_run.py
+from probe_run import copy_run, known_texts, label_and_save  # benchmarks/student/probe_run.py
 
 TEMPLATES = ("{a}, but {b}", "although {a}, {b}", "{a}; however, {b}", "{b}, even though {a}", "{a}, yet {b}")
 """Contrasts in which the clause B carries the verdict (the templates starting with B put it first)."""
@@ -118,11 +117,8 @@ if args.score or args.check:
 torch.set_num_threads(2)
 copy_run(args.run_dir, args.out_dir)
 rng = np.random.RandomState(args.seed)
-seen = set()
-for split in ("train", "dev", "test"):
-    seen.update(load_split(args.run_dir, split)[0])
+seen = known_texts(args.run_dir)
 synthetic = load_synthetic(args.run_dir)
-seen.update(synthetic)
 train_texts, _ = load_split(args.run_dir, "train")
 
 
@@ -143,10 +139,4 @@ while len(joined) < args.count:
         seen.add(text)
         joined.append(text)
 print(f"{len(joined)} joined texts; e.g.\n  " + "\n  ".join(joined[:: max(len(joined) // 6, 1)][:6]))
-model, tokenizer = load_teacher(args.run_dir)
-started = time.time()
-logits = teacher_logits(model, tokenizer, joined, teacher_max_length(args.run_dir), 64, desc="teacher on joined texts")
-print(f"teacher: {len(joined) / (time.time() - started):.1f} texts/s")
-save_transfer_texts(args.out_dir, joined, logits)
-probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
-print(f"mean max-probability {probabilities.max(1).mean():.3f}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
+label_and_save(args.run_dir, args.out_dir, joined, "joined texts")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gendistill.compressor.data import text_key
-from gendistill.compressor.rundir import stage_path, write_jsonl_atomic
+from gendistill.compressor.rundir import load_split, stage_path, write_jsonl_atomic
 
 
 def copy_run(run_dir: Path, out_dir: Path) -> None:
@@ -31,6 +31,36 @@ def save_transfer_texts(out_dir: Path, texts: list[str], logits: np.ndarray) -> 
         for text in texts:
             handle.write(json.dumps({"text": text}) + "\n")
     np.save(stage_path(out_dir, "annotate") / "unlabeled.npy", logits.astype(np.float32))
+
+
+def known_texts(run_dir: Path) -> set[str]:
+    """Every text the run already has (its splits and its synthetic pool): what a probe's new texts must not repeat."""
+    from gendistill.compressor.synthesize import load_synthetic
+
+    known = set(load_synthetic(run_dir))
+    for split in ("train", "dev", "test"):
+        known.update(load_split(run_dir, split)[0])
+    return known
+
+
+def label_and_save(run_dir: Path, out_dir: Path, texts: list[str], what: str, model=None, tokenizer=None) -> np.ndarray:
+    """The run's teacher (torch fp32; `model` and `tokenizer` when already loaded) over `texts`, saved with them by
+    `save_transfer_texts`; prints its rate, mean max-probability and predicted label counts. Returns the logits."""
+    import time
+
+    import torch
+
+    from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
+
+    if model is None:
+        model, tokenizer = load_teacher(run_dir)
+    started = time.time()
+    logits = teacher_logits(model, tokenizer, texts, teacher_max_length(run_dir), 64, desc=f"teacher on {what}")
+    print(f"teacher: {len(texts) / (time.time() - started):.1f} texts/s")
+    save_transfer_texts(out_dir, texts, logits)
+    probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    print(f"mean max-probability {probabilities.max(1).mean():.3f}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
+    return logits
 
 
 def replace_synthetic_pool(run_dir: Path, out_dir: Path, texts: list[str], logits: np.ndarray) -> None:

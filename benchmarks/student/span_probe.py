@@ -15,7 +15,6 @@ kim-cnn:teacher:synthetic+unlabeled` trains on the kept synthetic texts + the sp
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,7 @@ import torch
 
 from gendistill.compressor.rundir import load_split
 from gendistill.compressor.synthesize import load_synthetic
-from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
-from probe_run import copy_run, save_transfer_texts  # benchmarks/student/probe_run.py
+from probe_run import copy_run, known_texts, label_and_save  # benchmarks/student/probe_run.py
 
 parser = argparse.ArgumentParser()
 parser.add_argument("run_dir", type=Path)
@@ -40,11 +38,8 @@ args = parser.parse_args()
 torch.set_num_threads(2)
 copy_run(args.run_dir, args.out_dir)
 rng = np.random.RandomState(args.seed)
-seen = set()
-for split in ("train", "dev", "test"):
-    seen.update(load_split(args.run_dir, split)[0])
+seen = known_texts(args.run_dir)
 synthetic = load_synthetic(args.run_dir)
-seen.update(synthetic)
 
 
 def span(text: str) -> str | None:
@@ -69,11 +64,7 @@ for source, texts, draws in (("train", train_texts, args.train_spans), ("synthet
                 sources.append(source)
 print(f"{len(spans)} spans ({sources.count('train')} of training texts, {sources.count('synthetic')} of synthetic ones); e.g.\n  "
       + "\n  ".join(spans[:: max(len(spans) // 8, 1)][:8]))
-model, tokenizer = load_teacher(args.run_dir)
-started = time.time()
-logits = teacher_logits(model, tokenizer, spans, teacher_max_length(args.run_dir), 64, desc="teacher on spans")
-print(f"teacher: {len(spans) / (time.time() - started):.1f} texts/s")
-save_transfer_texts(args.out_dir, spans, logits)
+logits = label_and_save(args.run_dir, args.out_dir, spans, "spans")
 probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
 for source in ("train", "synthetic"):
     mask = np.asarray(sources) == source
