@@ -72,7 +72,7 @@ def run_settings(run_dir: Path) -> DistillSettings:
 
 
 def main(argv: list[str] | None = None, probe: dict[str, str] | None = None):
-    """`probe`: keys and values a probe script that wraps this one (token_targets.py, dropout_probe.py) adds to every
+    """`probe`: keys and values a probe script that wraps this one (token_targets.py, training_probe.py) adds to every
     variant's name, so its students and results stay apart from this script's own; the probe applies them itself."""
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
