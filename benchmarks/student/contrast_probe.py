@@ -54,7 +54,6 @@ parser.add_argument("--check", type=int, default=0, metavar="PAIRS",
 args = parser.parse_args()
 
 
-
 def clause(text: str) -> str | None:
     """`text` as a clause to join: its words on one line without closing punctuation, None when it spans lines or
     has fewer than --min-words or more than --max-words words."""
@@ -120,8 +119,6 @@ rng = np.random.RandomState(args.seed)
 seen = known_texts(args.run_dir)
 synthetic = load_synthetic(args.run_dir)
 train_texts, _ = load_split(args.run_dir, "train")
-
-
 pools = {name: [c for c in map(clause, texts) if c is not None] for name, texts in (("train", train_texts), ("synthetic", synthetic))}
 print({name: len(pool) for name, pool in pools.items()})
 

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from probe_run import side_module, train_with_extra_loss  # noqa: E402  (benchmarks/student/probe_run.py)
 
 
 def lm_loss_factory(beta: float):
@@ -32,15 +33,10 @@ def lm_loss_factory(beta: float):
     import torch.nn.functional as F
 
     def build(vocab_size: int, hidden: int):
-        with torch.random.fork_rng():  # the same maps every run, without moving the student's own random stream
-            torch.manual_seed(0)
-            heads = torch.nn.ModuleList([torch.nn.Linear(hidden, vocab_size), torch.nn.Linear(hidden, vocab_size)])
-        optimizer = torch.optim.Adam(heads.parameters(), lr=1e-3)
+        heads, catch_up = side_module(lambda: torch.nn.ModuleList([torch.nn.Linear(hidden, vocab_size), torch.nn.Linear(hidden, vocab_size)]))
 
         def extra_loss(model, batch, input_ids):
-            if heads[0].weight.grad is not None:  # the gradient of the previous step: the student's own optimizer has stepped too
-                optimizer.step()
-                optimizer.zero_grad()
+            catch_up()
             states = model.states(input_ids)  # [B, T, 2H]: forward GRU's then backward GRU's, 0 at pads
             ahead, behind = states[..., :hidden], states[..., hidden:]
             real = input_ids != model.pad_id
@@ -61,15 +57,9 @@ def main():
     parser.add_argument("--beta", type=float, required=True, help="the language-model term's weight")
     args, rest = parser.parse_known_args()
     import ablate
-    from gendistill.compressor import distill
 
     build = lm_loss_factory(args.beta)
-    original_train = distill.train_student
-
-    def train_student(config, inputs, vectors, *, texts, **kwargs):
-        return original_train(config, inputs, vectors, texts=texts, extra_loss=build(config.vocab_size, config.hidden), **kwargs)
-
-    distill.train_student = train_student
+    train_with_extra_loss(lambda config, inputs, texts: build(config.vocab_size, config.hidden))
     ablate.main(rest, probe={"lm_beta": f"{args.beta:g}"})
 
 

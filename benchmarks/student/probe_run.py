@@ -1,7 +1,10 @@
 """Shared by the transfer-text probes: a hard-linked copy of a finished run whose real-unlabeled-text slot holds the
 probe's texts and their teacher logits (augment_probe.py, span_probe.py), so that `ablate.py OUT ... --variant
 kim-cnn:teacher:synthetic+unlabeled` trains on the run's synthetic texts + the probe's; or whose synthetic pool is
-replaced by another one (join_pools.py, mix_pools.py, instruct_probe.py)."""
+replaced by another one (join_pools.py, mix_pools.py, instruct_probe.py).
+
+Also shared by the probes that add a training-only term to the student's loss (token_targets.py, lm_probe.py):
+`train_with_extra_loss` and `side_module`."""
 
 import json
 import os
@@ -31,6 +34,39 @@ def save_transfer_texts(out_dir: Path, texts: list[str], logits: np.ndarray) -> 
         for text in texts:
             handle.write(json.dumps({"text": text}) + "\n")
     np.save(stage_path(out_dir, "annotate") / "unlabeled.npy", logits.astype(np.float32))
+
+
+def train_with_extra_loss(make) -> None:
+    """Make the distill stage's `train_student` (as ablate.py calls it) train every student with
+    `extra_loss=make(config, inputs, texts)`."""
+    from gendistill.compressor import distill
+
+    original = distill.train_student
+
+    def train_student(config, inputs, vectors, *, texts, **kwargs):
+        return original(config, inputs, vectors, texts=texts, extra_loss=make(config, inputs, texts), **kwargs)
+
+    distill.train_student = train_student
+
+
+def side_module(build):
+    """(module, catch_up) for a training-only module beside the student: `build()` made under torch seed 0 (the same
+    module every run) without moving the student's own random stream, and a function to call at the start of each
+    extra-loss step, which applies the previous step's gradient to the module by its own Adam (lr 1e-3): by then the
+    student's optimizer has stepped too."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = build()
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+
+    def catch_up():
+        if any(p.grad is not None for p in module.parameters()):
+            optimizer.step()
+            optimizer.zero_grad()
+
+    return module, catch_up
 
 
 def known_texts(run_dir: Path) -> set[str]:

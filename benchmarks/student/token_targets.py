@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from probe_run import side_module, train_with_extra_loss  # noqa: E402  (benchmarks/student/probe_run.py)
 
 
 def cache_path(run_dir: Path) -> Path:
@@ -143,15 +144,10 @@ def token_loss_factory(run_dir: Path, beta: float, deviation: bool = False):
             missing += targets is None
             aligned.append(targets)
         print(f"token targets: {len(texts) - missing} of {len(texts)} texts aligned", file=sys.stderr, flush=True)
-        with torch.random.fork_rng():  # the same map every run, without moving the student's own random stream
-            torch.manual_seed(0)
-            head = torch.nn.Linear(2 * hidden, num_labels)
-        optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+        head, catch_up = side_module(lambda: torch.nn.Linear(2 * hidden, num_labels))
 
         def extra_loss(model, batch, input_ids):
-            if head.weight.grad is not None:  # the gradient of the previous step: the student's own optimizer has stepped too
-                optimizer.step()
-                optimizer.zero_grad()
+            catch_up()
             width = input_ids.shape[1]
             target = torch.full((len(batch), width, num_labels), float("nan"))
             for row, i in enumerate(batch.tolist()):
@@ -172,15 +168,9 @@ def token_loss_factory(run_dir: Path, beta: float, deviation: bool = False):
 
 def ablate_step(argv: list[str], beta: float, deviation: bool) -> None:
     import ablate
-    from gendistill.compressor import distill
 
     build = token_loss_factory(Path(argv[0]), beta, deviation)
-    original_train = distill.train_student
-
-    def train_student(config, inputs, vectors, *, texts, **kwargs):
-        return original_train(config, inputs, vectors, texts=texts, extra_loss=build(texts, inputs, config.num_labels, config.hidden), **kwargs)
-
-    distill.train_student = train_student
+    train_with_extra_loss(lambda config, inputs, texts: build(texts, inputs, config.num_labels, config.hidden))
     ablate.main(argv, probe={"token_beta": f"{beta:g}", **({"token_target": "deviation"} if deviation else {})})
 
 
