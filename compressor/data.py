@@ -166,7 +166,7 @@ def stratified_take(labels: list[str], size: int, rng: np.random.RandomState) ->
         share = max(1, round(size * len(members) / total))
         if share >= len(members):
             raise GendistillError(
-                f"Class {label!r} has only {len(members)} examples, too few to split off dev and test sets; add examples or pass --dev/--test files."
+                f"Class {label!r} has too few examples left ({len(members)}) to split off dev and test sets; add examples or pass --dev/--test files."
             )
         taken.extend(members[:share])
     taken_set = set(taken)
@@ -233,6 +233,9 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
     texts, labels, dropped = read_labeled(settings.source, settings.text_column, settings.label_column)
     if dropped.get("empty_text"):
         log.info("Dropped %d empty or whitespace-only texts.", dropped["empty_text"])
+    label_names = sorted(set(labels))
+    if len(label_names) < 2:
+        raise GendistillError(f"{settings.source} has {len(label_names)} class ({', '.join(map(repr, label_names))}); a classifier needs at least 2.")
     rng = np.random.RandomState(settings.seed)
     splits: dict[str, list[int]] = {}
     pool = list(range(len(texts)))
@@ -249,9 +252,6 @@ def run_data(settings: DataSettings, run_dir: str | Path) -> dict:
             pool = [pool[i] for i in rest]
     pool_counts = Counter(labels[i] for i in pool)  # the training pool's classes, before --per-class evens them out
     overlap_dropped = resolve_overlap(settings, texts, extra)
-    label_names = sorted(set(labels))
-    if len(label_names) < 2:
-        raise GendistillError(f"{settings.source} has {len(label_names)} class ({', '.join(map(repr, label_names))}); a classifier needs at least 2.")
     for name, (_, other_labels) in extra.items():
         unknown = sorted(set(other_labels) - set(label_names))
         if unknown:

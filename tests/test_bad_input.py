@@ -65,6 +65,12 @@ def test_single_class(tmp_path):
     assert_clean_error(run("compress", path, "--out", tmp_path / "run"), "at least 2")
 
 
+def test_single_class_is_named_before_splitting(tmp_path):
+    # Two texts of one class: too few to split as well, but the one class is what to fix first.
+    path = write_csv(tmp_path / "d.csv", "text,label", ["hello,a", "world,a"])
+    assert_clean_error(run("compress", path, "--out", tmp_path / "run"), "1 class ('a')", "at least 2")
+
+
 def test_class_too_small_for_per_class(tmp_path, toy_csv):
     assert_clean_error(run("compress", toy_csv, "--out", tmp_path / "run", "--per-class", 500, "--dev-size", 20, "--test-size", 20),
                        "fewer than --per-class 500")
