@@ -1,7 +1,7 @@
 """Shared by the transfer-text probes: a hard-linked copy of a finished run whose real-unlabeled-text slot holds the
 probe's texts and their teacher logits (augment_probe.py, span_probe.py), so that `ablate.py OUT ... --variant
 kim-cnn:teacher:synthetic+unlabeled` trains on the run's synthetic texts + the probe's; or whose synthetic pool is
-replaced by another one (join_pools.py, mix_pools.py, instruct_probe.py).
+replaced by another one (join_pools.py, mix_pools.py, instruct_probe.py, seed_word_probe.py, corpus_probe.py).
 
 Also shared by the probes that add a training-only term to the student's loss (token_targets.py, lm_probe.py):
 `train_with_extra_loss` and `side_module`."""
@@ -120,3 +120,15 @@ def join_synthetic_pools(run_dir: Path, out_dir: Path, first: tuple[list[str], n
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     replace_synthetic_pool(run_dir, out_dir, first_texts + [second_texts[i] for i in new], np.concatenate([first_logits, second_logits[new]]))
     print(f"{out_dir}: {len(first_texts)} + {len(new)} synthetic texts ({len(second_texts) - len(new)} of the second pool were in the first)")
+
+
+def swap_and_replace(run_dir: Path, out: Path, texts: list[str], logits: np.ndarray) -> None:
+    """Two runs, RUN hard-linked, for a probe's `texts` (and their teacher `logits`) as synthetic pool: OUT-mix holds
+    RUN's first half as many synthetic texts as `texts` and the first half of `texts` (the same count as `texts`), and
+    OUT-replace `texts` alone."""
+    from gendistill.compressor.annotate import load_annotations
+    from gendistill.compressor.synthesize import load_synthetic
+
+    synthetic, first, half = load_synthetic(run_dir), load_annotations(run_dir, "synthetic"), len(texts) // 2
+    replace_synthetic_pool(run_dir, out.with_name(out.name + "-mix"), synthetic[:half] + texts[:half], np.concatenate([first[:half], logits[:half]]))
+    replace_synthetic_pool(run_dir, out.with_name(out.name + "-replace"), texts, logits)

@@ -35,10 +35,10 @@ from gendistill.compressor.annotate import CONFIDENT, load_annotations
 from gendistill.compressor.data import text_key
 from gendistill.compressor.rundir import read_json, stage_path, write_jsonl_atomic
 from gendistill.compressor.samplers import open_sampler
-from gendistill.compressor.synthesize import SynthesizeSettings, load_synthetic
+from gendistill.compressor.synthesize import SynthesizeSettings
 from gendistill.compressor.training import progress
 from gendistill.runtime.classifier import softmax
-from probe_run import known_texts, replace_synthetic_pool  # benchmarks/student/probe_run.py
+from probe_run import known_texts, swap_and_replace  # benchmarks/student/probe_run.py
 
 
 def seed_words(run_dir: Path) -> list[str]:
@@ -108,15 +108,11 @@ def main():
     texts = [json.loads(line)["text"] for line in (store / "texts.jsonl").open()]
     logits = np.load(store / "logits.npy")
     stats = json.loads((store / "sampling.json").read_text())
-    synthetic, first = load_synthetic(args.run_dir), load_annotations(args.run_dir, "synthetic")
-    probabilities, default = softmax(logits), softmax(first)
+    probabilities, default = softmax(logits), softmax(load_annotations(args.run_dir, "synthetic"))
     print(f"{len(texts)} seeded texts ({stats['kept_texts_per_second']:.1f} kept texts/s, {stats['sampled']} sampled); teacher >= "
           f"{CONFIDENT} sure of {(probabilities.max(1) >= CONFIDENT).mean():.1%} (RUN's synthetic texts: {(default.max(1) >= CONFIDENT).mean():.1%}), "
           f"label counts {np.bincount(probabilities.argmax(1)).tolist()}")
-    half = len(texts) // 2
-    replace_synthetic_pool(args.run_dir, args.out.with_name(args.out.name + "-mix"), synthetic[:half] + texts[:half],
-                           np.concatenate([first[:half], logits[:half]]))
-    replace_synthetic_pool(args.run_dir, args.out.with_name(args.out.name + "-replace"), texts, logits)
+    swap_and_replace(args.run_dir, args.out, texts, logits)
 
 
 if __name__ == "__main__":
