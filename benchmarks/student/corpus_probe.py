@@ -17,19 +17,12 @@ Resumes: the sentences and their logits are kept in OUT-texts/ once made.
 """
 
 import argparse
-import json
 import random
 import re
-import time
 from pathlib import Path
 
-import numpy as np
-
-from gendistill.compressor.annotate import CONFIDENT, load_annotations
 from gendistill.compressor.data import read_labeled, text_key
-from gendistill.compressor.rundir import write_jsonl_atomic
-from gendistill.runtime.classifier import softmax
-from probe_run import known_texts, swap_and_replace  # benchmarks/student/probe_run.py
+from probe_run import known_texts, labeled_store, swap_and_replace  # benchmarks/student/probe_run.py
 
 
 def news_sentences() -> list[str]:
@@ -53,27 +46,12 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
-
-    store = args.out.with_name(args.out.name + "-texts")
-    store.mkdir(parents=True, exist_ok=True)
-    if not (store / "logits.npy").is_file():
+    def make():
         known = {text_key(t) for t in known_texts(args.run_dir)}
         pool = [s for s in news_sentences() if text_key(s) not in known]
-        texts = random.Random(args.seed).sample(pool, min(args.count, len(pool)))
-        write_jsonl_atomic(store / "texts.jsonl", [{"text": t} for t in texts])
-        model, tokenizer = load_teacher(args.run_dir)
-        started = time.time()
-        logits = teacher_logits(model, tokenizer, texts, teacher_max_length(args.run_dir), 64, desc="teacher on news sentences")
-        (store / "stats.json").write_text(json.dumps({"sentences": len(pool), "drawn": len(texts), "teacher_seconds": time.time() - started}, indent=1))
-        np.save(store / "logits.npy", logits)
-    texts = [json.loads(line)["text"] for line in (store / "texts.jsonl").open()]
-    logits = np.load(store / "logits.npy")
-    stats = json.loads((store / "stats.json").read_text())
-    probabilities, default = softmax(logits), softmax(load_annotations(args.run_dir, "synthetic"))
-    print(f"{len(texts)} of {stats['sentences']} news sentences; teacher >= {CONFIDENT} sure of {(probabilities.max(1) >= CONFIDENT).mean():.1%} "
-          f"(RUN's synthetic texts: {(default.max(1) >= CONFIDENT).mean():.1%}), label counts {np.bincount(probabilities.argmax(1)).tolist()}, "
-          f"{np.mean([len(t.split()) for t in texts]):.1f} words on average")
+        return random.Random(args.seed).sample(pool, min(args.count, len(pool))), {"sentences": len(pool)}
+
+    texts, logits, _ = labeled_store(args.run_dir, args.out, make, "news sentences")
     swap_and_replace(args.run_dir, args.out, texts, logits)
 
 

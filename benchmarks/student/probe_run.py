@@ -132,3 +132,33 @@ def swap_and_replace(run_dir: Path, out: Path, texts: list[str], logits: np.ndar
     synthetic, first, half = load_synthetic(run_dir), load_annotations(run_dir, "synthetic"), len(texts) // 2
     replace_synthetic_pool(run_dir, out.with_name(out.name + "-mix"), synthetic[:half] + texts[:half], np.concatenate([first[:half], logits[:half]]))
     replace_synthetic_pool(run_dir, out.with_name(out.name + "-replace"), texts, logits)
+
+
+def labeled_store(run_dir: Path, out: Path, make, what: str) -> tuple[list[str], np.ndarray, dict]:
+    """A probe's texts and RUN's teacher logits on them (torch fp32), made once and kept in OUT-texts/ (texts.jsonl,
+    logits.npy, stats.json) so that a re-run resumes: `make()` returns (texts, stats), and stats gains the teacher's
+    seconds. Prints how sure the teacher is of them beside RUN's own synthetic texts."""
+    import json
+    import time
+
+    from gendistill.compressor.annotate import CONFIDENT, load_annotations
+    from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
+    from gendistill.runtime.classifier import softmax
+
+    store = out.with_name(out.name + "-texts")
+    store.mkdir(parents=True, exist_ok=True)
+    if not (store / "logits.npy").is_file():
+        texts, stats = make()
+        write_jsonl_atomic(store / "texts.jsonl", [{"text": t} for t in texts])
+        model, tokenizer = load_teacher(run_dir)
+        started = time.time()
+        logits = teacher_logits(model, tokenizer, texts, teacher_max_length(run_dir), 64, desc=f"teacher on {what}")
+        (store / "stats.json").write_text(json.dumps({**stats, "teacher_seconds": time.time() - started}, indent=1))
+        np.save(store / "logits.npy", logits)
+    texts = [json.loads(line)["text"] for line in (store / "texts.jsonl").open()]
+    logits, stats = np.load(store / "logits.npy"), json.loads((store / "stats.json").read_text())
+    probabilities, default = softmax(logits), softmax(load_annotations(run_dir, "synthetic"))
+    print(f"{len(texts)} {what}, {np.mean([len(t.split()) for t in texts]):.1f} words on average; teacher >= {CONFIDENT} sure of "
+          f"{(probabilities.max(1) >= CONFIDENT).mean():.1%} (RUN's synthetic texts: {(default.max(1) >= CONFIDENT).mean():.1%}), "
+          f"label counts {np.bincount(probabilities.argmax(1)).tolist()}; {json.dumps(stats)}")
+    return texts, logits, stats

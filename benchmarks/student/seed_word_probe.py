@@ -29,16 +29,12 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
-
-from gendistill.compressor.annotate import CONFIDENT, load_annotations
 from gendistill.compressor.data import text_key
-from gendistill.compressor.rundir import read_json, stage_path, write_jsonl_atomic
+from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.samplers import open_sampler
 from gendistill.compressor.synthesize import SynthesizeSettings
 from gendistill.compressor.training import progress
-from gendistill.runtime.classifier import softmax
-from probe_run import known_texts, swap_and_replace  # benchmarks/student/probe_run.py
+from probe_run import known_texts, labeled_store, swap_and_replace  # benchmarks/student/probe_run.py
 
 
 def seed_words(run_dir: Path) -> list[str]:
@@ -86,32 +82,13 @@ def main():
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature of the continuation (default: RUN's)")
     args = parser.parse_args()
 
-    from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
-
     exclude = {text_key(t) for t in known_texts(args.run_dir)}
     if args.preview:
         texts, stats = sample(args.run_dir, args.preview, exclude, args.seed + 1, args.temperature)
         print(json.dumps(stats), *texts, sep="\n")
         return
-    store = args.out.with_name(args.out.name + "-texts")
-    store.mkdir(parents=True, exist_ok=True)
-    if not (store / "logits.npy").is_file():
-        texts, stats = sample(args.run_dir, args.count, exclude, args.seed, args.temperature)
-        write_jsonl_atomic(store / "texts.jsonl", [{"text": t} for t in texts])
-        (store / "sampling.json").write_text(json.dumps(stats, indent=1))
-        model, tokenizer = load_teacher(args.run_dir)
-        started = time.time()
-        logits = teacher_logits(model, tokenizer, texts, teacher_max_length(args.run_dir), 64, desc="teacher on seeded texts")
-        stats["teacher_seconds"] = time.time() - started
-        (store / "sampling.json").write_text(json.dumps(stats, indent=1))
-        np.save(store / "logits.npy", logits)
-    texts = [json.loads(line)["text"] for line in (store / "texts.jsonl").open()]
-    logits = np.load(store / "logits.npy")
-    stats = json.loads((store / "sampling.json").read_text())
-    probabilities, default = softmax(logits), softmax(load_annotations(args.run_dir, "synthetic"))
-    print(f"{len(texts)} seeded texts ({stats['kept_texts_per_second']:.1f} kept texts/s, {stats['sampled']} sampled); teacher >= "
-          f"{CONFIDENT} sure of {(probabilities.max(1) >= CONFIDENT).mean():.1%} (RUN's synthetic texts: {(default.max(1) >= CONFIDENT).mean():.1%}), "
-          f"label counts {np.bincount(probabilities.argmax(1)).tolist()}")
+    texts, logits, _ = labeled_store(args.run_dir, args.out, lambda: sample(args.run_dir, args.count, exclude, args.seed, args.temperature),
+                                     "seeded texts")
     swap_and_replace(args.run_dir, args.out, texts, logits)
 
 
