@@ -16,13 +16,11 @@ labeled by RUN's teacher (torch fp32). Two runs, RUN hard-linked, whose syntheti
 Resumes: the sentences and their logits are kept in OUT-texts/ once made.
 """
 
-import argparse
 import random
 import re
-from pathlib import Path
 
 from gendistill.compressor.data import read_labeled, text_key
-from probe_run import known_texts, labeled_store, swap_and_replace  # benchmarks/student/probe_run.py
+from probe_run import known_texts, labeled_store, probe_parser, swap_and_replace  # benchmarks/student/probe_run.py
 
 
 def news_sentences() -> list[str]:
@@ -39,11 +37,7 @@ def news_sentences() -> list[str]:
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--count", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = probe_parser(10000)
     args = parser.parse_args()
 
     def make():

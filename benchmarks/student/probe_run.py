@@ -6,6 +6,7 @@ replaced by another one (join_pools.py, mix_pools.py, instruct_probe.py, seed_wo
 Also shared by the probes that add a training-only term to the student's loss (token_targets.py, lm_probe.py):
 `train_with_extra_loss` and `side_module`."""
 
+import argparse
 import json
 import os
 import shutil
@@ -162,3 +163,13 @@ def labeled_store(run_dir: Path, out: Path, make, what: str) -> tuple[list[str],
           f"{(probabilities.max(1) >= CONFIDENT).mean():.1%} (RUN's synthetic texts: {(default.max(1) >= CONFIDENT).mean():.1%}), "
           f"label counts {np.bincount(probabilities.argmax(1)).tolist()}; {json.dumps(stats)}")
     return texts, logits, stats
+
+
+def probe_parser(count: int) -> argparse.ArgumentParser:
+    """The arguments every transfer-text probe takes: RUN, OUT, --count (texts to make) and --seed."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--count", type=int, default=count)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser

@@ -23,7 +23,6 @@ Resumes: the seeded texts and their logits are kept in OUT-texts/ once made. `--
 and stops.
 """
 
-import argparse
 import json
 import random
 import time
@@ -34,7 +33,7 @@ from gendistill.compressor.rundir import read_json, stage_path
 from gendistill.compressor.samplers import open_sampler
 from gendistill.compressor.synthesize import SynthesizeSettings
 from gendistill.compressor.training import progress
-from probe_run import known_texts, labeled_store, swap_and_replace  # benchmarks/student/probe_run.py
+from probe_run import known_texts, labeled_store, probe_parser, swap_and_replace  # benchmarks/student/probe_run.py
 
 
 def seed_words(run_dir: Path) -> list[str]:
@@ -73,11 +72,7 @@ def sample(run_dir: Path, count: int, exclude: set[str], seed: int, temperature:
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--count", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = probe_parser(10000)
     parser.add_argument("--preview", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature of the continuation (default: RUN's)")
     args = parser.parse_args()
