@@ -29,9 +29,9 @@ def news_sentences() -> list[str]:
     sentences, seen = [], set()
     for article in texts:
         for sentence in re.split(r"(?<=[.?!])\s+|\n+", article):
-            sentence = sentence.strip()
-            if 5 <= len(sentence.split()) <= 40 and text_key(sentence) not in seen:
-                seen.add(text_key(sentence))
+            sentence, key = sentence.strip(), text_key(sentence)
+            if 5 <= len(sentence.split()) <= 40 and key not in seen:
+                seen.add(key)
                 sentences.append(sentence)
     return sentences
 

@@ -80,12 +80,10 @@ def known_texts(run_dir: Path) -> set[str]:
     return known
 
 
-def label_and_save(run_dir: Path, out_dir: Path, texts: list[str], what: str, model=None, tokenizer=None) -> np.ndarray:
-    """The run's teacher (torch fp32; `model` and `tokenizer` when already loaded) over `texts`, saved with them by
-    `save_transfer_texts`; prints its rate, mean max-probability and predicted label counts. Returns the logits."""
+def teacher_on(run_dir: Path, texts: list[str], what: str, model=None, tokenizer=None) -> tuple[np.ndarray, float]:
+    """The run's teacher (torch fp32, at its input length, calibrated as the annotate stage's; `model` and `tokenizer`
+    when already loaded) over `texts`: (logits, seconds it took)."""
     import time
-
-    import torch
 
     from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
 
@@ -93,7 +91,16 @@ def label_and_save(run_dir: Path, out_dir: Path, texts: list[str], what: str, mo
         model, tokenizer = load_teacher(run_dir)
     started = time.time()
     logits = teacher_logits(model, tokenizer, texts, teacher_max_length(run_dir), 64, desc=f"teacher on {what}")
-    print(f"teacher: {len(texts) / (time.time() - started):.1f} texts/s")
+    return logits, time.time() - started
+
+
+def label_and_save(run_dir: Path, out_dir: Path, texts: list[str], what: str, model=None, tokenizer=None) -> np.ndarray:
+    """`teacher_on` `texts`, saved with them by `save_transfer_texts`; prints its rate, mean max-probability and
+    predicted label counts. Returns the logits."""
+    import torch
+
+    logits, seconds = teacher_on(run_dir, texts, what, model, tokenizer)
+    print(f"teacher: {len(texts) / seconds:.1f} texts/s")
     save_transfer_texts(out_dir, texts, logits)
     probabilities = torch.softmax(torch.from_numpy(logits), 1).numpy()
     print(f"mean max-probability {probabilities.max(1).mean():.3f}, label counts {np.bincount(probabilities.argmax(1)).tolist()}")
@@ -136,14 +143,12 @@ def swap_and_replace(run_dir: Path, out: Path, texts: list[str], logits: np.ndar
 
 
 def labeled_store(run_dir: Path, out: Path, make, what: str) -> tuple[list[str], np.ndarray, dict]:
-    """A probe's texts and RUN's teacher logits on them (torch fp32), made once and kept in OUT-texts/ (texts.jsonl,
+    """A probe's texts and RUN's teacher logits on them (`teacher_on`), made once and kept in OUT-texts/ (texts.jsonl,
     logits.npy, stats.json) so that a re-run resumes: `make()` returns (texts, stats), and stats gains the teacher's
     seconds. Prints how sure the teacher is of them beside RUN's own synthetic texts."""
     import json
-    import time
 
     from gendistill.compressor.annotate import CONFIDENT, load_annotations
-    from gendistill.compressor.teacher import load_teacher, teacher_logits, teacher_max_length
     from gendistill.runtime.classifier import softmax
 
     store = out.with_name(out.name + "-texts")
@@ -151,10 +156,8 @@ def labeled_store(run_dir: Path, out: Path, make, what: str) -> tuple[list[str],
     if not (store / "logits.npy").is_file():
         texts, stats = make()
         write_jsonl_atomic(store / "texts.jsonl", [{"text": t} for t in texts])
-        model, tokenizer = load_teacher(run_dir)
-        started = time.time()
-        logits = teacher_logits(model, tokenizer, texts, teacher_max_length(run_dir), 64, desc=f"teacher on {what}")
-        (store / "stats.json").write_text(json.dumps({**stats, "teacher_seconds": time.time() - started}, indent=1))
+        logits, seconds = teacher_on(run_dir, texts, what)
+        (store / "stats.json").write_text(json.dumps({**stats, "teacher_seconds": seconds}, indent=1))
         np.save(store / "logits.npy", logits)
     texts = [json.loads(line)["text"] for line in (store / "texts.jsonl").open()]
     logits, stats = np.load(store / "logits.npy"), json.loads((store / "stats.json").read_text())
@@ -166,7 +169,7 @@ def labeled_store(run_dir: Path, out: Path, make, what: str) -> tuple[list[str],
 
 
 def probe_parser(count: int) -> argparse.ArgumentParser:
-    """The arguments every transfer-text probe takes: RUN, OUT, --count (texts to make) and --seed."""
+    """The arguments of the probes that make a store of texts (`labeled_store`): RUN, OUT, --count and --seed."""
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)

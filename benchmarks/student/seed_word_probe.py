@@ -26,12 +26,14 @@ and stops.
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from gendistill.compressor.data import text_key
-from gendistill.compressor.rundir import read_json, stage_path
+from gendistill.compressor.rundir import stage_path
 from gendistill.compressor.samplers import open_sampler
-from gendistill.compressor.synthesize import SynthesizeSettings
+from gendistill.compressor.bench_synthesize import run_settings
+from gendistill.compressor.synthesize import drop_reason
 from gendistill.compressor.training import progress
 from probe_run import known_texts, labeled_store, probe_parser, swap_and_replace  # benchmarks/student/probe_run.py
 
@@ -45,14 +47,13 @@ def seed_words(run_dir: Path) -> list[str]:
 
 
 def sample(run_dir: Path, count: int, exclude: set[str], seed: int, temperature: float | None) -> tuple[list[str], dict]:
-    saved = read_json(stage_path(run_dir, "synthesize") / "settings.json")
-    settings = SynthesizeSettings(**{k: v for k, v in saved.items() if k in SynthesizeSettings.__dataclass_fields__})
+    settings = run_settings(run_dir)
     if temperature is not None:
-        settings.sampling_temperature = temperature
+        settings = replace(settings, sampling_temperature=temperature)
     sampler = open_sampler(settings, run_dir)
     words = seed_words(run_dir)
     rng = random.Random(seed)
-    kept, seen, sampled, started, shard = [], set(exclude), 0, time.time(), 0
+    kept, seen, sampled, started, shard = [], set(), 0, time.time(), 0
     bar = progress(total=count, desc="seeded synthesis", unit="text")
     while len(kept) < count and sampled < 4 * count:
         chosen = [rng.choice(words).capitalize() for _ in range(settings.batch_size)]
@@ -60,7 +61,7 @@ def sample(run_dir: Path, count: int, exclude: set[str], seed: int, temperature:
         for row in sampler.sample(len(prefixes), settings, seed * 100_003 + shard, prefixes):
             sampled += 1
             key = text_key(row["text"])
-            if key and key not in seen:
+            if drop_reason(key, seen, exclude) is None:
                 seen.add(key)
                 kept.append(row["text"])
         shard += 1
